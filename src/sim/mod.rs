@@ -1,0 +1,1 @@
+//! The embedded Alpaca-compatible simulator (placeholder until the simulator lands).
