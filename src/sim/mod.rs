@@ -1,1 +1,47 @@
-//! The embedded Alpaca-compatible simulator (placeholder until the simulator lands).
+//! The embedded Alpaca-compatible market simulator: herd's default venue, the venue of every
+//! integration test, and the fault injector of every resilience test.
+//!
+//! It serves Alpaca's Trading API v2 and Market Data API v2 paths on one loopback port over
+//! real HTTP, so herd (and the official SDKs) use the same code path as against Alpaca.
+//!
+//! Map:
+//! - `config`: the `[sim]` table, defaults, validation.
+//! - `calendar`, `clock`: market sessions in New York time; sim time = start + real × speed.
+//! - `market`: seeded, reproducible prices and bars (synthetic regimes or CSV replay).
+//! - `exchange`: accounts, orders, positions, matching.
+//! - `api`: HTTP routes by endpoint group, the gateway middleware (auth, rate limit, faults,
+//!   stats) and the control endpoints under `/__sim`.
+//! - `auth`, `ratelimit`, `faults`, `stats`: the gateway's parts.
+//! - `state`, `server`: shared state and the HTTP server.
+//!
+//! Invariants:
+//! - Every response under `/v2` has Alpaca's shape; no request can make the simulator panic.
+//! - A closed bar never changes, and the same seed gives the same prices whatever the order
+//!   or timing of requests.
+//! - Sim time drives bars, order times and the clock alike.
+
+mod api;
+mod auth;
+mod calendar;
+mod clock;
+mod config;
+mod exchange;
+mod faults;
+mod market;
+mod ratelimit;
+mod server;
+mod state;
+mod stats;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+pub use calendar::MarketHours;
+pub use config::{FaultsConfig, Redacted, SimConfig, SimConfigError, SimDuration, SymbolParams};
+pub use faults::{FaultSpec, LostAs};
+pub use server::{SimError, SimServer};
+
+/// Locks `m`, recovering the data if a thread panicked while holding it: every critical section
+/// leaves the state consistent before it can panic, so the data is still usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

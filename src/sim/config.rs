@@ -1,0 +1,483 @@
+//! The simulator's configuration: the `[sim]` table of herd's config file, its defaults and its
+//! validation.
+//!
+//! Invariants:
+//! - Every key has a default, so an empty `[sim]` table (or none) is a working simulator.
+//! - Unknown keys are rejected at every level (`deny_unknown_fields`), so a typo fails loudly.
+//! - [`SimConfig::validate`] checks every value; its error names the key as `sim.<key>`, the bad
+//!   value and what is allowed, in one line.
+//! - Durations are humantime strings ("2s", "250ms"): env overrides arrive as strings anyway.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::calendar::MarketHours;
+use super::faults::FaultSpec;
+
+/// The `[sim]` table. See `docs/simulator.md` for the user-facing description of every key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Sim seconds per real second. 100 closes a 5-minute bar every 3 real seconds, so a new user
+    /// sees strategies trade at once. 0 freezes the clock; it then moves only through
+    /// `POST /__sim/clock`, which makes tests deterministic.
+    pub speed: f64,
+    /// Seed of every random choice (prices, regimes, fault dice). Same seed, same prices.
+    pub seed: u64,
+    /// Sim time at startup (RFC 3339). Unset: the wall clock at startup floored to the minute, so
+    /// the sim's "today" is the user's today.
+    pub start: Option<String>,
+    /// "always" (open around the clock: the embedded default, so trades happen at once) or
+    /// "regular" (09:30–16:00 America/New_York on weekdays).
+    pub market_hours: MarketHours,
+    /// Days of history before `start` that bars exist for; strategies need lookback at once.
+    pub history_days: u32,
+    /// Cash of every new account (one account per API key id).
+    pub initial_cash: f64,
+    /// Account margin multiplier, as Alpaca reports it: 1 (cash account, no shorting), 2 or 4.
+    pub margin_multiplier: u32,
+    /// Whether sells beyond the long position may open short positions (needs multiplier ≥ 2).
+    pub shorting: bool,
+    /// Quoted bid/ask spread in basis points of the price; market orders pay half of it.
+    pub spread_bps: f64,
+    /// Extra adverse price movement, in basis points, on market and triggered stop fills.
+    pub slippage_bps: f64,
+    /// Largest share of one minute's volume a single order may fill in that minute; larger
+    /// orders fill partially over several minutes.
+    pub max_fill_share: f64,
+    /// Sim time between an order becoming active and its first fill chance. Real venues are not
+    /// instant, and a non-zero delay makes clients poll `GET /v2/orders/{id}` as against Alpaca.
+    pub fill_delay: SimDuration,
+    /// Requests per minute per API key (trading and market data counted apart, as Alpaca does),
+    /// counted in real time because it protects the server. 0 disables.
+    pub rate_limit: u32,
+    /// When set (with `secret_key`), only this key pair is accepted; otherwise any non-empty pair.
+    pub key_id: Option<String>,
+    /// The secret paired with `key_id`. Redacted when the config is printed.
+    pub secret_key: Option<Redacted>,
+    /// Directory of `SYMBOL.csv` files with OHLCV bars to replay (format in docs/simulator.md).
+    pub csv_dir: Option<PathBuf>,
+    /// Most bars on one page, whatever `limit` asks (Alpaca caps pages at 10000). Lower it to
+    /// exercise client paging.
+    pub max_page_size: u32,
+    /// Whether prices move through regimes (trending, mean-reverting, volatile, calm); false
+    /// gives plain geometric Brownian motion with each symbol's drift and volatility.
+    pub regimes: bool,
+    /// Parameters applied to every symbol; per-symbol entries in `symbols` override them.
+    pub defaults: SymbolParams,
+    /// Per-symbol parameters, keyed by ticker.
+    pub symbols: BTreeMap<String, SymbolParams>,
+    /// Faults injected from startup, per endpoint group; also settable at run time.
+    pub faults: FaultsConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            speed: 100.0,
+            seed: 42,
+            start: None,
+            market_hours: MarketHours::Always,
+            history_days: 365,
+            initial_cash: 100_000.0,
+            margin_multiplier: 2,
+            shorting: true,
+            spread_bps: 2.0,
+            slippage_bps: 1.0,
+            max_fill_share: 0.1,
+            fill_delay: SimDuration(Duration::from_secs(2)),
+            rate_limit: 200,
+            key_id: None,
+            secret_key: None,
+            csv_dir: None,
+            max_page_size: 10_000,
+            regimes: true,
+            defaults: SymbolParams::default(),
+            symbols: BTreeMap::new(),
+            faults: FaultsConfig::default(),
+        }
+    }
+}
+
+/// Per-symbol market parameters. Every field is optional: unset fields come from `defaults`,
+/// then from the built-in table of well-known tickers, then from generic values.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SymbolParams {
+    /// Price at the first session of the start day.
+    pub start_price: Option<f64>,
+    /// Annualised drift (0.05 = +5 % a year of trading time).
+    pub drift: Option<f64>,
+    /// Annualised volatility (0.2 = 20 %), over 252 sessions of 390 minutes.
+    pub volatility: Option<f64>,
+    /// Strength of trending regimes, as a price move per hour (0.025 = 2.5 % an hour).
+    pub trend: Option<f64>,
+    /// Average traded shares per minute; bounds fills (see `max_fill_share`).
+    pub volume: Option<f64>,
+    /// Listing exchange reported on positions and assets (a value alpaca-py accepts).
+    pub exchange: Option<String>,
+}
+
+/// Fault settings of the three endpoint groups.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// `/v2/account`, `/v2/clock`, `/v2/calendar`, `/v2/assets`, `/v2/positions…`.
+    pub trading: FaultSpec,
+    /// `/v2/stocks/…` (market data).
+    pub data: FaultSpec,
+    /// `/v2/orders…`.
+    pub orders: FaultSpec,
+}
+
+/// A duration written as a humantime string ("2s", "1m 30s", "250ms").
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct SimDuration(pub Duration);
+
+impl SimDuration {
+    pub const ZERO: SimDuration = SimDuration(Duration::ZERO);
+
+    pub fn from_millis(ms: u64) -> Self {
+        SimDuration(Duration::from_millis(ms))
+    }
+}
+
+impl fmt::Debug for SimDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl fmt::Display for SimDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for SimDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for SimDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(SimDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}): expected a duration like \"2s\", \"250ms\" or \"1m 30s\""
+                ))
+            })
+    }
+}
+
+/// A secret string: deserialised as given, never printed or serialised in clear.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl Redacted {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Redacted {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// A configuration value out of range: names the key, the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid sim.{key} = {value}: {allowed}")]
+pub struct SimConfigError {
+    /// Key path below `sim.`, e.g. `faults.orders.error_rate`.
+    pub key: String,
+    /// The offending value as written.
+    pub value: String,
+    /// What would be accepted.
+    pub allowed: String,
+}
+
+fn bad(key: &str, value: impl fmt::Display, allowed: &str) -> SimConfigError {
+    SimConfigError {
+        key: key.to_string(),
+        value: value.to_string(),
+        allowed: allowed.to_string(),
+    }
+}
+
+/// Longest fill delay and fault hang accepted; longer values are almost surely unit mistakes.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+impl SimConfig {
+    /// Checks every value; the error names the key (as `sim.<key>`), the bad value and what is
+    /// allowed.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        if !(self.speed.is_finite() && (0.0..=1_000_000.0).contains(&self.speed)) {
+            return Err(bad(
+                "speed",
+                self.speed,
+                "a number from 0 (frozen clock) to 1000000",
+            ));
+        }
+        self.start_time()?;
+        if !(1..=3650).contains(&self.history_days) {
+            return Err(bad("history_days", self.history_days, "1 to 3650 days"));
+        }
+        if !(self.initial_cash.is_finite() && self.initial_cash >= 0.0 && self.initial_cash <= 1e12)
+        {
+            return Err(bad("initial_cash", self.initial_cash, "0 to 1e12 dollars"));
+        }
+        if ![1, 2, 4].contains(&self.margin_multiplier) {
+            return Err(bad(
+                "margin_multiplier",
+                self.margin_multiplier,
+                "1, 2 or 4",
+            ));
+        }
+        check_range("spread_bps", self.spread_bps, 0.0, 1000.0)?;
+        check_range("slippage_bps", self.slippage_bps, 0.0, 1000.0)?;
+        if !(self.max_fill_share.is_finite()
+            && self.max_fill_share > 0.0
+            && self.max_fill_share <= 1.0)
+        {
+            return Err(bad(
+                "max_fill_share",
+                self.max_fill_share,
+                "a share of minute volume above 0 and at most 1",
+            ));
+        }
+        if self.fill_delay.0 > MAX_DELAY {
+            return Err(bad("fill_delay", self.fill_delay, "at most 1h of sim time"));
+        }
+        match (&self.key_id, &self.secret_key) {
+            (Some(k), Some(s)) if !k.is_empty() && !s.expose().is_empty() => {}
+            (None, None) => {}
+            (Some(k), _) if k.is_empty() => {
+                return Err(bad("key_id", "\"\"", "a non-empty key id, or unset"));
+            }
+            (Some(_), _) => {
+                return Err(bad(
+                    "secret_key",
+                    "(unset or empty)",
+                    "a non-empty secret whenever sim.key_id is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "key_id",
+                    "(unset)",
+                    "a key id whenever sim.secret_key is set",
+                ));
+            }
+        }
+        if let Some(dir) = &self.csv_dir
+            && dir.as_os_str().is_empty()
+        {
+            return Err(bad("csv_dir", "\"\"", "a directory path, or unset"));
+        }
+        if !(1..=10_000).contains(&self.max_page_size) {
+            return Err(bad("max_page_size", self.max_page_size, "1 to 10000 bars"));
+        }
+        self.defaults.validate("defaults")?;
+        for (symbol, params) in &self.symbols {
+            if !super::market::is_valid_symbol(symbol) {
+                return Err(bad(
+                    &format!("symbols.{symbol}"),
+                    symbol,
+                    "a ticker of 1 to 10 characters A-Z, 0-9 or '.'",
+                ));
+            }
+            params.validate(&format!("symbols.{symbol}"))?;
+        }
+        self.faults.trading.validate("faults.trading")?;
+        self.faults.data.validate("faults.data")?;
+        self.faults.orders.validate("faults.orders")?;
+        Ok(())
+    }
+
+    /// The configured start time, or `None` for "the wall clock at startup".
+    pub fn start_time(&self) -> Result<Option<DateTime<Utc>>, SimConfigError> {
+        match &self.start {
+            None => Ok(None),
+            Some(text) => DateTime::parse_from_rfc3339(text.trim())
+                .map(|t| Some(t.with_timezone(&Utc)))
+                .map_err(|_| {
+                    bad(
+                        "start",
+                        format!("{text:?}"),
+                        "an RFC 3339 time such as \"2024-03-04T14:30:00Z\", or unset for now",
+                    )
+                }),
+        }
+    }
+}
+
+impl SymbolParams {
+    fn validate(&self, prefix: &str) -> Result<(), SimConfigError> {
+        if let Some(p) = self.start_price
+            && !(p.is_finite() && (0.01..=1_000_000.0).contains(&p))
+        {
+            return Err(bad(
+                &format!("{prefix}.start_price"),
+                p,
+                "a price from 0.01 to 1000000",
+            ));
+        }
+        if let Some(d) = self.drift {
+            check_range(&format!("{prefix}.drift"), d, -2.0, 2.0)?;
+        }
+        if let Some(v) = self.volatility {
+            check_range(&format!("{prefix}.volatility"), v, 0.0, 5.0)?;
+        }
+        if let Some(t) = self.trend {
+            check_range(&format!("{prefix}.trend"), t, 0.0, 0.2)?;
+        }
+        if let Some(v) = self.volume
+            && !(v.is_finite() && (1.0..=1e9).contains(&v))
+        {
+            return Err(bad(
+                &format!("{prefix}.volume"),
+                v,
+                "1 to 1e9 shares per minute",
+            ));
+        }
+        if let Some(x) = &self.exchange
+            && !super::market::EXCHANGES.contains(&x.as_str())
+        {
+            return Err(bad(
+                &format!("{prefix}.exchange"),
+                format!("{x:?}"),
+                &format!("one of {}", super::market::EXCHANGES.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn check_range(key: &str, v: f64, lo: f64, hi: f64) -> Result<(), SimConfigError> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(bad(key, v, &format!("a number from {lo} to {hi}")))
+    }
+}
+
+pub(crate) fn check_delay(key: &str, d: SimDuration) -> Result<(), SimConfigError> {
+    if d.0 <= MAX_DELAY {
+        Ok(())
+    } else {
+        Err(bad(key, d, "at most 1h"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        SimConfig::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn empty_table_gives_defaults() {
+        let cfg: SimConfig = toml::from_str("").expect("empty table");
+        assert_eq!(cfg.speed, 100.0);
+        assert_eq!(cfg.seed, 42);
+        assert_eq!(cfg.fill_delay, SimDuration(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<SimConfig>("sped = 3.0").expect_err("typo rejected");
+        assert!(err.to_string().contains("sped"), "{err}");
+        let err = toml::from_str::<SimConfig>("[faults.orders]\nerror_rat = 0.5")
+            .expect_err("nested typo rejected");
+        assert!(err.to_string().contains("error_rat"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_as_humantime_and_bad_ones_name_the_format() {
+        let cfg: SimConfig = toml::from_str("fill_delay = \"250ms\"").expect("parses");
+        assert_eq!(cfg.fill_delay, SimDuration::from_millis(250));
+        let err = toml::from_str::<SimConfig>("fill_delay = \"soon\"").expect_err("bad");
+        assert!(
+            err.to_string().contains("expected a duration like"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validation_names_key_value_and_allowed() {
+        let cfg = SimConfig {
+            speed: -1.0,
+            ..SimConfig::default()
+        };
+        let err = cfg.validate().expect_err("negative speed");
+        assert_eq!(
+            err.to_string(),
+            "invalid sim.speed = -1: a number from 0 (frozen clock) to 1000000"
+        );
+        let mut cfg = SimConfig::default();
+        cfg.faults.orders.error_rate = 2.0;
+        let err = cfg.validate().expect_err("rate above 1");
+        assert!(
+            err.to_string()
+                .starts_with("invalid sim.faults.orders.error_rate = 2"),
+            "{err}"
+        );
+        let cfg = SimConfig {
+            start: Some("yesterday".into()),
+            ..SimConfig::default()
+        };
+        assert!(
+            cfg.validate()
+                .expect_err("bad start")
+                .to_string()
+                .contains("sim.start")
+        );
+    }
+
+    #[test]
+    fn secret_is_redacted_when_printed() {
+        let cfg = SimConfig {
+            key_id: Some("k".into()),
+            secret_key: Some(Redacted("hunter2".into())),
+            ..SimConfig::default()
+        };
+        cfg.validate().expect("pinned pair is valid");
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        let json = serde_json::to_string(&cfg).expect("serialises");
+        assert!(!json.contains("hunter2"));
+    }
+
+    #[test]
+    fn key_without_secret_is_rejected() {
+        let cfg = SimConfig {
+            key_id: Some("k".into()),
+            ..SimConfig::default()
+        };
+        assert!(
+            cfg.validate()
+                .expect_err("no secret")
+                .to_string()
+                .contains("secret_key")
+        );
+    }
+}

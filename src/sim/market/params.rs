@@ -1,0 +1,152 @@
+//! Per-symbol market parameters: resolution of config overrides over built-in values.
+//!
+//! Any valid ticker can be asked for. Well-known tickers get plausible built-in levels
+//! (price, volume, listing exchange); any other ticker gets a start price derived from the
+//! ticker and seed, so two unknown tickers do not trade at the same price.
+//!
+//! Precedence, per field: `sim.symbols.<T>` > `sim.defaults` > built-in table > generic value.
+
+use crate::sim::config::SymbolParams;
+
+use super::rng::{KeyedRng, Stream};
+
+/// Listing exchanges alpaca-py accepts on positions and assets (its `AssetExchange` enum).
+pub const EXCHANGES: &[&str] = &[
+    "AMEX", "ARCA", "ASCX", "BATS", "NYSE", "NASDAQ", "NYSEARCA", "OTC",
+];
+
+/// Resolved parameters of one symbol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub start_price: f64,
+    /// Annualised drift.
+    pub drift: f64,
+    /// Annualised volatility.
+    pub volatility: f64,
+    /// Trend strength: fractional move per hour in a trending regime.
+    pub trend: f64,
+    /// Average shares per minute.
+    pub volume: f64,
+    pub exchange: String,
+}
+
+/// Trading minutes per year used to scale annualised parameters (252 sessions of 390 minutes).
+pub const MINUTES_PER_YEAR: f64 = 252.0 * 390.0;
+
+const GENERIC_DRIFT: f64 = 0.05;
+const GENERIC_VOLATILITY: f64 = 0.25;
+/// 2.5 % an hour: a 100-minute trending stretch moves about 4 %, so herd's default momentum
+/// threshold (±2 % over 20 five-minute bars) fires within minutes of any start.
+const GENERIC_TREND: f64 = 0.035;
+const GENERIC_VOLUME: f64 = 20_000.0;
+
+/// (ticker, start price, annual volatility, shares per minute, exchange). Prices are round
+/// recent levels; they only need to look familiar.
+const BUILT_IN: &[(&str, f64, f64, f64, &str)] = &[
+    ("SPY", 550.0, 0.18, 150_000.0, "ARCA"),
+    ("QQQ", 480.0, 0.22, 100_000.0, "NASDAQ"),
+    ("IWM", 210.0, 0.24, 60_000.0, "ARCA"),
+    ("DIA", 420.0, 0.17, 10_000.0, "ARCA"),
+    ("AAPL", 220.0, 0.28, 120_000.0, "NASDAQ"),
+    ("MSFT", 420.0, 0.26, 60_000.0, "NASDAQ"),
+    ("NVDA", 120.0, 0.50, 600_000.0, "NASDAQ"),
+    ("AMZN", 190.0, 0.32, 100_000.0, "NASDAQ"),
+    ("GOOGL", 170.0, 0.30, 60_000.0, "NASDAQ"),
+    ("META", 520.0, 0.38, 40_000.0, "NASDAQ"),
+    ("TSLA", 240.0, 0.60, 250_000.0, "NASDAQ"),
+    ("AMD", 150.0, 0.50, 120_000.0, "NASDAQ"),
+    ("JPM", 210.0, 0.24, 25_000.0, "NYSE"),
+    ("XOM", 115.0, 0.26, 40_000.0, "NYSE"),
+    ("GLD", 230.0, 0.15, 20_000.0, "ARCA"),
+    ("TLT", 95.0, 0.16, 80_000.0, "NASDAQ"),
+];
+
+/// True for tickers the simulator accepts: 1–10 characters of A–Z, 0–9 and '.'.
+pub fn is_valid_symbol(symbol: &str) -> bool {
+    (1..=10).contains(&symbol.len())
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.')
+        && symbol.as_bytes()[0].is_ascii_uppercase()
+}
+
+/// Resolves the parameters of `symbol`.
+pub fn resolve(
+    symbol: &str,
+    seed: u64,
+    defaults: &SymbolParams,
+    overrides: Option<&SymbolParams>,
+) -> Params {
+    let built_in = BUILT_IN.iter().find(|(t, ..)| *t == symbol);
+    let pick = |f: fn(&SymbolParams) -> Option<f64>| overrides.and_then(f).or_else(|| f(defaults));
+    let start_price = pick(|p| p.start_price)
+        .or(built_in.map(|b| b.1))
+        .unwrap_or_else(|| unknown_ticker_price(symbol, seed));
+    let exchange = overrides
+        .and_then(|p| p.exchange.clone())
+        .or_else(|| defaults.exchange.clone())
+        .or(built_in.map(|b| b.4.to_string()))
+        .unwrap_or_else(|| "NASDAQ".to_string());
+    Params {
+        start_price,
+        drift: pick(|p| p.drift).unwrap_or(GENERIC_DRIFT),
+        volatility: pick(|p| p.volatility)
+            .or(built_in.map(|b| b.2))
+            .unwrap_or(GENERIC_VOLATILITY),
+        trend: pick(|p| p.trend).unwrap_or(GENERIC_TREND),
+        volume: pick(|p| p.volume)
+            .or(built_in.map(|b| b.3))
+            .unwrap_or(GENERIC_VOLUME),
+        exchange,
+    }
+}
+
+/// A start price for an unknown ticker: log-uniform between $15 and $400, fixed by the ticker.
+fn unknown_ticker_price(symbol: &str, seed: u64) -> f64 {
+    let mut rng = KeyedRng::new(seed, symbol, Stream::Ticker, 0);
+    let x = rng.uniform();
+    let p = (15f64.ln() + x * (400f64.ln() - 15f64.ln())).exp();
+    (p * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_symbol_then_defaults_then_built_in() {
+        let defaults = SymbolParams {
+            volatility: Some(0.4),
+            ..SymbolParams::default()
+        };
+        let spy = resolve("SPY", 42, &defaults, None);
+        assert_eq!(spy.start_price, 550.0);
+        assert_eq!(spy.volatility, 0.4);
+        assert_eq!(spy.exchange, "ARCA");
+        let over = SymbolParams {
+            start_price: Some(10.0),
+            ..SymbolParams::default()
+        };
+        let spy = resolve("SPY", 42, &defaults, Some(&over));
+        assert_eq!(spy.start_price, 10.0);
+    }
+
+    #[test]
+    fn unknown_tickers_get_a_stable_plausible_price() {
+        let a = resolve("ZZZZ", 42, &SymbolParams::default(), None);
+        let b = resolve("ZZZZ", 42, &SymbolParams::default(), None);
+        assert_eq!(a, b);
+        assert!((15.0..=400.0).contains(&a.start_price));
+        assert_eq!(a.exchange, "NASDAQ");
+    }
+
+    #[test]
+    fn symbol_syntax() {
+        assert!(is_valid_symbol("SPY"));
+        assert!(is_valid_symbol("BRK.B"));
+        assert!(!is_valid_symbol("spy"));
+        assert!(!is_valid_symbol(""));
+        assert!(!is_valid_symbol("BTC/USD"));
+        assert!(!is_valid_symbol("ABCDEFGHIJK"));
+    }
+}

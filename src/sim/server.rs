@@ -1,0 +1,100 @@
+//! The simulator's HTTP server: binding, serving on the caller's actix runtime, stopping.
+//!
+//! Invariants:
+//! - No signal handlers (herd owns process signals); one worker thread.
+//! - `start` returns once the socket is bound, so the port is known and connections queue.
+//! - `stop` is graceful but bounded: hung (fault-injected) requests get one second.
+
+use std::net::SocketAddr;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpServer, web};
+use chrono::TimeDelta;
+
+use super::api;
+use super::clock::SimClock;
+use super::config::{SimConfig, SimConfigError};
+use super::market::{Market, Replay, ReplayError};
+use super::state::SimState;
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(transparent)]
+    Config(#[from] SimConfigError),
+    #[error("sim.csv_dir: {0}")]
+    Replay(#[from] ReplayError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running simulator.
+pub struct SimServer {
+    addr: SocketAddr,
+    speed: f64,
+    handle: ServerHandle,
+    task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl SimServer {
+    /// Binds `addr` (port 0 allowed), starts serving, returns once listening. Must be called
+    /// inside an actix System (herd's own, or `#[actix_web::test]`).
+    pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<SimServer, SimError> {
+        config.validate()?;
+        let replay = match &config.csv_dir {
+            Some(dir) => Replay::load(dir, config.market_hours)?,
+            None => Replay::default(),
+        };
+        let start = match (config.start_time()?, replay.span()) {
+            (Some(t), _) => t,
+            // Replaying without a start: one day into the data, so strategies have lookback.
+            (None, Some((first, _))) => first + TimeDelta::days(1),
+            (None, None) => SimClock::default_start(),
+        };
+        let market = Market::new(&config, start, replay);
+        let speed = config.speed;
+        let state = web::Data::new(SimState::new(config, start, market));
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .on_connect(api::on_connect)
+                .bind(addr)
+                .map_err(|source| SimError::Bind { addr, source })?;
+        let bound = server.addrs().first().copied().unwrap_or(addr);
+        let server = server.run();
+        let handle = server.handle();
+        let task = actix_web::rt::spawn(server);
+        tracing::info!(addr = %bound, speed, "simulator listening");
+        Ok(SimServer {
+            addr: bound,
+            speed,
+            handle,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`: serves both the trading and the market data paths.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// Graceful stop of the HTTP server.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}

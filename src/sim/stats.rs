@@ -1,0 +1,78 @@
+//! Request counters per route, readable at `GET /__sim/stats`.
+//!
+//! herd's broker tests assert things like "one bars request per batch window" by counting
+//! here. A route is `METHOD pattern` (e.g. `GET /v2/stocks/bars`, `GET /v2/orders/{id}`).
+//!
+//! Invariants: every `/v2` request is counted exactly once, with the status the client got
+//! (`reset` for dropped connections); control endpoints (`/__sim`) are not counted.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RouteStats {
+    pub requests: u64,
+    /// Responses by status ("200", "429", ... or "reset").
+    pub statuses: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// When counting started (wall clock; reset by `DELETE /__sim/stats`).
+    pub since: DateTime<Utc>,
+    pub requests: u64,
+    /// 429s from the quota and from injected throttling.
+    pub rate_limited: u64,
+    /// Injected faults by kind: throttle, error, timeout, reset, malformed, lost.
+    pub faults: BTreeMap<String, u64>,
+    pub routes: BTreeMap<String, RouteStats>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            since: Utc::now(),
+            requests: 0,
+            rate_limited: 0,
+            faults: BTreeMap::new(),
+            routes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Stats {
+    /// Counts a finished request on `route` with `status` (e.g. "200" or "reset").
+    pub fn record(&mut self, route: &str, status: &str) {
+        self.requests += 1;
+        if status == "429" {
+            self.rate_limited += 1;
+        }
+        let r = self.routes.entry(route.to_string()).or_default();
+        r.requests += 1;
+        *r.statuses.entry(status.to_string()).or_default() += 1;
+    }
+
+    pub fn fault(&mut self, kind: &str) {
+        *self.faults.entry(kind.to_string()).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_route_and_status() {
+        let mut s = Stats::default();
+        s.record("GET /v2/stocks/bars", "200");
+        s.record("GET /v2/stocks/bars", "429");
+        s.record("GET /v2/clock", "200");
+        assert_eq!(s.requests, 3);
+        assert_eq!(s.rate_limited, 1);
+        let bars = &s.routes["GET /v2/stocks/bars"];
+        assert_eq!(bars.requests, 2);
+        assert_eq!(bars.statuses["429"], 1);
+    }
+}
