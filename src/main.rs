@@ -1,1 +1,141 @@
-fn main() {}
+//! The `herd` binary: `run` (the default), `sim`, `check-config`.
+//!
+//! Exit codes: 0 success; 1 start-up failure or a drain that missed its deadline; 2 invalid
+//! configuration; 130 forced by a second signal.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use herd::settings::{LoadOptions, Settings};
+
+const EXIT_CONFIG: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "herd",
+    version,
+    about = "Many trading strategies in one process, supervised, against Alpaca or the embedded simulator"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every configured strategy instance (the default). Without credentials, against the
+    /// embedded simulator.
+    Run {
+        /// A TOML file layered over config/default.toml and config/$HERD_ENV.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Run only the Alpaca-compatible simulator, for development and SDK tests.
+    Sim {
+        #[arg(long, default_value_t = 8750)]
+        port: u16,
+        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+        bind: IpAddr,
+        /// Venue seconds per real second (overrides sim.speed).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Market seed (overrides sim.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the effective configuration (secrets redacted); exit 2 if it is invalid.
+    CheckConfig {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
+    Settings::load(&LoadOptions::from_process(config)).map_err(|e| {
+        eprintln!("herd: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn init_logs(settings: &Settings) -> Result<(), ExitCode> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    herd::telemetry::init(&settings.log, rust_log.as_deref()).map_err(|e| {
+        eprintln!("herd: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run { config: None }) {
+        Command::CheckConfig { config } => match load(config) {
+            Ok(settings) => {
+                print!("{}", settings.to_redacted_toml());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => {
+            let settings = match load(config).and_then(|s| init_logs(&s).map(|()| s)) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            // Bound to a name so that the runtime is not dropped before `exit` below.
+            let system = actix::System::new();
+            let code = match system.block_on(herd::app::run(settings)) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!(error = %e, "herd could not start");
+                    eprintln!("herd: {e}");
+                    1
+                }
+            };
+            // Exit here rather than by dropping the runtime: the drop would wait for every
+            // blocking-pool thread, e.g. a strategy core still deciding past the drain
+            // deadline. The drain has already settled what matters.
+            std::process::exit(i32::from(code));
+        }
+        Command::Sim {
+            port,
+            bind,
+            speed,
+            seed,
+            config,
+        } => {
+            let mut settings = match load(config).and_then(|s| init_logs(&s).map(|()| s)) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            if let Some(speed) = speed {
+                settings.sim.speed = speed;
+            }
+            if let Some(seed) = seed {
+                settings.sim.seed = seed;
+            }
+            if let Err(e) = settings.sim.validate() {
+                eprintln!("herd: invalid configuration: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            actix::System::new().block_on(run_sim(settings, SocketAddr::new(bind, port)))
+        }
+    }
+}
+
+async fn run_sim(settings: Settings, addr: SocketAddr) -> ExitCode {
+    let sim = match herd::sim::SimServer::start(settings.sim, addr).await {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("herd: cannot start the simulator on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signal = herd::shutdown::signal().await;
+    tracing::info!(signal, "simulator stopping");
+    sim.stop().await;
+    ExitCode::SUCCESS
+}

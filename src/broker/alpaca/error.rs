@@ -1,0 +1,246 @@
+//! Errors of upstream calls, typed by what the caller does next.
+//!
+//! | variant | reads | order submit |
+//! |---|---|---|
+//! | `Timeout`, `Connect`, `Server`, `Malformed` | retry | outcome unknown: look the order up by client id |
+//! | `RateLimited` | retry after the reset | not placed: safe to resubmit with the same id |
+//! | `Rejected`, `NotFound` | report | final: record the rejection |
+//! | `Unauthorized` | give up: configuration is wrong | give up |
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One kind of upstream call; the unit of metrics (and of circuit breakers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Clock,
+    Account,
+    Positions,
+    Bars,
+    SubmitOrder,
+    GetOrder,
+    OrderByClientId,
+    ListOrders,
+    CancelOrder,
+}
+
+impl Operation {
+    pub const ALL: &[Operation] = &[
+        Operation::Clock,
+        Operation::Account,
+        Operation::Positions,
+        Operation::Bars,
+        Operation::SubmitOrder,
+        Operation::GetOrder,
+        Operation::OrderByClientId,
+        Operation::ListOrders,
+        Operation::CancelOrder,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Clock => "clock",
+            Operation::Account => "account",
+            Operation::Positions => "positions",
+            Operation::Bars => "bars",
+            Operation::SubmitOrder => "submit_order",
+            Operation::GetOrder => "get_order",
+            Operation::OrderByClientId => "order_by_client_id",
+            Operation::ListOrders => "list_orders",
+            Operation::CancelOrder => "cancel_order",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AlpacaError {
+    #[error("{op}: no answer within {after:?}")]
+    Timeout { op: Operation, after: Duration },
+    #[error("{op}: connection failed: {detail}")]
+    Connect { op: Operation, detail: String },
+    #[error("{op}: venue error {status}: {message}")]
+    Server {
+        op: Operation,
+        status: u16,
+        message: String,
+    },
+    #[error("{op}: rate limited (429), quota resets at {reset_at:?}")]
+    RateLimited {
+        op: Operation,
+        reset_at: Option<DateTime<Utc>>,
+    },
+    #[error("{op}: rejected with {status} (code {code:?}): {message}")]
+    Rejected {
+        op: Operation,
+        status: u16,
+        code: Option<u64>,
+        message: String,
+    },
+    #[error("{op}: not found: {message}")]
+    NotFound { op: Operation, message: String },
+    #[error(
+        "{op}: not authorised ({status}): {message}; check ALPACA_API_KEY / ALPACA_SECRET_KEY and the base URL"
+    )]
+    Unauthorized {
+        op: Operation,
+        status: u16,
+        message: String,
+    },
+    #[error("{op}: unreadable answer: {detail}")]
+    Malformed { op: Operation, detail: String },
+}
+
+impl AlpacaError {
+    /// A read that failed this way may succeed if repeated.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { .. }
+                | Self::Connect { .. }
+                | Self::Server { .. }
+                | Self::RateLimited { .. }
+                | Self::Malformed { .. }
+        )
+    }
+
+    /// For an order submit: the venue may or may not have the order.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout { .. }
+                | Self::Connect { .. }
+                | Self::Server { .. }
+                | Self::Malformed { .. }
+        )
+    }
+
+    /// Alpaca's answer to a reused `client_order_id`.
+    pub fn is_duplicate_client_order_id(&self) -> bool {
+        matches!(self, Self::Rejected { status: 422, message, .. } if message.contains("client_order_id"))
+    }
+
+    /// The metric label of this outcome.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } => "connect_error",
+            Self::Server { .. } => "server_error",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Rejected { .. } => "rejected",
+            Self::NotFound { .. } => "not_found",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Malformed { .. } => "malformed",
+        }
+    }
+
+    pub(super) fn from_transport(op: Operation, error: &reqwest::Error, timeout: Duration) -> Self {
+        if error.is_timeout() {
+            Self::Timeout { op, after: timeout }
+        } else if error.is_decode() {
+            Self::Malformed {
+                op,
+                detail: error.to_string(),
+            }
+        } else {
+            // Walk the source chain: reqwest's top-level message alone says little.
+            let mut detail = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(s) = source {
+                detail.push_str(": ");
+                detail.push_str(&s.to_string());
+                source = s.source();
+            }
+            Self::Connect { op, detail }
+        }
+    }
+
+    /// Classifies a non-2xx answer. Alpaca's body is `{"code":…, "message":…}`, but gateways
+    /// send bodies without `code`, or HTML.
+    pub(super) fn from_status(
+        op: Operation,
+        status: u16,
+        body: &[u8],
+        reset_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            code: Option<u64>,
+            message: Option<String>,
+        }
+        let parsed = serde_json::from_slice::<Body>(body).ok();
+        let code = parsed.as_ref().and_then(|b| b.code);
+        let message = parsed
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+        match status {
+            401 => Self::Unauthorized {
+                op,
+                status,
+                message,
+            },
+            // 403 with an Alpaca code is a business refusal (buying power, quantity); a bare 403
+            // is the gateway refusing the credentials.
+            403 if code.is_none() => Self::Unauthorized {
+                op,
+                status,
+                message,
+            },
+            404 => Self::NotFound { op, message },
+            429 => Self::RateLimited { op, reset_at },
+            400..=499 => Self::Rejected {
+                op,
+                status,
+                code,
+                message,
+            },
+            _ => Self::Server {
+                op,
+                status,
+                message,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_typed_by_what_the_caller_does_next() {
+        let op = Operation::SubmitOrder;
+        let dup = AlpacaError::from_status(
+            op,
+            422,
+            br#"{"code":40010001,"message":"client_order_id must be unique"}"#,
+            None,
+        );
+        assert!(dup.is_duplicate_client_order_id());
+        assert!(!dup.is_retryable());
+        let bp = AlpacaError::from_status(
+            op,
+            403,
+            br#"{"code":40310000,"message":"insufficient buying power"}"#,
+            None,
+        );
+        assert!(matches!(bp, AlpacaError::Rejected { status: 403, .. }));
+        let forbidden = AlpacaError::from_status(op, 403, br#"{"message":"forbidden."}"#, None);
+        assert!(matches!(forbidden, AlpacaError::Unauthorized { .. }));
+        let html = AlpacaError::from_status(op, 502, b"<html>bad gateway</html>", None);
+        assert!(html.outcome_unknown() && html.is_retryable());
+        assert!(matches!(
+            AlpacaError::from_status(op, 429, b"", None),
+            AlpacaError::RateLimited { .. }
+        ));
+    }
+}

@@ -1,0 +1,260 @@
+//! The Alpaca REST client: typed calls for clock, account, positions, orders and bars.
+//!
+//! Invariants:
+//! - Every call is bounded by `call_timeout`: reqwest cancels the request itself (the seed's
+//!   breaker timed out but left the HTTP request running).
+//! - Every call is counted in `herd_broker_requests_total{operation,outcome}` and timed, here and
+//!   only here.
+//! - No call is retried here: retry policy belongs to the broker, which knows whether an
+//!   operation is safe to repeat.
+
+mod error;
+pub mod models;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::de::DeserializeOwned;
+
+pub use error::{AlpacaError, Operation};
+use models::{Account, BarsPage, Clock, Order, OrderRequest, Position};
+
+use crate::domain::{Bar, Symbol, Timeframe};
+use crate::metrics::Metrics;
+use crate::settings::Secret;
+
+const KEY_HEADER: &str = "APCA-API-KEY-ID";
+const SECRET_HEADER: &str = "APCA-API-SECRET-KEY";
+/// Pages followed for one bars query before giving up: a venue that keeps returning tokens
+/// must not trap a tick in an endless loop.
+const MAX_BAR_PAGES: usize = 100;
+
+/// Where and how to reach Alpaca (or the simulator).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub trading_url: String,
+    pub data_url: String,
+    pub key_id: Secret,
+    pub secret_key: Secret,
+    pub feed: String,
+    pub call_timeout: Duration,
+}
+
+/// Cheap to clone: the connection pool is shared.
+#[derive(Clone)]
+pub struct AlpacaClient {
+    http: reqwest::Client,
+    endpoint: Arc<Endpoint>,
+    metrics: Arc<Metrics>,
+}
+
+/// Sort order of a bars query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
+/// One multi-symbol bars query.
+#[derive(Debug, Clone)]
+pub struct BarsQuery {
+    pub symbols: Vec<Symbol>,
+    pub timeframe: Timeframe,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+    pub sort: SortOrder,
+}
+
+impl AlpacaClient {
+    pub fn new(endpoint: Endpoint, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(endpoint.call_timeout)
+            .connect_timeout(endpoint.call_timeout)
+            .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            endpoint: Arc::new(endpoint),
+            metrics,
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub async fn clock(&self) -> Result<Clock, AlpacaError> {
+        self.get_json(Operation::Clock, self.trading("/v2/clock"), &[])
+            .await
+    }
+
+    pub async fn account(&self) -> Result<Account, AlpacaError> {
+        self.get_json(Operation::Account, self.trading("/v2/account"), &[])
+            .await
+    }
+
+    pub async fn positions(&self) -> Result<Vec<Position>, AlpacaError> {
+        self.get_json(Operation::Positions, self.trading("/v2/positions"), &[])
+            .await
+    }
+
+    pub async fn submit_order(&self, order: &OrderRequest) -> Result<Order, AlpacaError> {
+        let request = self.http.post(self.trading("/v2/orders")).json(order);
+        self.send_json(Operation::SubmitOrder, request).await
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Order, AlpacaError> {
+        let url = self.trading(&format!("/v2/orders/{id}"));
+        self.get_json(Operation::GetOrder, url, &[]).await
+    }
+
+    /// The order with this `client_order_id`, or `None` if the venue never accepted one.
+    pub async fn order_by_client_id(
+        &self,
+        client_order_id: &str,
+    ) -> Result<Option<Order>, AlpacaError> {
+        let url = self.trading("/v2/orders:by_client_order_id");
+        let query = [("client_order_id", client_order_id.to_owned())];
+        match self.get_json(Operation::OrderByClientId, url, &query).await {
+            Ok(order) => Ok(Some(order)),
+            Err(AlpacaError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every bar of the query, following `next_page_token`, per symbol in the order received.
+    pub async fn bars(&self, query: &BarsQuery) -> Result<HashMap<Symbol, Vec<Bar>>, AlpacaError> {
+        let symbols = query
+            .symbols
+            .iter()
+            .map(Symbol::as_str)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut params = vec![
+            ("symbols", symbols),
+            ("timeframe", query.timeframe.to_string()),
+            (
+                "start",
+                query
+                    .start
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ),
+            ("limit", "10000".to_owned()),
+            ("feed", self.endpoint.feed.clone()),
+            (
+                "sort",
+                if query.sort == SortOrder::Asc {
+                    "asc"
+                } else {
+                    "desc"
+                }
+                .to_owned(),
+            ),
+        ];
+        if let Some(end) = query.end {
+            params.push((
+                "end",
+                end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ));
+        }
+        let url = self.data("/v2/stocks/bars");
+        let mut out: HashMap<Symbol, Vec<Bar>> = HashMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_BAR_PAGES {
+            let mut page_params = params.clone();
+            if let Some(t) = &token {
+                page_params.push(("page_token", t.clone()));
+            }
+            let page: BarsPage = self
+                .get_json(Operation::Bars, url.clone(), &page_params)
+                .await?;
+            for (symbol, bars) in page.bars {
+                if let Ok(symbol) = Symbol::parse(&symbol) {
+                    out.entry(symbol).or_default().extend(bars);
+                }
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
+                _ => return Ok(out),
+            }
+        }
+        Err(AlpacaError::Malformed {
+            op: Operation::Bars,
+            detail: format!("more than {MAX_BAR_PAGES} pages of bars; narrow the query"),
+        })
+    }
+
+    fn trading(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.trading_url.trim_end_matches('/'))
+    }
+
+    fn data(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.data_url.trim_end_matches('/'))
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        url: String,
+        query: &[(&str, String)],
+    ) -> Result<T, AlpacaError> {
+        let request = self.http.get(url).query(query);
+        self.send_json(op, request).await
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, AlpacaError> {
+        let started = Instant::now();
+        let result = self.send(op, request).await.and_then(|body| {
+            serde_json::from_slice(&body).map_err(|e| AlpacaError::Malformed {
+                op,
+                detail: e.to_string(),
+            })
+        });
+        let outcome = result.as_ref().map_or_else(AlpacaError::kind, |_| "ok");
+        self.metrics.broker_request(op, outcome, started.elapsed());
+        result
+    }
+
+    async fn send(
+        &self,
+        op: Operation,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, AlpacaError> {
+        let timeout = self.endpoint.call_timeout;
+        let response = request
+            .header(KEY_HEADER, self.endpoint.key_id.expose())
+            .header(SECRET_HEADER, self.endpoint.secret_key.expose())
+            .send()
+            .await
+            .map_err(|e| AlpacaError::from_transport(op, &e, timeout))?;
+        let status = response.status().as_u16();
+        let reset_at = rate_limit_reset(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| AlpacaError::from_transport(op, &e, timeout))?;
+        if (200..300).contains(&status) {
+            Ok(body.to_vec())
+        } else {
+            Err(AlpacaError::from_status(op, status, &body, reset_at))
+        }
+    }
+}
+
+/// `X-Ratelimit-Reset`: epoch seconds at which the quota window resets.
+fn rate_limit_reset(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
+    let secs: i64 = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Utc.timestamp_opt(secs, 0).single()
+}

@@ -1,0 +1,381 @@
+//! herd's own record of the orders it placed, and each instance's position built from their
+//! fills.
+//!
+//! The book outlives BrokerActor incarnations (the Supervisor rebuilds the actor, not this), so
+//! a broker restart never forgets an order in flight or an instance's holdings. The journal
+//! will make it durable across processes.
+//!
+//! Invariants:
+//! - One record per `client_order_id`: asking to place a decision that is already in the book
+//!   returns the existing record instead of sending anything.
+//! - A position changes only by the fill quantity the venue reports beyond what was already
+//!   applied, so re-reading an order never double-counts a fill.
+//! - Orders that are not final are never evicted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::alpaca::models::{Order, OrderStatus};
+use crate::domain::{ClientOrderId, InstanceId, Side, Symbol};
+use crate::strategy::OrderIntent;
+
+/// Final records kept in memory for `/orders`; older ones are dropped first.
+const KEEP_FINAL: usize = 10_000;
+
+/// herd's view of where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Being sent; the venue's answer is not in yet.
+    Submitting,
+    /// The venue has it and it may still fill.
+    Open,
+    Filled,
+    Canceled,
+    Expired,
+    /// The venue refused it.
+    Rejected,
+    /// herd refused it before sending (risk gate, halt).
+    Refused,
+    /// Sent, but whether the venue has it is not known yet; resolved by client id lookup.
+    Unknown,
+}
+
+impl OrderState {
+    /// The same spelling as the JSON of `/orders`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitting => "submitting",
+            Self::Open => "open",
+            Self::Filled => "filled",
+            Self::Canceled => "canceled",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Refused => "refused",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Filled | Self::Canceled | Self::Expired | Self::Rejected | Self::Refused
+        )
+    }
+
+    fn from_venue(status: OrderStatus) -> Self {
+        match status {
+            OrderStatus::Filled => Self::Filled,
+            OrderStatus::Canceled | OrderStatus::Replaced => Self::Canceled,
+            OrderStatus::Expired => Self::Expired,
+            OrderStatus::Rejected => Self::Rejected,
+            _ => Self::Open,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderRecord {
+    pub instance: InstanceId,
+    pub client_order_id: ClientOrderId,
+    /// The venue's order id, once known.
+    pub order_id: Option<String>,
+    pub symbol: Symbol,
+    pub side: Side,
+    pub qty: Decimal,
+    pub state: OrderState,
+    /// The venue's own status string, when it has the order.
+    pub venue_status: Option<OrderStatus>,
+    pub filled_qty: Decimal,
+    pub filled_avg_price: Option<Decimal>,
+    /// Start of the bar the decision was made on.
+    pub decided_on: DateTime<Utc>,
+    pub reason: String,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl OrderRecord {
+    fn signed(&self, qty: Decimal) -> Decimal {
+        if self.side == Side::Buy { qty } else { -qty }
+    }
+}
+
+#[derive(Default)]
+struct BookInner {
+    /// By insertion sequence: iteration order is age order.
+    records: BTreeMap<u64, OrderRecord>,
+    by_client_id: HashMap<ClientOrderId, u64>,
+    next_seq: u64,
+    positions: HashMap<(InstanceId, Symbol), Decimal>,
+}
+
+/// The result of [`OrderBook::begin`].
+pub enum Begin {
+    /// A new record in state `Submitting`: send it.
+    New(OrderRecord),
+    /// The same decision is already in the book: do not send again.
+    Existing(OrderRecord),
+}
+
+#[derive(Default)]
+pub struct OrderBook {
+    /// A std mutex: every critical section is a few map operations, never held across `.await`.
+    inner: Mutex<BookInner>,
+}
+
+impl OrderBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BookInner> {
+        // A panic while holding the lock cannot leave a half-applied fill (updates are single
+        // assignments after all checks), so a poisoned lock's data is still consistent.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a decision about to be sent, or finds the record it already has.
+    pub fn begin(
+        &self,
+        instance: &InstanceId,
+        intent: &OrderIntent,
+        client_order_id: ClientOrderId,
+    ) -> Begin {
+        let mut b = self.lock();
+        if let Some(seq) = b.by_client_id.get(&client_order_id)
+            && let Some(existing) = b.records.get(seq)
+        {
+            return Begin::Existing(existing.clone());
+        }
+        let now = Utc::now();
+        let record = OrderRecord {
+            instance: instance.clone(),
+            client_order_id: client_order_id.clone(),
+            order_id: None,
+            symbol: intent.symbol.clone(),
+            side: intent.side,
+            qty: intent.qty,
+            state: OrderState::Submitting,
+            venue_status: None,
+            filled_qty: Decimal::ZERO,
+            filled_avg_price: None,
+            decided_on: intent.decided_on,
+            reason: intent.reason.clone(),
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let seq = b.next_seq;
+        b.next_seq += 1;
+        b.by_client_id.insert(client_order_id, seq);
+        b.records.insert(seq, record.clone());
+        evict_old_final(&mut b);
+        Begin::New(record)
+    }
+
+    /// Applies what the venue says about one of herd's orders; returns the updated record and
+    /// the newly filled quantity (0 when nothing new filled).
+    pub fn apply_venue(
+        &self,
+        client_order_id: &ClientOrderId,
+        order: &Order,
+    ) -> Option<(OrderRecord, Decimal)> {
+        let mut b = self.lock();
+        let seq = *b.by_client_id.get(client_order_id)?;
+        let record = b.records.get_mut(&seq)?;
+        let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
+        record.order_id = Some(order.id.clone());
+        record.venue_status = Some(order.status);
+        record.state = OrderState::from_venue(order.status);
+        record.filled_qty = record.filled_qty.max(order.filled_qty);
+        record.filled_avg_price = order.filled_avg_price.or(record.filled_avg_price);
+        record.error = None;
+        record.updated_at = Utc::now();
+        let signed = record.signed(newly_filled);
+        let updated = record.clone();
+        if !newly_filled.is_zero() {
+            *b.positions
+                .entry((updated.instance.clone(), updated.symbol.clone()))
+                .or_default() += signed;
+        }
+        Some((updated, newly_filled))
+    }
+
+    /// Marks an order refused, rejected or unknown, with the reason.
+    pub fn mark(
+        &self,
+        client_order_id: &ClientOrderId,
+        state: OrderState,
+        error: String,
+    ) -> Option<OrderRecord> {
+        let mut b = self.lock();
+        let seq = *b.by_client_id.get(client_order_id)?;
+        let record = b.records.get_mut(&seq)?;
+        record.state = state;
+        record.error = Some(error);
+        record.updated_at = Utc::now();
+        Some(record.clone())
+    }
+
+    /// This instance's filled positions and signed pending quantities for `symbols`.
+    pub fn instance_view(
+        &self,
+        instance: &InstanceId,
+        symbols: &[Symbol],
+    ) -> (HashMap<Symbol, Decimal>, HashMap<Symbol, Decimal>) {
+        let b = self.lock();
+        let positions = symbols
+            .iter()
+            .filter_map(|s| {
+                let q = b.positions.get(&(instance.clone(), s.clone()))?;
+                Some((s.clone(), *q))
+            })
+            .collect();
+        let mut pending: HashMap<Symbol, Decimal> = HashMap::new();
+        for r in b
+            .records
+            .values()
+            .filter(|r| &r.instance == instance && !r.state.is_final())
+        {
+            *pending.entry(r.symbol.clone()).or_default() += r.signed(r.qty - r.filled_qty);
+        }
+        (positions, pending)
+    }
+
+    pub fn get(&self, client_order_id: &ClientOrderId) -> Option<OrderRecord> {
+        let b = self.lock();
+        b.by_client_id
+            .get(client_order_id)
+            .and_then(|seq| b.records.get(seq))
+            .cloned()
+    }
+
+    /// Records that are not final: to be looked up at the venue.
+    pub fn unsettled(&self) -> Vec<OrderRecord> {
+        self.lock()
+            .records
+            .values()
+            .filter(|r| !r.state.is_final())
+            .cloned()
+            .collect()
+    }
+
+    /// Newest first.
+    pub fn recent(&self, limit: usize) -> Vec<OrderRecord> {
+        self.lock()
+            .records
+            .values()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
+fn evict_old_final(b: &mut BookInner) {
+    let finals = b.records.values().filter(|r| r.state.is_final()).count();
+    if finals <= KEEP_FINAL {
+        return;
+    }
+    let excess = finals - KEEP_FINAL;
+    let victims: Vec<u64> = b
+        .records
+        .iter()
+        .filter(|(_, r)| r.state.is_final())
+        .take(excess)
+        .map(|(seq, _)| *seq)
+        .collect();
+    for seq in victims {
+        if let Some(r) = b.records.remove(&seq) {
+            b.by_client_id.remove(&r.client_order_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn intent(side: Side, qty: i64) -> OrderIntent {
+        OrderIntent {
+            symbol: Symbol::parse("SPY").unwrap(),
+            side,
+            qty: Decimal::from(qty),
+            decided_on: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap(),
+            reason: "test".into(),
+        }
+    }
+
+    fn venue(cid: &str, status: OrderStatus, filled: i64) -> Order {
+        serde_json::from_value(serde_json::json!({
+            "id": "6f1c1f4e-0000-4000-8000-000000000001", "client_order_id": cid, "symbol": "SPY",
+            "qty": "10", "filled_qty": filled.to_string(), "side": "buy", "type": "market",
+            "status": status, "created_at": "2026-03-02T15:00:00Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_same_decision_is_never_sent_twice() {
+        let book = OrderBook::new();
+        let id = InstanceId::parse("m").unwrap();
+        let cid = ClientOrderId::new("cid-1".into());
+        assert!(matches!(
+            book.begin(&id, &intent(Side::Buy, 10), cid.clone()),
+            Begin::New(_)
+        ));
+        assert!(matches!(
+            book.begin(&id, &intent(Side::Buy, 10), cid),
+            Begin::Existing(_)
+        ));
+    }
+
+    #[test]
+    fn fills_move_the_position_once_and_pending_shrinks() {
+        let book = OrderBook::new();
+        let id = InstanceId::parse("m").unwrap();
+        let spy = Symbol::parse("SPY").unwrap();
+        let cid = ClientOrderId::new("cid-1".into());
+        book.begin(&id, &intent(Side::Buy, 10), cid.clone());
+        let (_, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+        assert_eq!(pending[&spy], Decimal::from(10));
+        book.apply_venue(&cid, &venue("cid-1", OrderStatus::PartiallyFilled, 4));
+        book.apply_venue(&cid, &venue("cid-1", OrderStatus::PartiallyFilled, 4));
+        let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+        assert_eq!(
+            (pos[&spy], pending[&spy]),
+            (Decimal::from(4), Decimal::from(6))
+        );
+        book.apply_venue(&cid, &venue("cid-1", OrderStatus::Filled, 10));
+        let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+        assert_eq!(pos[&spy], Decimal::from(10));
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn positions_are_per_instance() {
+        let book = OrderBook::new();
+        let (a, b) = (
+            InstanceId::parse("a").unwrap(),
+            InstanceId::parse("b").unwrap(),
+        );
+        let spy = Symbol::parse("SPY").unwrap();
+        let cid = ClientOrderId::new("cid-a".into());
+        book.begin(&a, &intent(Side::Buy, 10), cid.clone());
+        book.apply_venue(&cid, &venue("cid-a", OrderStatus::Filled, 10));
+        assert!(
+            book.instance_view(&b, std::slice::from_ref(&spy))
+                .0
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Ops endpoints: Kubernetes probes, health, metrics, strategy instances, orders, cache stats.
+//!
+//! Invariants:
+//! - `/livez` reflects only the process itself (its actor system answers); a venue outage
+//!   never restarts herd. Venue reachability belongs to `/readyz`.
+//! - `/readyz` reads [`ProcessState`](crate::process::ProcessState) atomically, so it turns 503
+//!   the instant a drain starts.
+//! - `/health` reports last-known state and never calls the venue per request.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::OpsState;
+use crate::broker::{BrokerStatus, GetBrokerStatus, ListOrders};
+use crate::metrics::{OPENMETRICS_CONTENT_TYPE, RenderMetrics};
+use crate::process::Phase;
+use crate::supervisor::{ChildRole, ChildView, Lifecycle, ListChildren};
+
+pub const LIVEZ: &str = "/livez";
+pub const LIVE: &str = "/live";
+pub const READYZ: &str = "/readyz";
+pub const READY: &str = "/ready";
+pub const HEALTH: &str = "/health";
+pub const METRICS: &str = "/metrics";
+pub const STRATEGIES: &str = "/strategies";
+pub const ORDERS: &str = "/orders";
+pub const CACHE_STATS: &str = "/cache/stats";
+
+/// How long a handler waits for an actor before answering that it is unavailable.
+const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
+const ORDERS_DEFAULT: usize = 100;
+const ORDERS_MAX: usize = 1000;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(LIVEZ, web::get().to(livez))
+        .route(LIVE, web::get().to(livez))
+        .route(READYZ, web::get().to(readyz))
+        .route(READY, web::get().to(readyz))
+        .route(HEALTH, web::get().to(health))
+        .route(METRICS, web::get().to(metrics))
+        .route(STRATEGIES, web::get().to(strategies))
+        .route(ORDERS, web::get().to(orders))
+        .route(CACHE_STATS, web::get().to(cache_stats));
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message.into() }))
+}
+
+async fn children(state: &OpsState) -> Option<Vec<ChildView>> {
+    state
+        .supervisor
+        .send(ListChildren)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .ok()
+}
+
+async fn livez(state: web::Data<OpsState>) -> HttpResponse {
+    let uptime = state.process.started_at.elapsed().as_secs_f64();
+    match children(&state).await {
+        Some(_) => HttpResponse::Ok().json(json!({ "alive": true, "uptime_seconds": uptime })),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the supervisor does not answer",
+        ),
+    }
+}
+
+async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+    let p = &state.process;
+    let body = json!({
+        "ready": p.is_ready(),
+        "phase": p.phase(),
+        "venue_reached": p.venue_reached(),
+        "essential_failed": p.essential_failed(),
+    });
+    let status = if p.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(body)
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    phase: Phase,
+    venue: crate::settings::Venue,
+    uptime_seconds: f64,
+    halted: Option<String>,
+    broker: Option<BrokerStatus>,
+    children: Vec<ChildView>,
+    cache: crate::cache::CacheStats,
+}
+
+async fn health(state: web::Data<OpsState>) -> HttpResponse {
+    let p = &state.process;
+    let children = children(&state).await.unwrap_or_default();
+    let broker = match state.broker.get() {
+        Some(b) => b.send(GetBrokerStatus).timeout(ACTOR_TIMEOUT).await.ok(),
+        None => None,
+    };
+    let halted = p.halted().map(|r| r.to_string());
+    let degraded = children
+        .iter()
+        .any(|c| matches!(c.state, Lifecycle::Failed | Lifecycle::Restarting))
+        || broker
+            .as_ref()
+            .is_none_or(|b| b.health.consecutive_failures > 0);
+    let status = match p.phase() {
+        Phase::Starting => "starting",
+        Phase::Draining => "draining",
+        Phase::Running if halted.is_some() => "halted",
+        Phase::Running if degraded => "degraded",
+        Phase::Running => "ok",
+    };
+    let code = if matches!(status, "ok" | "degraded") {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(code).json(Health {
+        status,
+        phase: p.phase(),
+        venue: state.venue,
+        uptime_seconds: p.started_at.elapsed().as_secs_f64(),
+        halted,
+        broker,
+        children,
+        cache: state.cache.stats(),
+    })
+}
+
+async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+    let Some(actor) = state.metrics.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "metrics are restarting");
+    };
+    match actor.send(RenderMetrics).timeout(ACTOR_TIMEOUT).await {
+        Ok(Ok(text)) => HttpResponse::Ok()
+            .content_type(OPENMETRICS_CONTENT_TYPE)
+            .body(text),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("metrics unavailable: {e}"),
+        ),
+    }
+}
+
+async fn strategies(state: web::Data<OpsState>) -> HttpResponse {
+    match children(&state).await {
+        Some(children) => {
+            let instances: Vec<_> = children
+                .into_iter()
+                .filter(|c| matches!(c.role, ChildRole::Strategy { .. }))
+                .collect();
+            HttpResponse::Ok().json(json!({ "strategies": instances }))
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the supervisor does not answer",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrdersQuery {
+    limit: Option<String>,
+}
+
+async fn orders(state: web::Data<OpsState>, query: web::Query<OrdersQuery>) -> HttpResponse {
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => ORDERS_DEFAULT,
+        Some(Ok(n)) if (1..=ORDERS_MAX).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "limit = {:?}: must be a whole number from 1 to {ORDERS_MAX}",
+                    query.limit.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+    };
+    let Some(broker) = state.broker.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is restarting");
+    };
+    match broker
+        .send(ListOrders { limit })
+        .timeout(ACTOR_TIMEOUT)
+        .await
+    {
+        Ok(orders) => HttpResponse::Ok().json(json!({ "orders": orders })),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker does not answer: {e}"),
+        ),
+    }
+}
+
+async fn cache_stats(state: web::Data<OpsState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.cache.stats())
+}

@@ -1,0 +1,294 @@
+//! Every metric herd exports, defined in this one place, and the MetricsActor that owns the
+//! registry and renders `/metrics` as OpenMetrics text.
+//!
+//! Invariants:
+//! - Hot paths record through [`Metrics`]' shared atomic handles and never wait on the actor.
+//! - Label values are bounded sets (operation, outcome, configured instance ids, child ids);
+//!   order ids, symbols of arbitrary orders or error text never become labels.
+//! - Names follow Prometheus conventions: the `herd_` prefix comes from the registry, counters get
+//!   `_total` from prometheus-client, units are base units (seconds).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::broker::alpaca::Operation;
+use crate::supervisor::{Drain, DrainAck, ExitNotifier, ExitReason};
+
+/// The content type `/metrics` answers with.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TickLabels {
+    instance: String,
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrderLabels {
+    instance: String,
+    side: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChildLabels {
+    child: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChildStateLabels {
+    child: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~10 s: the OpenTelemetry advisory range for HTTP client durations.
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// Shared handles to every metric. Cloning an `Arc<Metrics>` is how a component gets them.
+pub struct Metrics {
+    ticks: Family<TickLabels, Counter>,
+    orders: Family<OrderLabels, Counter>,
+    broker_requests: Family<RequestLabels, Counter>,
+    broker_latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    restarts: Family<ChildLabels, Counter>,
+    child_state: Family<ChildStateLabels, Gauge>,
+    build_info: Family<BuildLabels, Gauge>,
+    start_time: Gauge<f64, AtomicU64>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_evictions: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let m = Self {
+            ticks: Family::default(),
+            orders: Family::default(),
+            broker_requests: Family::default(),
+            broker_latency: Family::new_with_constructor(latency_histogram),
+            restarts: Family::default(),
+            child_state: Family::default(),
+            build_info: Family::default(),
+            start_time: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_evictions: Counter::default(),
+        };
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        m.start_time.set(now.as_secs_f64());
+        Arc::new(m)
+    }
+
+    /// Registers every handle in a fresh registry (one per MetricsActor incarnation).
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("herd");
+        r.register(
+            "strategy_ticks",
+            "Strategy ticks by instance and outcome",
+            self.ticks.clone(),
+        );
+        r.register(
+            "orders",
+            "Orders by instance, side and outcome",
+            self.orders.clone(),
+        );
+        r.register(
+            "broker_requests",
+            "Upstream broker requests by operation and outcome",
+            self.broker_requests.clone(),
+        );
+        r.register_with_unit(
+            "broker_request_duration",
+            "Upstream broker request latency",
+            prometheus_client::registry::Unit::Seconds,
+            self.broker_latency.clone(),
+        );
+        r.register(
+            "supervisor_restarts",
+            "Restarts of supervised actors",
+            self.restarts.clone(),
+        );
+        r.register(
+            "child_state",
+            "Lifecycle state of each supervised actor (1 for the current state)",
+            self.child_state.clone(),
+        );
+        r.register(
+            "cache_hits",
+            "Cache lookups answered from the cache",
+            self.cache_hits.clone(),
+        );
+        r.register(
+            "cache_misses",
+            "Cache lookups that went upstream",
+            self.cache_misses.clone(),
+        );
+        r.register(
+            "cache_evictions",
+            "Expired cache entries removed",
+            self.cache_evictions.clone(),
+        );
+        r.register("build_info", "herd version", self.build_info.clone());
+        r.register_with_unit(
+            "process_start_time",
+            "Start time of the process since the Unix epoch",
+            prometheus_client::registry::Unit::Seconds,
+            self.start_time.clone(),
+        );
+        r
+    }
+
+    pub fn tick(&self, instance: &str, kind: &'static str, outcome: &'static str) {
+        self.ticks
+            .get_or_create(&TickLabels {
+                instance: instance.to_owned(),
+                kind,
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn order(&self, instance: &str, side: &'static str, outcome: &'static str) {
+        self.orders
+            .get_or_create(&OrderLabels {
+                instance: instance.to_owned(),
+                side,
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn broker_request(&self, op: Operation, outcome: &'static str, elapsed: Duration) {
+        let operation = op.as_str();
+        self.broker_requests
+            .get_or_create(&RequestLabels { operation, outcome })
+            .inc();
+        self.broker_latency
+            .get_or_create(&OperationLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn restart(&self, child: &str) {
+        self.restarts
+            .get_or_create(&ChildLabels {
+                child: child.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn cache_lookup(&self, hit: bool) {
+        if hit {
+            self.cache_hits.inc();
+        } else {
+            self.cache_misses.inc();
+        }
+    }
+
+    pub fn cache_evictions(&self, n: u64) {
+        self.cache_evictions.inc_by(n);
+    }
+
+    /// (hits, misses, evictions) since the process started.
+    pub fn cache_totals(&self) -> (u64, u64, u64) {
+        (
+            self.cache_hits.get(),
+            self.cache_misses.get(),
+            self.cache_evictions.get(),
+        )
+    }
+
+    /// Sets `state` to 1 and every other state of `child` to 0.
+    pub fn child_state(&self, child: &str, state: &'static str, all_states: &[&'static str]) {
+        for s in all_states {
+            let labels = ChildStateLabels {
+                child: child.to_owned(),
+                state: s,
+            };
+            self.child_state
+                .get_or_create(&labels)
+                .set(i64::from(*s == state));
+        }
+    }
+}
+
+/// Owns the registry; renders it on request.
+pub struct MetricsActor {
+    /// Built fresh by every incarnation from the shared handles, so a restart loses no counts.
+    registry: Registry,
+    /// Tells the Supervisor why this incarnation ended.
+    exit: ExitNotifier,
+}
+
+impl MetricsActor {
+    pub fn new(metrics: &Metrics, exit: ExitNotifier) -> Self {
+        Self {
+            registry: metrics.registry(),
+            exit,
+        }
+    }
+}
+
+impl Actor for MetricsActor {
+    type Context = Context<Self>;
+}
+
+/// Renders the registry as OpenMetrics text (ends with `# EOF`).
+#[derive(Message)]
+#[rtype(result = "Result<String, std::fmt::Error>")]
+pub struct RenderMetrics;
+
+impl Handler<RenderMetrics> for MetricsActor {
+    type Result = Result<String, std::fmt::Error>;
+
+    fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> Self::Result {
+        let mut out = String::with_capacity(4096);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Handler<Drain> for MetricsActor {
+    type Result = DrainAck;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> DrainAck {
+        self.exit.set(ExitReason::Drained);
+        ctx.stop();
+        DrainAck::default()
+    }
+}

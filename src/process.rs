@@ -1,0 +1,106 @@
+//! Process-wide state that must be readable at once from any thread: the phase (starting,
+//! running, draining), whether trading is halted, and whether the venue has been reached.
+//!
+//! This is the one piece of shared mutable state besides the cache map and the metric handles
+//! (design.md): `/readyz` must turn 503 the instant SIGTERM arrives, even while every actor is
+//! busy draining, so readiness cannot depend on an actor answering a message.
+//!
+//! Invariant: the phase only moves forward (Starting → Running → Draining).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Starting = 0,
+    Running = 1,
+    Draining = 2,
+}
+
+pub struct ProcessState {
+    phase: AtomicU8,
+    /// Set once the broker has had any successful answer from the venue.
+    venue_reached: AtomicBool,
+    /// Why trading is halted (no new orders leave the process); `None` while trading.
+    halted: ArcSwapOption<String>,
+    /// An essential child failed for good: the process cannot do its job.
+    essential_failed: AtomicBool,
+    pub started_at: Instant,
+}
+
+impl ProcessState {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            phase: AtomicU8::new(Phase::Starting as u8),
+            venue_reached: AtomicBool::new(false),
+            halted: ArcSwapOption::empty(),
+            essential_failed: AtomicBool::new(false),
+            started_at: Instant::now(),
+        })
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Starting,
+            1 => Phase::Running,
+            _ => Phase::Draining,
+        }
+    }
+
+    /// Moves the phase forward; never back.
+    pub fn advance(&self, to: Phase) {
+        self.phase.fetch_max(to as u8, Ordering::AcqRel);
+    }
+
+    pub fn mark_venue_reached(&self) {
+        self.venue_reached.store(true, Ordering::Release);
+    }
+
+    pub fn venue_reached(&self) -> bool {
+        self.venue_reached.load(Ordering::Acquire)
+    }
+
+    pub fn halt(&self, reason: impl Into<String>) {
+        self.halted.store(Some(Arc::new(reason.into())));
+    }
+
+    pub fn halted(&self) -> Option<Arc<String>> {
+        self.halted.load_full()
+    }
+
+    pub fn mark_essential_failed(&self) {
+        self.essential_failed.store(true, Ordering::Release);
+    }
+
+    pub fn essential_failed(&self) -> bool {
+        self.essential_failed.load(Ordering::Acquire)
+    }
+
+    /// Ready to take traffic and trade: running, the venue reached, nothing essential lost.
+    pub fn is_ready(&self) -> bool {
+        self.phase() == Phase::Running && self.venue_reached() && !self.essential_failed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_never_moves_back_and_draining_is_not_ready() {
+        let p = ProcessState::new();
+        p.mark_venue_reached();
+        assert!(!p.is_ready());
+        p.advance(Phase::Running);
+        assert!(p.is_ready());
+        p.advance(Phase::Draining);
+        p.advance(Phase::Running);
+        assert_eq!(p.phase(), Phase::Draining);
+        assert!(!p.is_ready());
+    }
+}

@@ -1,0 +1,284 @@
+//! Loading and validation, through the same entry point as the binary, with an injected
+//! environment and config directory.
+
+use std::path::Path;
+
+use super::*;
+use crate::strategy::momentum::MomentumParams;
+
+fn load_with(
+    dir: &Path,
+    env: &[(&str, &str)],
+    file: Option<&str>,
+) -> Result<Settings, SettingsError> {
+    let config_file = file.map(|body| {
+        let path = dir.join("extra.toml");
+        std::fs::write(&path, body).unwrap();
+        path
+    });
+    let options = LoadOptions {
+        config_file,
+        config_dir: dir.join("config"),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    Settings::load(&options)
+}
+
+fn load(env: &[(&str, &str)], file: Option<&str>) -> Result<Settings, SettingsError> {
+    let dir = tempfile::tempdir().unwrap();
+    load_with(dir.path(), env, file)
+}
+
+fn error(env: &[(&str, &str)], file: Option<&str>) -> String {
+    match load(env, file) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn momentum(s: &Settings, i: usize) -> &MomentumParams {
+    match &s.instances[i].params {
+        StrategyParams::Momentum(p) => p,
+        #[allow(unreachable_patterns)]
+        other => panic!("not momentum: {other:?}"),
+    }
+}
+
+use crate::strategy::StrategyParams;
+
+#[test]
+fn built_in_defaults_run_one_momentum_instance_against_the_simulator() {
+    let s = load(&[], None).unwrap();
+    assert_eq!(s.venue(), Venue::Simulator);
+    assert_eq!(s.http.port, 3000);
+    assert_eq!(s.instances.len(), 1);
+    assert_eq!(s.instances[0].id.as_str(), "momentum-etf");
+    let symbols: Vec<_> = s.instances[0].symbols.iter().map(|s| s.as_str()).collect();
+    assert_eq!(symbols, ["SPY", "QQQ", "IWM"]);
+    assert_eq!(s.instances[0].every, std::time::Duration::from_secs(300));
+}
+
+#[test]
+fn the_default_instance_spells_out_the_momentum_defaults() {
+    let s = load(&[], None).unwrap();
+    assert_eq!(momentum(&s, 0), &MomentumParams::default());
+}
+
+#[test]
+fn seed_environment_names_are_honoured_and_herd_names_win() {
+    let s = load(&[("PORT", "8080"), ("LOG_LEVEL", "debug")], None).unwrap();
+    assert_eq!((s.http.port, s.log.level.as_str()), (8080, "debug"));
+    let s = load(&[("PORT", "8080"), ("HERD__HTTP__PORT", "9090")], None).unwrap();
+    assert_eq!(s.http.port, 9090);
+}
+
+#[test]
+fn symbols_threshold_and_size_configure_every_momentum_instance() {
+    let env = [
+        ("SYMBOLS", " spy, qqq ,"),
+        ("MOMENTUM_THRESHOLD", "0.05"),
+        ("POSITION_SIZE", "3"),
+    ];
+    let s = load(&env, None).unwrap();
+    let symbols: Vec<_> = s.instances[0].symbols.iter().map(|s| s.as_str()).collect();
+    assert_eq!(symbols, ["SPY", "QQQ"]);
+    assert_eq!(momentum(&s, 0).threshold, 0.05);
+    assert_eq!(
+        momentum(&s, 0).position_size,
+        rust_decimal::Decimal::from(3)
+    );
+}
+
+#[test]
+fn credentials_select_alpaca_and_are_never_printed() {
+    let env = [
+        ("ALPACA_API_KEY", "PKTEST"),
+        ("ALPACA_SECRET_KEY", "s3cr3t"),
+    ];
+    let s = load(&env, None).unwrap();
+    assert_eq!(s.venue(), Venue::AlpacaPaper);
+    assert_eq!(s.broker.key_id.expose(), "PKTEST");
+    let printed = s.to_redacted_toml();
+    assert!(
+        !printed.contains("PKTEST") && !printed.contains("s3cr3t"),
+        "{printed}"
+    );
+    assert!(printed.contains("[redacted]"));
+}
+
+#[test]
+fn half_a_credential_pair_is_refused() {
+    let e = error(&[("ALPACA_API_KEY", "PKTEST")], None);
+    assert!(
+        e.contains("broker.secret_key") && e.contains("required"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_live_host_needs_enable_live_trading() {
+    let live = [
+        ("ALPACA_API_KEY", "AK"),
+        ("ALPACA_SECRET_KEY", "s"),
+        ("ALPACA_BASE_URL", "https://api.alpaca.markets"),
+    ];
+    let e = error(&live, None);
+    assert!(
+        e.contains("broker.base_url") && e.contains("ENABLE_LIVE_TRADING=true"),
+        "{e}"
+    );
+    let mut enabled = live.to_vec();
+    enabled.push(("ENABLE_LIVE_TRADING", "true"));
+    assert_eq!(load(&enabled, None).unwrap().venue(), Venue::AlpacaLive);
+}
+
+const ONE: &str =
+    "[[strategies]]\nid = \"a\"\nkind = \"momentum\"\nsymbols = [\"SPY\"]\nevery = \"1m\"\n";
+
+#[test]
+fn an_unknown_kind_names_the_key_the_value_and_the_allowed_kinds() {
+    let e = error(&[], Some(&ONE.replace("\"momentum\"", "\"momentom\"")));
+    assert!(e.contains("strategies[0].kind = \"momentom\""), "{e}");
+    assert!(e.contains("allowed: momentum"), "{e}");
+}
+
+#[test]
+fn duplicate_ids_are_refused() {
+    let e = error(&[], Some(&format!("{ONE}{ONE}")));
+    assert!(
+        e.contains("strategies[1].id = \"a\"") && e.contains("duplicate"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_and_repeated_symbols_are_refused() {
+    let e = error(&[], Some(&ONE.replace("[\"SPY\"]", "[]")));
+    assert!(e.contains("strategies[0].symbols = []"), "{e}");
+    let e = error(&[], Some(&ONE.replace("[\"SPY\"]", "[\"SPY\", \"spy\"]")));
+    assert!(
+        e.contains("strategies[0].symbols") && e.contains("twice"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_threshold_at_or_below_zero_is_refused() {
+    let e = error(
+        &[],
+        Some(&format!("{ONE}[strategies.params]\nthreshold = -0.01\n")),
+    );
+    assert!(
+        e.contains("strategies[0].params.threshold = -0.01: must be greater than 0"),
+        "{e}"
+    );
+    let e = error(
+        &[],
+        Some(&format!("{ONE}[strategies.params]\nthreshold = 0\n")),
+    );
+    assert!(e.contains("strategies[0].params.threshold = 0"), "{e}");
+}
+
+#[test]
+fn an_unparsable_duration_names_the_key_and_the_format() {
+    let e = error(&[], Some(&ONE.replace("\"1m\"", "\"5 minutes-ish\"")));
+    assert!(
+        e.contains("strategies[0].every") && e.contains("\"5 minutes-ish\""),
+        "{e}"
+    );
+    assert!(e.contains("e.g. \"500ms\""), "{e}");
+    let e = error(&[("HERD__SHUTDOWN__GRACE", "soon")], None);
+    assert!(
+        e.contains("shutdown.grace") && e.contains("\"soon\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused_wherever_they_are() {
+    let e = error(&[], Some("[http]\nprot = 1\n"));
+    assert!(
+        e.contains("unknown field `prot`") && e.contains("http"),
+        "{e}"
+    );
+    let e = error(&[], Some(&format!("{ONE}colour = \"red\"\n")));
+    assert!(
+        e.contains("unknown field `colour`") && e.contains("strategies[0]"),
+        "{e}"
+    );
+    let e = error(
+        &[],
+        Some(&format!("{ONE}[strategies.params]\nthresold = 0.1\n")),
+    );
+    assert!(
+        e.contains("strategies[0].params") && e.contains("unknown field `thresold`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let e = error(&[("MOMENTUM_THRESHOLD", "lots")], None);
+    assert!(
+        e.contains("MOMENTUM_THRESHOLD = \"lots\": must be a number"),
+        "{e}"
+    );
+    let e = error(&[("PORT", "eighty")], None);
+    assert!(e.contains("http.port"), "{e}");
+}
+
+#[test]
+fn a_missing_config_file_or_profile_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LoadOptions {
+        config_file: Some(dir.path().join("nope.toml")),
+        config_dir: dir.path().join("config"),
+        env: Default::default(),
+    };
+    assert!(matches!(
+        Settings::load(&options),
+        Err(SettingsError::File { .. })
+    ));
+    let e = load_with(dir.path(), &[("HERD_ENV", "staging")], None)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HERD_ENV = \"staging\""), "{e}");
+}
+
+#[test]
+fn layers_apply_in_order_default_then_profile_then_file_then_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(
+        config.join("default.toml"),
+        "[http]\nport = 1111\nworkers = 3\n",
+    )
+    .unwrap();
+    std::fs::write(config.join("staging.toml"), "[http]\nport = 2222\n").unwrap();
+    let s = load_with(dir.path(), &[("HERD_ENV", "staging")], None).unwrap();
+    assert_eq!((s.http.port, s.http.workers), (2222, 3));
+    let s = load_with(
+        dir.path(),
+        &[("HERD_ENV", "staging")],
+        Some("[http]\nport = 3333\n"),
+    )
+    .unwrap();
+    assert_eq!(s.http.port, 3333);
+    let env = [("HERD_ENV", "staging"), ("HERD__HTTP__PORT", "4444")];
+    let s = load_with(dir.path(), &env, Some("[http]\nport = 3333\n")).unwrap();
+    assert_eq!(s.http.port, 4444);
+}
+
+#[test]
+fn a_disabled_instance_is_validated_but_not_run() {
+    let s = load(
+        &[],
+        Some(&ONE.replace("every = \"1m\"", "every = \"1m\"\nenabled = false")),
+    )
+    .unwrap();
+    assert!(s.instances.is_empty());
+}

@@ -1,0 +1,130 @@
+//! Signals and the drain (design.md "Shutdown"), bounded by `shutdown.grace`.
+//!
+//! 1. `/readyz` turns 503 at once (the process phase becomes Draining).
+//! 2. The Supervisor drains every child in order: strategies finish their tick in flight,
+//!    the broker waits for orders in flight to reach a known state, then cache and metrics.
+//! 3. The HTTP server stops (last, so probes and `/metrics` answer throughout), then the
+//!    embedded simulator.
+//! 4. One summary event: each phase's duration, orders completed, who missed the deadline.
+//!
+//! Invariants: a second SIGTERM/SIGINT during the drain exits at once with code 130; missing the
+//! deadline exits non-zero after naming the children that did not finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use tokio::time::Instant;
+
+use crate::process::{Phase, ProcessState};
+use crate::sim::SimServer;
+use crate::supervisor::{DrainAll, Supervisor};
+
+/// The actors' drain ends this much before the grace period (at most a tenth of it), so the
+/// Supervisor can still report which actors missed it.
+const REPORT_MARGIN: Duration = Duration::from_millis(250);
+
+/// Exit code when the drain missed its deadline.
+pub const EXIT_DRAIN_TIMEOUT: u8 = 1;
+/// Exit code of a forced exit (second signal), as shells report SIGINT.
+pub const EXIT_FORCED: u8 = 130;
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; only Ctrl-C will stop herd");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// What the drain stops, in order.
+pub struct Running {
+    pub process: Arc<ProcessState>,
+    pub supervisor: Addr<Supervisor>,
+    pub http: ServerHandle,
+    pub sim: Option<SimServer>,
+}
+
+/// Runs the drain; returns the process exit code.
+pub async fn drain(running: Running, grace: Duration, signal: &str) -> u8 {
+    let started = Instant::now();
+    let deadline = started + grace;
+    running.process.advance(Phase::Draining);
+    tracing::info!(
+        signal,
+        grace_ms = grace.as_millis() as u64,
+        "shutdown: draining"
+    );
+    actix::spawn(async {
+        let second = self::signal().await;
+        tracing::warn!(signal = second, "second signal: exiting immediately");
+        std::process::exit(i32::from(EXIT_FORCED));
+    });
+    let actors_deadline = deadline - REPORT_MARGIN.min(grace / 10);
+    let drain = running.supervisor.send(DrainAll {
+        deadline: actors_deadline,
+    });
+    let report = tokio::time::timeout_at(deadline, drain).await;
+    let actors_ms = started.elapsed().as_millis() as u64;
+    let http_started = Instant::now();
+    running.http.stop(true).await;
+    if let Some(sim) = running.sim {
+        sim.stop().await;
+    }
+    let http_ms = http_started.elapsed().as_millis() as u64;
+    let total_ms = started.elapsed().as_millis() as u64;
+    let phases = |r: &crate::supervisor::DrainReport| {
+        r.phases
+            .iter()
+            .map(|(p, ms)| format!("{p}={ms}ms"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match report {
+        Ok(Ok(report)) if report.unfinished.is_empty() => {
+            tracing::info!(
+                event = "shutdown_summary", total_ms, actors_ms, http_ms, phases = %phases(&report),
+                orders_completed = report.orders_completed, "shutdown complete"
+            );
+            0
+        }
+        Ok(Ok(report)) => {
+            tracing::error!(
+                event = "shutdown_summary", total_ms, actors_ms, http_ms, phases = %phases(&report),
+                orders_completed = report.orders_completed, unfinished = %report.unfinished.join(","),
+                "shutdown deadline passed; these actors did not finish"
+            );
+            EXIT_DRAIN_TIMEOUT
+        }
+        Ok(Err(e)) => {
+            tracing::error!(event = "shutdown_summary", total_ms, error = %e, "the supervisor is gone; drain incomplete");
+            EXIT_DRAIN_TIMEOUT
+        }
+        Err(_) => {
+            tracing::error!(
+                event = "shutdown_summary",
+                total_ms,
+                "shutdown deadline passed before the supervisor answered"
+            );
+            EXIT_DRAIN_TIMEOUT
+        }
+    }
+}

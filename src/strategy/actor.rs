@@ -1,0 +1,297 @@
+//! The StrategyActor: one configured instance on its schedule.
+//!
+//! Each tick: ask the BrokerActor for this instance's [`MarketView`], run the pure core, hand
+//! the resulting order intents to the broker, report the tick to the Supervisor.
+//!
+//! Invariants:
+//! - At most one tick is in flight: a tick that comes due while the previous one runs is
+//!   skipped and counted (the seed's overlapping cycles each saw "flat" and bought).
+//! - The core runs on tokio's blocking pool, never on the actor's thread: a slow or CPU-heavy
+//!   core cannot stall the other actors sharing the arbiter.
+//! - A panic in the core is caught at this boundary, logged with the instance id, and turned
+//!   into a stop with reason `Panicked`, which the Supervisor restarts with fresh state.
+//! - `Drain` stops the schedule, lets the tick in flight finish (its orders included), and only
+//!   then acknowledges; the acknowledgement's own completion stops the actor, because actix
+//!   drops every pending reply once an actor is stopping.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use futures::future::join_all;
+use tokio::sync::oneshot;
+
+use super::{Action, DataNeeds, Decision, MarketView, Strategy};
+use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
+use crate::metrics::Metrics;
+use crate::settings::StrategySpec;
+use crate::supervisor::{
+    ChildId, Drain, DrainAck, ExitNotifier, ExitReason, InstanceStatus, Slot, StatusReport,
+    panic_message,
+};
+
+/// Everything an incarnation needs besides its fresh core.
+pub struct StrategyDeps {
+    pub spec: Arc<StrategySpec>,
+    pub broker: Slot<BrokerActor>,
+    pub supervisor: Recipient<StatusReport>,
+    pub metrics: Arc<Metrics>,
+    /// Real time between ticks: the configured `every` divided by the venue's speed.
+    pub period: Duration,
+}
+
+/// How a tick ended, for metrics and the status report.
+enum TickOutcome {
+    Done { orders: u64 },
+    MarketClosed,
+    Failed(String),
+}
+
+pub struct StrategyActor {
+    deps: StrategyDeps,
+    /// `None` while the core is deciding on the blocking pool.
+    core: Option<Box<dyn Strategy>>,
+    needs: DataNeeds,
+    id: ChildId,
+    incarnation: u64,
+    /// A tick is running; the next due tick is skipped.
+    in_flight: bool,
+    /// Set by `Drain`: no new ticks.
+    draining: bool,
+    /// Fired when the tick in flight finishes, to release a waiting `Drain`.
+    drain_waiter: Option<oneshot::Sender<()>>,
+    /// The schedule, cancelled by `Drain`.
+    timer: Option<SpawnHandle>,
+    status: InstanceStatus,
+    /// Tells the Supervisor why this incarnation ended.
+    exit: ExitNotifier,
+}
+
+impl StrategyActor {
+    pub fn new(
+        deps: StrategyDeps,
+        core: Box<dyn Strategy>,
+        id: ChildId,
+        incarnation: u64,
+        exit: ExitNotifier,
+    ) -> Self {
+        let needs = core.needs();
+        Self {
+            deps,
+            core: Some(core),
+            needs,
+            id,
+            incarnation,
+            in_flight: false,
+            draining: false,
+            drain_waiter: None,
+            timer: None,
+            status: InstanceStatus::default(),
+            exit,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        self.deps.spec.kind.as_str()
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        if self.in_flight {
+            self.deps
+                .metrics
+                .tick(self.id.as_ref(), self.kind(), "overlap_skipped");
+            tracing::warn!(instance = %self.id, "previous tick still running; skipping this one");
+            return;
+        }
+        let Some(broker) = self.deps.broker.get() else {
+            return self.finish(TickOutcome::Failed("broker unavailable".into()));
+        };
+        self.in_flight = true;
+        let request = GetMarketView {
+            instance: self.deps.spec.id.clone(),
+            symbols: self.deps.spec.symbols.clone(),
+            needs: self.needs,
+        };
+        let fut = async move { flatten(broker.send(request).await) };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|view, act, ctx| act.on_view(view, ctx)),
+        );
+    }
+
+    fn on_view(&mut self, view: Result<MarketView, BrokerError>, ctx: &mut Context<Self>) {
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => return self.finish(TickOutcome::Failed(e.to_string())),
+        };
+        if !view.market_open && self.needs.only_when_open {
+            return self.finish(TickOutcome::MarketClosed);
+        }
+        let Some(mut core) = self.core.take() else {
+            return self.finish(TickOutcome::Failed("strategy core is busy".into()));
+        };
+        let decide = tokio::task::spawn_blocking(move || {
+            let decided = std::panic::catch_unwind(AssertUnwindSafe(|| core.decide(&view)));
+            (core, decided.map_err(|p| panic_message(&*p)))
+        });
+        ctx.spawn(
+            decide
+                .into_actor(self)
+                .map(|joined, act, ctx| match joined {
+                    Ok((core, Ok(decisions))) => {
+                        act.core = Some(core);
+                        act.on_decisions(decisions, ctx);
+                    }
+                    Ok((_, Err(message))) => act.core_panicked(message, ctx),
+                    Err(e) => act.core_panicked(format!("blocking task failed: {e}"), ctx),
+                }),
+        );
+    }
+
+    /// The core's state may be half-updated: stop, so the Supervisor builds a fresh one.
+    fn core_panicked(&mut self, message: String, ctx: &mut Context<Self>) {
+        tracing::error!(instance = %self.id, kind = self.kind(), panic = %message, "strategy core panicked");
+        self.in_flight = false;
+        self.exit.set(ExitReason::Panicked(message));
+        ctx.stop();
+    }
+
+    fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
+        let intents: Vec<_> = decisions
+            .into_iter()
+            .filter_map(|d| self.log_decision(d))
+            .collect();
+        if intents.is_empty() {
+            return self.finish(TickOutcome::Done { orders: 0 });
+        }
+        let Some(broker) = self.deps.broker.get() else {
+            return self.finish(TickOutcome::Failed("broker unavailable".into()));
+        };
+        let instance = self.deps.spec.id.clone();
+        let submits = intents.into_iter().map(move |intent| {
+            let msg = SubmitOrder {
+                instance: instance.clone(),
+                intent,
+            };
+            let broker = broker.clone();
+            async move { flatten(broker.send(msg).await) }
+        });
+        ctx.spawn(join_all(submits).into_actor(self).map(|results, act, _| {
+            let orders = results.iter().filter(|r| r.is_ok()).count() as u64;
+            let errors: Vec<String> = results
+                .into_iter()
+                .filter_map(Result::err)
+                .map(|e| e.to_string())
+                .collect();
+            act.status.orders += orders;
+            if errors.is_empty() {
+                act.finish(TickOutcome::Done { orders });
+            } else {
+                act.finish(TickOutcome::Failed(errors.join("; ")));
+            }
+        }));
+    }
+
+    /// Logs one decision; returns its order intent if it has one.
+    fn log_decision(&self, d: Decision) -> Option<super::OrderIntent> {
+        match d.action {
+            Action::Order(intent) => {
+                tracing::info!(
+                    instance = %self.id, symbol = %d.symbol, signal = d.signal,
+                    side = %intent.side, qty = %intent.qty, "signal"
+                );
+                Some(intent)
+            }
+            Action::Hold { reason } => {
+                tracing::debug!(instance = %self.id, symbol = %d.symbol, signal = d.signal, reason, "hold");
+                None
+            }
+            Action::NoData { have, need } => {
+                tracing::info!(instance = %self.id, symbol = %d.symbol, have, need, "not enough bars");
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self, outcome: TickOutcome) {
+        self.in_flight = false;
+        self.status.ticks += 1;
+        self.status.last_tick_at = Some(Utc::now());
+        let label = match &outcome {
+            TickOutcome::Done { .. } => "ok",
+            TickOutcome::MarketClosed => "market_closed",
+            TickOutcome::Failed(_) => "error",
+        };
+        match outcome {
+            TickOutcome::Failed(error) => {
+                tracing::warn!(instance = %self.id, error = %error, "tick failed");
+                self.status.last_error = Some(error);
+            }
+            TickOutcome::Done { orders } if orders > 0 => {
+                tracing::info!(instance = %self.id, orders, "tick placed orders");
+            }
+            _ => {}
+        }
+        self.deps.metrics.tick(self.id.as_ref(), self.kind(), label);
+        // Reports are bounded by the tick rate (one per tick, one tick in flight), so the
+        // unbounded `do_send` cannot grow the Supervisor's mailbox without bound.
+        self.deps.supervisor.do_send(StatusReport {
+            id: self.id.clone(),
+            incarnation: self.incarnation,
+            status: self.status.clone(),
+        });
+        if let Some(waiter) = self.drain_waiter.take() {
+            let _ = waiter.send(());
+        }
+    }
+}
+
+/// A reply from another actor, with a closed mailbox typed as "unavailable".
+fn flatten<T>(reply: Result<Result<T, BrokerError>, MailboxError>) -> Result<T, BrokerError> {
+    reply.unwrap_or_else(|e| Err(BrokerError::Unavailable(e.to_string())))
+}
+
+impl Actor for StrategyActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::info!(
+            instance = %self.id, kind = self.kind(), incarnation = self.incarnation,
+            period_ms = self.deps.period.as_millis() as u64, "strategy instance started"
+        );
+        // Like the seeds: one tick at once, then on the schedule.
+        self.tick(ctx);
+        self.timer = Some(ctx.run_interval(self.deps.period, |act, ctx| act.tick(ctx)));
+    }
+}
+
+impl Handler<Drain> for StrategyActor {
+    type Result = ResponseActFuture<Self, DrainAck>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.in_flight {
+            self.drain_waiter = Some(tx);
+        } else {
+            let _ = tx.send(());
+        }
+        Box::pin(
+            async move { rx.await.ok() }
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    act.exit.set(ExitReason::Drained);
+                    ctx.stop();
+                    DrainAck::default()
+                }),
+        )
+    }
+}

@@ -1,0 +1,100 @@
+//! The strategy kinds herd knows, their parameters, and how a core is built from a spec.
+//!
+//! Invariant: adding a kind means one variant here, one params type and one core file; nothing
+//! else in herd matches on kinds.
+
+use serde::Serialize;
+
+use super::Strategy;
+#[cfg(feature = "chaos")]
+use super::chaos::{Chaos, ChaosParams};
+use super::momentum::{Momentum, MomentumParams};
+use crate::settings::StrategySpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    Momentum,
+    /// Misbehaves on purpose; only in builds with the `chaos` feature.
+    #[cfg(feature = "chaos")]
+    Chaos,
+}
+
+impl StrategyKind {
+    pub const ALL: &[StrategyKind] = &[
+        StrategyKind::Momentum,
+        #[cfg(feature = "chaos")]
+        StrategyKind::Chaos,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Momentum => "momentum",
+            #[cfg(feature = "chaos")]
+            StrategyKind::Chaos => "chaos",
+        }
+    }
+
+    /// Parses a configured kind; the error lists the allowed ones.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == raw)
+            .ok_or_else(|| {
+                let allowed: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown strategy kind; allowed: {}", allowed.join(", "))
+            })
+    }
+
+    /// Whether an instance of this kind must list symbols.
+    pub fn needs_symbols(self) -> bool {
+        match self {
+            StrategyKind::Momentum => true,
+            #[cfg(feature = "chaos")]
+            StrategyKind::Chaos => false,
+        }
+    }
+}
+
+/// Typed parameters of one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StrategyParams {
+    Momentum(MomentumParams),
+    #[cfg(feature = "chaos")]
+    Chaos(ChaosParams),
+}
+
+impl StrategyParams {
+    /// Parses `[strategies.params]` for `kind`. The error continues the key `strategies[i].params`:
+    /// either `.field = value: allowed` or `: what is wrong`.
+    pub fn parse(
+        kind: StrategyKind,
+        raw: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, String> {
+        let value = serde_json::Value::Object(raw.clone());
+        let syntax = |e: serde_json::Error| format!(": {e}");
+        match kind {
+            StrategyKind::Momentum => {
+                let p: MomentumParams = serde_json::from_value(value).map_err(syntax)?;
+                p.check()?;
+                Ok(Self::Momentum(p))
+            }
+            #[cfg(feature = "chaos")]
+            StrategyKind::Chaos => {
+                let p: ChaosParams = serde_json::from_value(value).map_err(syntax)?;
+                p.check()?;
+                Ok(Self::Chaos(p))
+            }
+        }
+    }
+}
+
+/// Builds a fresh core for one instance.
+pub fn build(spec: &StrategySpec) -> Box<dyn Strategy> {
+    match &spec.params {
+        StrategyParams::Momentum(p) => Box::new(Momentum::new(spec.symbols.clone(), p.clone())),
+        #[cfg(feature = "chaos")]
+        StrategyParams::Chaos(p) => Box::new(Chaos::new(p.clone())),
+    }
+}

@@ -1,0 +1,447 @@
+//! The Supervisor: starts every child from its spec, restarts abnormal exits with backoff
+//! within a restart intensity, and runs the drain on shutdown.
+//!
+//! Design decisions (design.md, "Facts about actix"): actix's own `Supervisor` neither restarts
+//! after a panic nor rebuilds state, so herd supervises by *watching* each incarnation's
+//! [`ExitNotifier`] and calling the spec's start function again, which builds fresh state.
+//!
+//! Invariants:
+//! - One-for-one: only the child that ended is restarted; its siblings never notice.
+//! - More than `max_restarts` restarts within `restart_window` leaves the child `failed`; if it
+//!   is essential (the BrokerActor) trading halts and the process reports unready, instead of
+//!   crash-looping.
+//! - Drain order: strategies (concurrently) → broker → cache → metrics, so every tick in flight
+//!   can still reach the broker, and every order the broker completes is still counted.
+//! - Exit notices of an older incarnation are ignored.
+
+mod child;
+mod intensity;
+mod lifecycle;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+pub use child::{
+    ChildContext, ChildId, ChildRole, ChildSpec, Drain, DrainAck, ExitNotifier, ExitReason, Slot,
+    StartFn,
+};
+pub use intensity::{RestartIntensity, backoff};
+pub use lifecycle::{InvalidTransition, Lifecycle, LifecycleEvent};
+
+use crate::metrics::Metrics;
+use crate::process::ProcessState;
+use crate::settings::SupervisorSettings;
+
+/// Restart policy shared by all children.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartPolicy {
+    pub max_restarts: u32,
+    pub window: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl From<&SupervisorSettings> for RestartPolicy {
+    fn from(s: &SupervisorSettings) -> Self {
+        Self {
+            max_restarts: s.max_restarts,
+            window: s.restart_window.get(),
+            backoff_base: s.backoff_base.get(),
+            backoff_cap: s.backoff_cap.get(),
+        }
+    }
+}
+
+/// What a strategy instance reports after each tick.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InstanceStatus {
+    /// Ticks of the current incarnation (a restart starts again from 0).
+    pub ticks: u64,
+    pub last_tick_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Orders this incarnation handed to the broker.
+    pub orders: u64,
+}
+
+struct Child {
+    spec: ChildSpec,
+    state: Lifecycle,
+    incarnation: u64,
+    intensity: RestartIntensity,
+    /// Restarts over the process lifetime (the intensity forgets old ones).
+    restarts: u64,
+    /// Where to send `Drain`; `None` while no incarnation runs.
+    drain: Option<Recipient<Drain>>,
+    /// The scheduled restart, cancelled if a drain begins first.
+    pending_restart: Option<SpawnHandle>,
+    last_exit: Option<ExitReason>,
+    status: InstanceStatus,
+}
+
+pub struct Supervisor {
+    /// In start order; drain order is by role.
+    children: Vec<Child>,
+    policy: RestartPolicy,
+    /// Once set, exits are final and nothing is restarted.
+    draining: bool,
+    process: Arc<ProcessState>,
+    metrics: Arc<Metrics>,
+}
+
+impl Supervisor {
+    pub fn new(
+        specs: Vec<ChildSpec>,
+        policy: RestartPolicy,
+        process: Arc<ProcessState>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let children = specs
+            .into_iter()
+            .map(|spec| Child {
+                spec,
+                state: Lifecycle::Starting,
+                incarnation: 0,
+                intensity: RestartIntensity::new(policy.max_restarts, policy.window),
+                restarts: 0,
+                drain: None,
+                pending_restart: None,
+                last_exit: None,
+                status: InstanceStatus::default(),
+            })
+            .collect();
+        Self {
+            children,
+            policy,
+            draining: false,
+            process,
+            metrics,
+        }
+    }
+
+    fn transition(&mut self, i: usize, event: LifecycleEvent) {
+        let child = &mut self.children[i];
+        match child.state.on(event) {
+            Ok(next) => {
+                child.state = next;
+                self.metrics
+                    .child_state(&child.spec.id, next.as_str(), &lifecycle_names());
+            }
+            Err(e) => {
+                tracing::error!(child = %child.spec.id, error = %e, "invalid lifecycle transition")
+            }
+        }
+    }
+
+    fn start_child(&mut self, i: usize, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        if self.children[i].state != Lifecycle::Starting {
+            self.transition(i, LifecycleEvent::Start);
+        }
+        let child = &mut self.children[i];
+        child.pending_restart = None;
+        child.incarnation += 1;
+        child.status = InstanceStatus::default();
+        let incarnation = child.incarnation;
+        let id = child.spec.id.clone();
+        let (exit, exited) = ExitNotifier::new();
+        let start = &mut child.spec.start;
+        // A panic while building the child's state must not take the Supervisor down; the
+        // notifier is dropped in the unwind, so the watcher below sees a crash and backs off.
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            start(ChildContext {
+                id: id.clone(),
+                incarnation,
+                exit,
+            })
+        }));
+        match started {
+            Ok(recipient) => {
+                self.children[i].drain = Some(recipient);
+                self.transition(i, LifecycleEvent::Started);
+                tracing::info!(child = %id, incarnation, "child started");
+            }
+            Err(panic) => {
+                tracing::error!(child = %id, panic = %panic_message(&*panic), "child failed to start");
+            }
+        }
+        let watch = async move { exited.await.unwrap_or(ExitReason::Crashed) };
+        ctx.spawn(
+            watch
+                .into_actor(self)
+                .map(move |reason, act, ctx| act.on_exit(i, incarnation, reason, ctx)),
+        );
+    }
+
+    fn on_exit(&mut self, i: usize, incarnation: u64, reason: ExitReason, ctx: &mut Context<Self>) {
+        let policy = self.policy;
+        let child = &mut self.children[i];
+        if child.incarnation != incarnation {
+            return;
+        }
+        child.drain = None;
+        child.last_exit = Some(reason.clone());
+        let id = child.spec.id.clone();
+        if !reason.is_abnormal() || self.draining {
+            if reason.is_abnormal() {
+                tracing::warn!(child = %id, reason = %reason, "child ended abnormally while draining");
+                self.transition(i, LifecycleEvent::Crashed { give_up: false });
+            } else {
+                self.transition(i, LifecycleEvent::Exited);
+            }
+            return;
+        }
+        match child.intensity.on_crash(Instant::now()) {
+            Some(n) => {
+                child.restarts += 1;
+                let delay = backoff(n, policy.backoff_base, policy.backoff_cap);
+                tracing::warn!(
+                    child = %id, reason = %reason, restart_in_ms = delay.as_millis() as u64,
+                    restarts_in_window = n, "child ended abnormally; restarting"
+                );
+                self.metrics.restart(&id);
+                self.transition(i, LifecycleEvent::Crashed { give_up: false });
+                let handle = ctx.run_later(delay, move |act, ctx| act.start_child(i, ctx));
+                self.children[i].pending_restart = Some(handle);
+            }
+            None => {
+                let essential = child.spec.role.is_essential();
+                tracing::error!(
+                    child = %id, reason = %reason, max_restarts = policy.max_restarts,
+                    window_secs = policy.window.as_secs(), essential,
+                    "child exceeded its restart intensity; left down as failed"
+                );
+                self.transition(i, LifecycleEvent::Crashed { give_up: true });
+                if essential {
+                    self.process.mark_essential_failed();
+                    self.process.halt(format!("{id} failed: {reason}"));
+                }
+            }
+        }
+    }
+
+    fn view(&self) -> Vec<ChildView> {
+        self.children
+            .iter()
+            .map(|c| ChildView {
+                id: c.spec.id.to_string(),
+                role: c.spec.role.clone(),
+                state: c.state,
+                incarnation: c.incarnation,
+                restarts: c.restarts,
+                last_exit: c.last_exit.as_ref().map(ToString::to_string),
+                status: c.status.clone(),
+            })
+            .collect()
+    }
+}
+
+fn lifecycle_names() -> Vec<&'static str> {
+    Lifecycle::ALL.iter().map(|l| l.as_str()).collect()
+}
+
+/// The text of a caught panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for i in 0..self.children.len() {
+            self.start_child(i, ctx);
+        }
+    }
+}
+
+/// One child as `/strategies` and `/health` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildView {
+    pub id: String,
+    #[serde(flatten)]
+    pub role: ChildRole,
+    pub state: Lifecycle,
+    pub incarnation: u64,
+    pub restarts: u64,
+    pub last_exit: Option<String>,
+    #[serde(flatten)]
+    pub status: InstanceStatus,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<ChildView>")]
+pub struct ListChildren;
+
+impl Handler<ListChildren> for Supervisor {
+    type Result = MessageResult<ListChildren>;
+
+    fn handle(&mut self, _: ListChildren, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.view())
+    }
+}
+
+/// Sent by a strategy instance after every tick.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StatusReport {
+    pub id: ChildId,
+    pub incarnation: u64,
+    pub status: InstanceStatus,
+}
+
+impl Handler<StatusReport> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, report: StatusReport, _: &mut Self::Context) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.spec.id == report.id)
+            && c.incarnation == report.incarnation
+        {
+            c.status = report.status;
+        }
+    }
+}
+
+/// Restarts a child that is `failed` or `stopped` (the admin API's "restart instance").
+#[derive(Message)]
+#[rtype(result = "Result<(), RestartError>")]
+pub struct RestartChild {
+    pub id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("no child named {0:?}")]
+    Unknown(String),
+    #[error("{id} is {state:?}; only failed or stopped children can be restarted")]
+    NotDown { id: String, state: Lifecycle },
+    #[error("herd is draining; nothing is restarted")]
+    Draining,
+}
+
+impl Handler<RestartChild> for Supervisor {
+    type Result = Result<(), RestartError>;
+
+    fn handle(&mut self, msg: RestartChild, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Err(RestartError::Draining);
+        }
+        let i = self
+            .children
+            .iter()
+            .position(|c| *c.spec.id == *msg.id)
+            .ok_or_else(|| RestartError::Unknown(msg.id.clone()))?;
+        let state = self.children[i].state;
+        if !matches!(state, Lifecycle::Failed | Lifecycle::Stopped) {
+            return Err(RestartError::NotDown { id: msg.id, state });
+        }
+        self.children[i].intensity.reset();
+        if self.children[i].spec.role.is_essential() {
+            tracing::warn!(child = %msg.id, "essential child restarted by an operator; trading stays halted until resumed");
+        }
+        self.start_child(i, ctx);
+        Ok(())
+    }
+}
+
+/// Drains every child, phase by phase, within `deadline`.
+#[derive(Message)]
+#[rtype(result = "DrainReport")]
+pub struct DrainAll {
+    pub deadline: Instant,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DrainReport {
+    /// (phase, milliseconds) in drain order.
+    pub phases: Vec<(&'static str, u64)>,
+    /// Children that did not acknowledge before the deadline.
+    pub unfinished: Vec<String>,
+    pub orders_completed: u64,
+}
+
+/// A child to drain, and where to send `Drain` (`None` when no incarnation runs).
+type DrainTarget = (ChildId, Option<Recipient<Drain>>);
+
+const DRAIN_PHASES: &[&str] = &["strategies", "broker", "cache", "metrics"];
+
+/// A phase that starts after the deadline still gets this long: the broker must be asked to
+/// settle its orders even if a strategy overran, and an actor never asked is not "unfinished".
+const LATE_PHASE_WINDOW: Duration = Duration::from_millis(50);
+
+fn drain_phase(role: &ChildRole) -> &'static str {
+    match role {
+        ChildRole::Strategy { .. } => "strategies",
+        ChildRole::Broker => "broker",
+        ChildRole::Cache => "cache",
+        ChildRole::Metrics => "metrics",
+    }
+}
+
+impl Handler<DrainAll> for Supervisor {
+    type Result = ResponseActFuture<Self, DrainReport>;
+
+    fn handle(&mut self, msg: DrainAll, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        let mut plan: Vec<(&'static str, Vec<DrainTarget>)> =
+            DRAIN_PHASES.iter().map(|p| (*p, Vec::new())).collect();
+        for i in 0..self.children.len() {
+            if let Some(handle) = self.children[i].pending_restart.take() {
+                ctx.cancel_future(handle);
+            }
+            self.transition(i, LifecycleEvent::Drain);
+            let child = &self.children[i];
+            let phase = drain_phase(&child.spec.role);
+            if let Some((_, members)) = plan.iter_mut().find(|(p, _)| *p == phase) {
+                members.push((child.spec.id.clone(), child.drain.clone()));
+            }
+        }
+        let deadline = msg.deadline;
+        let drain = async move {
+            let mut report = DrainReport::default();
+            for (phase, members) in plan {
+                let started = Instant::now();
+                let deadline = deadline.max(started + LATE_PHASE_WINDOW);
+                let acks = join_all(members.into_iter().map(|(id, recipient)| async move {
+                    let Some(recipient) = recipient else {
+                        return (id, Some(DrainAck::default()));
+                    };
+                    match tokio::time::timeout_at(deadline, recipient.send(Drain)).await {
+                        Ok(Ok(ack)) => (id, Some(ack)),
+                        // The incarnation ended on its own meanwhile: nothing left to drain.
+                        Ok(Err(_)) => (id, Some(DrainAck::default())),
+                        Err(_) => (id, None),
+                    }
+                }))
+                .await;
+                for (id, ack) in acks {
+                    match ack {
+                        Some(ack) => report.orders_completed += ack.orders_completed,
+                        None => report.unfinished.push(id.to_string()),
+                    }
+                }
+                report
+                    .phases
+                    .push((phase, started.elapsed().as_millis() as u64));
+            }
+            report
+        };
+        Box::pin(drain.into_actor(self))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! The Supervisor with real actix actors that panic on command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::Supervisor;
+use super::*;
+use crate::metrics::Metrics;
+use crate::process::ProcessState;
+
+/// A child with a counter (to see whether state is fresh) that panics on request.
+struct Dummy {
+    counter: u32,
+    /// Answers `Drain` only after this long (to miss a deadline on purpose).
+    drain_delay: Duration,
+    exit: ExitNotifier,
+}
+
+impl Actor for Dummy {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "u32")]
+struct Bump;
+
+impl Handler<Bump> for Dummy {
+    type Result = u32;
+    fn handle(&mut self, _: Bump, _: &mut Self::Context) -> u32 {
+        self.counter += 1;
+        self.counter
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Explode;
+
+impl Handler<Explode> for Dummy {
+    type Result = ();
+    fn handle(&mut self, _: Explode, _: &mut Self::Context) {
+        panic!("dummy exploded on request");
+    }
+}
+
+impl Handler<Drain> for Dummy {
+    type Result = ResponseActFuture<Self, DrainAck>;
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let delay = self.drain_delay;
+        Box::pin(
+            tokio::time::sleep(delay)
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.exit.set(ExitReason::Drained);
+                    ctx.stop();
+                    DrainAck::default()
+                }),
+        )
+    }
+}
+
+fn dummy_spec(id: &str, role: ChildRole, slot: Slot<Dummy>, drain_delay: Duration) -> ChildSpec {
+    ChildSpec {
+        id: id.into(),
+        role,
+        start: Box::new(move |c| {
+            let addr = Dummy {
+                counter: 0,
+                drain_delay,
+                exit: c.exit,
+            }
+            .start();
+            slot.set(addr.clone());
+            addr.recipient()
+        }),
+    }
+}
+
+fn policy(max_restarts: u32) -> RestartPolicy {
+    RestartPolicy {
+        max_restarts,
+        window: Duration::from_secs(60),
+        backoff_base: Duration::from_millis(1),
+        backoff_cap: Duration::from_millis(4),
+    }
+}
+
+fn strategy_role() -> ChildRole {
+    ChildRole::Strategy {
+        kind: crate::strategy::StrategyKind::Momentum,
+        symbols: vec![],
+    }
+}
+
+/// Waits (bounded) until `child` is in `state`; returns its view.
+async fn until_state(sup: &Addr<Supervisor>, child: &str, state: Lifecycle) -> ChildView {
+    for _ in 0..2000 {
+        let views = sup.send(ListChildren).await.unwrap();
+        if let Some(v) = views
+            .into_iter()
+            .find(|v| v.id == child && v.state == state)
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("{child} never reached {state:?}");
+}
+
+/// Waits (bounded) until the slot holds a live address.
+async fn live(slot: &Slot<Dummy>) -> Addr<Dummy> {
+    for _ in 0..2000 {
+        if let Some(a) = slot.get() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("no live incarnation");
+}
+
+#[actix_web::test]
+async fn a_panicking_child_is_restarted_with_fresh_state_and_siblings_are_untouched() {
+    let (a, b) = (Slot::default(), Slot::default());
+    let specs = vec![
+        dummy_spec("a", strategy_role(), a.clone(), Duration::ZERO),
+        dummy_spec("b", strategy_role(), b.clone(), Duration::ZERO),
+    ];
+    let process = ProcessState::new();
+    let sup = Supervisor::new(specs, policy(5), Arc::clone(&process), Metrics::new()).start();
+    let first = live(&a).await;
+    assert_eq!(first.send(Bump).await.unwrap(), 1);
+    assert_eq!(first.send(Bump).await.unwrap(), 2);
+    let sibling = live(&b).await;
+    sibling.send(Bump).await.unwrap();
+
+    assert!(
+        first.send(Explode).await.is_err(),
+        "the panicking call gets a typed error, not a hang"
+    );
+    let view = until_incarnation(&sup, "a", 2).await;
+    assert_eq!(
+        (view.restarts, view.last_exit.as_deref()),
+        (1, Some("crashed (dropped without a reason)"))
+    );
+    let second = live(&a).await;
+    assert_eq!(
+        second.send(Bump).await.unwrap(),
+        1,
+        "a restart starts from fresh state"
+    );
+    assert_eq!(
+        sibling.send(Bump).await.unwrap(),
+        2,
+        "the sibling kept its state and address"
+    );
+    assert!(!process.essential_failed());
+}
+
+async fn until_incarnation(sup: &Addr<Supervisor>, child: &str, n: u64) -> ChildView {
+    for _ in 0..2000 {
+        let views = sup.send(ListChildren).await.unwrap();
+        if let Some(v) = views
+            .into_iter()
+            .find(|v| v.id == child && v.incarnation == n && v.state == Lifecycle::Running)
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("{child} never reached incarnation {n}");
+}
+
+#[actix_web::test]
+async fn a_child_over_its_intensity_is_left_failed_while_the_rest_runs() {
+    let (a, b) = (Slot::default(), Slot::default());
+    let specs = vec![
+        dummy_spec("a", strategy_role(), a.clone(), Duration::ZERO),
+        dummy_spec("b", strategy_role(), b.clone(), Duration::ZERO),
+    ];
+    let process = ProcessState::new();
+    let sup = Supervisor::new(specs, policy(2), Arc::clone(&process), Metrics::new()).start();
+    for n in 1..=3 {
+        let addr = live(&a).await;
+        let _ = addr.send(Explode).await;
+        if n < 3 {
+            until_incarnation(&sup, "a", n + 1).await;
+        }
+    }
+    let failed = until_state(&sup, "a", Lifecycle::Failed).await;
+    assert_eq!(failed.restarts, 2);
+    assert!(a.get().is_none(), "a failed child has no live address");
+    let sibling = live(&b).await;
+    assert_eq!(sibling.send(Bump).await.unwrap(), 1);
+    assert!(!process.essential_failed(), "a strategy is not essential");
+
+    // An operator can bring it back.
+    sup.send(RestartChild { id: "a".into() })
+        .await
+        .unwrap()
+        .unwrap();
+    let back = until_state(&sup, "a", Lifecycle::Running).await;
+    assert_eq!(back.incarnation, 4);
+    let refused = sup.send(RestartChild { id: "a".into() }).await.unwrap();
+    assert!(matches!(refused, Err(RestartError::NotDown { .. })));
+}
+
+#[actix_web::test]
+async fn an_essential_child_over_its_intensity_halts_trading_and_unreadies_the_process() {
+    let broker = Slot::default();
+    let specs = vec![dummy_spec(
+        "broker",
+        ChildRole::Broker,
+        broker.clone(),
+        Duration::ZERO,
+    )];
+    let process = ProcessState::new();
+    process.mark_venue_reached();
+    process.advance(crate::process::Phase::Running);
+    assert!(process.is_ready());
+    let sup = Supervisor::new(specs, policy(0), Arc::clone(&process), Metrics::new()).start();
+    let _ = live(&broker).await.send(Explode).await;
+    until_state(&sup, "broker", Lifecycle::Failed).await;
+    assert!(process.essential_failed());
+    assert!(process.halted().is_some_and(|why| why.contains("broker")));
+    assert!(!process.is_ready());
+}
+
+#[actix_web::test]
+async fn drain_stops_everyone_and_names_the_children_that_miss_the_deadline() {
+    let (fast, slow) = (Slot::default(), Slot::default());
+    let specs = vec![
+        dummy_spec("fast", strategy_role(), fast.clone(), Duration::ZERO),
+        dummy_spec(
+            "slow",
+            strategy_role(),
+            slow.clone(),
+            Duration::from_secs(30),
+        ),
+    ];
+    let sup = Supervisor::new(specs, policy(5), ProcessState::new(), Metrics::new()).start();
+    live(&fast).await;
+    live(&slow).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let report = sup.send(DrainAll { deadline }).await.unwrap();
+    assert_eq!(report.unfinished, vec!["slow".to_owned()]);
+    assert_eq!(report.phases.first().map(|p| p.0), Some("strategies"));
+    until_state(&sup, "fast", Lifecycle::Stopped).await;
+    // Nothing is restarted once draining, whatever ends afterwards.
+    let refused = sup.send(RestartChild { id: "fast".into() }).await.unwrap();
+    assert!(matches!(refused, Err(RestartError::Draining)));
+}
