@@ -1,0 +1,204 @@
+//! Spawning the real `herd` binary for end-to-end tests: loopback port 0 everywhere, addresses
+//! learned from its JSON log lines, SIGTERM through `kill`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a test waits for something herd should do within moments. A wait limit, not a
+/// performance assertion: reaching it means the behaviour is broken.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct Herd {
+    child: Child,
+    lines: Receiver<Value>,
+    /// Every log line so far, printed when a test fails.
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub http: String,
+    pub sim: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Herd {
+    /// Starts `herd run --config <file with config_toml>` on 127.0.0.1:0.
+    pub fn start(config_toml: &str, env: &[(&str, &str)]) -> Herd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("test.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HERD__HTTP__BIND", "127.0.0.1")
+            .env("HERD__HTTP__PORT", "0")
+            .env("HERD__LOG__LEVEL", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn herd");
+        let (tx, lines) = channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(format!("stderr: {line}"));
+            }
+        });
+        let mut herd = Herd {
+            child,
+            lines,
+            log,
+            http: String::new(),
+            sim: None,
+            _dir: dir,
+        };
+        let listening = herd.wait_log(|v| v["message"] == "http listening");
+        herd.http = format!("http://{}", listening["addr"].as_str().expect("addr"));
+        herd.sim = herd
+            .seen_log(|v| v["message"] == "simulator listening")
+            .map(|v| format!("http://{}", v["addr"].as_str().unwrap_or_default()));
+        herd
+    }
+
+    fn seen_log(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| pred(v))
+    }
+
+    /// The next log event matching `pred` (events already consumed are not seen again).
+    pub fn wait_log(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no matching log line within {PATIENCE:?}\n{}", self.dump())
+                }
+                Err(RecvTimeoutError::Disconnected) => panic!("herd exited early\n{}", self.dump()),
+            }
+        }
+    }
+
+    pub fn dump(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herd did not exit within {PATIENCE:?}\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it returns `Some`, or fails the test after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, herd: &Herd, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {PATIENCE:?}\n{}",
+            herd.dump()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks OpenMetrics text line by line: metadata, samples (`name{labels} value`), `# EOF` last.
+pub fn assert_openmetrics(text: &str) {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.last(),
+        Some(&"# EOF"),
+        "exposition must end with # EOF"
+    );
+    for line in &lines[..lines.len() - 1] {
+        if let Some(meta) = line.strip_prefix("# ") {
+            let kind = meta.split(' ').next().unwrap_or_default();
+            assert!(
+                ["HELP", "TYPE", "UNIT"].contains(&kind),
+                "bad metadata line: {line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "bad sample value in: {line}");
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "unterminated labels in: {line}");
+        }
+    }
+}

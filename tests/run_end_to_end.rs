@@ -1,0 +1,185 @@
+//! The whole process against its embedded simulator, over real HTTP on loopback.
+
+mod common;
+
+use common::{Herd, assert_openmetrics, eventually};
+use serde_json::Value;
+
+/// A fast market and a hair-trigger threshold, so the first ticks already trade.
+const TRADING: &str = r#"
+[sim]
+speed = 600.0
+
+[[strategies]]
+id = "momentum-test"
+kind = "momentum"
+symbols = ["SPY", "QQQ", "IWM"]
+every = "5m"
+[strategies.params]
+threshold = 0.0001
+position_size = 3
+"#;
+
+async fn get_json(url: &str) -> Option<Value> {
+    let response = reqwest::get(url).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn places_orders_on_the_simulator_serves_ops_endpoints_and_exits_zero_on_sigterm() {
+    let mut herd = Herd::start(TRADING, &[]);
+    let sim = herd
+        .sim
+        .clone()
+        .expect("the embedded simulator's address is logged");
+    let base = herd.http.clone();
+
+    let live = reqwest::get(format!("{base}/livez")).await.unwrap();
+    assert_eq!(live.status(), 200);
+    let alias = reqwest::get(format!("{base}/live")).await.unwrap();
+    assert_eq!(alias.status(), 200);
+    eventually("ready", &herd, || async {
+        let r = reqwest::get(format!("{base}/readyz")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    // An order placed by herd shows up in its own /orders ...
+    let order = eventually("an order in /orders", &herd, || async {
+        let body = get_json(&format!("{base}/orders")).await?;
+        body["orders"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(order["instance"], "momentum-test");
+    assert!(
+        ["SPY", "QQQ", "IWM"].contains(&order["symbol"].as_str().unwrap()),
+        "{order}"
+    );
+    assert_eq!(order["side"], "buy", "flat instances only buy: {order}");
+    assert_eq!(order["qty"], "3");
+    let cid = order["client_order_id"].as_str().unwrap().to_owned();
+    assert!(
+        cid.starts_with("momentum-test-") && cid.len() <= 48,
+        "{cid}"
+    );
+
+    // ... and at the venue, under the same client_order_id.
+    let client = reqwest::Client::new();
+    let at_venue: Value = client
+        .get(format!("{sim}/v2/orders?status=all&limit=500"))
+        .header("APCA-API-KEY-ID", herd::app::SIM_KEY)
+        .header("APCA-API-SECRET-KEY", herd::app::SIM_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = at_venue
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["client_order_id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&cid.as_str()),
+        "{cid} not among the simulator's orders {ids:?}"
+    );
+
+    // The fill comes back and the order ends filled.
+    eventually("the order filled", &herd, || async {
+        let body = get_json(&format!("{base}/orders?limit=1000")).await?;
+        let filled = body["orders"]
+            .as_array()?
+            .iter()
+            .any(|o| o["client_order_id"] == cid.as_str() && o["state"] == "filled");
+        filled.then_some(())
+    })
+    .await;
+
+    let strategies = get_json(&format!("{base}/strategies")).await.unwrap();
+    let instance = &strategies["strategies"][0];
+    assert_eq!(instance["id"], "momentum-test");
+    assert_eq!(instance["kind"], "momentum");
+    assert_eq!(instance["state"], "running");
+    assert!(instance["ticks"].as_u64().unwrap() >= 1, "{instance}");
+    assert_eq!(instance["restarts"], 0);
+
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let content_type = metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = metrics.text().await.unwrap();
+    assert_openmetrics(&text);
+    for family in [
+        "herd_strategy_ticks_total{",
+        "herd_orders_total{",
+        "herd_broker_requests_total{operation=\"bars\",outcome=\"ok\"}",
+        "herd_broker_requests_total{operation=\"submit_order\",outcome=\"ok\"}",
+    ] {
+        assert!(
+            text.contains(family),
+            "{family} missing from /metrics:\n{text}"
+        );
+    }
+
+    let health = get_json(&format!("{base}/health")).await.unwrap();
+    assert_eq!(health["venue"], "simulator");
+    assert!(
+        matches!(health["status"].as_str(), Some("ok" | "degraded")),
+        "{health}"
+    );
+
+    herd.signal("TERM");
+    let status = herd.wait_exit();
+    assert_eq!(status.code(), Some(0), "{}", herd.dump());
+    let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
+    assert_eq!(summary["message"], "shutdown complete");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_when_idle_exits_zero() {
+    let mut herd = Herd::start("strategies = []\n", &[]);
+    let ready = eventually("ready", &herd, || async {
+        let r = reqwest::get(format!("{}/readyz", herd.http)).await.ok()?;
+        (r.status() == 200).then_some(())
+    });
+    ready.await;
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+}
+
+#[test]
+fn an_invalid_configuration_exits_2_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "[[strategies]]\nid = \"a\"\nkind = \"momentum\"\nsymbols = [\"SPY\"]\nevery = \"5m\"\n[strategies.params]\nthreshold = -1\n",
+    )
+    .unwrap();
+    for command in ["run", "check-config"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+            .args([command, "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.contains("strategies[0].params.threshold = -1: must be greater than 0"),
+            "{stderr}"
+        );
+    }
+}
