@@ -17,6 +17,7 @@
 
 pub mod alpaca;
 mod book;
+pub mod breaker;
 mod error;
 mod market;
 mod order_id;
