@@ -19,6 +19,7 @@ pub mod alpaca;
 mod book;
 pub mod breaker;
 mod error;
+pub mod limiter;
 mod market;
 mod order_id;
 mod submit;
