@@ -22,6 +22,7 @@ mod error;
 pub mod limiter;
 mod market;
 mod order_id;
+pub mod retry;
 mod submit;
 
 use std::panic::AssertUnwindSafe;
