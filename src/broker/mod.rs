@@ -23,6 +23,7 @@ pub mod limiter;
 mod market;
 mod order_id;
 pub mod retry;
+pub mod risk;
 mod submit;
 
 use std::panic::AssertUnwindSafe;
