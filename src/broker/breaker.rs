@@ -293,7 +293,7 @@ struct Bucket {
 #[derive(Debug)]
 struct Window {
     origin: Instant,
-    /// At least 1 ms (checked by the config), so the division below is safe.
+    /// `window / buckets`, clamped above zero so that `slice` can divide by it.
     width: Duration,
     buckets: Vec<Bucket>,
 }

@@ -2,9 +2,10 @@
 //! never has to answer 429, and keeps a share of that quota for orders that reads cannot touch.
 //!
 //! Two governor (GCRA) direct limiters: `all`, which every request takes, runs at
-//! `requests_per_minute × headroom` with the rest of the quota as its burst, so that no minute
-//! ever sees more than `requests_per_minute` requests; `reads`, which reads take first, runs at
-//! `read_share` of that. Orders take only `all`.
+//! `requests_per_minute × headroom` with the rest of the quota as its burst, so that a full burst
+//! plus a minute of refill is the quota (a burst as large as the quota would allow twice the quota
+//! within one minute); `reads`, which reads take first, runs at `read_share` of that, burst
+//! included. Orders take only `all`.
 //!
 //! Invariants:
 //! - Reads can use at most `read_share` of the sustained rate (and of the burst): the rest is
@@ -236,6 +237,8 @@ impl OutboundLimiter {
     }
 
     /// Takes a token of `class` only if one is free now; `Err` holds the wait until the next.
+    /// A read refused by the shared limiter has still spent its read-share token: erring on the
+    /// side of fewer requests.
     pub fn try_acquire(&self, class: RequestClass) -> Result<(), Duration> {
         if class == RequestClass::Read {
             self.reads
