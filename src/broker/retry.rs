@@ -175,8 +175,10 @@ impl RetryPolicy {
     }
 }
 
-/// gRPC-style retry throttling, shared by every read of one venue. Tokens are kept in
-/// thousandths in one atomic, so concurrent futures update it without a lock.
+/// gRPC-style retry throttling, shared by every read of one venue. A failure is any retryable
+/// error (429 included: retrying into a spent quota is load too); business answers count
+/// neither way. Tokens are kept in thousandths in one atomic, so concurrent futures update it
+/// without a lock.
 #[derive(Debug)]
 pub struct RetryBudget {
     milli_tokens: AtomicU64,
