@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpServer, web};
-use chrono::TimeDelta;
+use chrono::{DurationRound, TimeDelta};
 
 use super::api;
 use super::clock::SimClock;
@@ -46,13 +46,18 @@ impl SimServer {
     pub async fn start(config: SimConfig, addr: SocketAddr) -> Result<SimServer, SimError> {
         config.validate()?;
         let replay = match &config.csv_dir {
-            Some(dir) => Replay::load(dir, config.market_hours)?,
+            Some(dir) => Replay::load(dir)?,
             None => Replay::default(),
         };
         let start = match (config.start_time()?, replay.span()) {
             (Some(t), _) => t,
-            // Replaying without a start: one day into the data, so strategies have lookback.
-            (None, Some((first, _))) => first + TimeDelta::days(1),
+            // Replaying without a start: a fifth into the data (one to thirty days), so
+            // strategies have lookback at once and most of the data is still ahead.
+            (None, Some((first, last))) => {
+                let lead = ((last - first) / 5).clamp(TimeDelta::days(1), TimeDelta::days(30));
+                let t = first + lead;
+                t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t)
+            }
             (None, None) => SimClock::default_start(),
         };
         let market = Market::new(&config, start, replay);

@@ -32,6 +32,7 @@ pub use bar::{Bar, Timeframe};
 pub use params::{EXCHANGES, Params, is_valid_symbol};
 pub use path::PathPoint;
 pub use query::{BarsRequest, PageToken};
+use replay::ReplayDay;
 pub use replay::{Replay, ReplayError};
 pub use rng::{KeyedRng, Stream};
 pub use synth::{ceil_tick, floor_tick, round_tick, tick};
@@ -145,12 +146,11 @@ impl Market {
         if let Some(bars) = self.minutes.get(symbol, date) {
             return bars;
         }
-        let bars: Arc<[Bar]> = if let Some(replayed) = self.replay.minutes(symbol, date) {
-            replayed.into()
-        } else if self.replay.covers(symbol, date) {
-            Arc::from(Vec::new())
-        } else {
-            self.synthetic_minutes(symbol, date).into()
+        let bars: Arc<[Bar]> = match self.replay.day(symbol, date) {
+            Some(ReplayDay::Minutes(bars)) => bars.into(),
+            Some(ReplayDay::Closed) => Arc::from(Vec::new()),
+            Some(ReplayDay::Daily(day)) => self.expand_daily(symbol, date, &day).into(),
+            None => self.synthetic_minutes(symbol, date).into(),
         };
         self.minutes.put(symbol, date, bars.clone());
         bars
@@ -174,8 +174,37 @@ impl Market {
         )
     }
 
+    /// A replayed daily row as minutes: a synthetic path through the row's open, high, low
+    /// and close over the session (09:30–16:00 New York unless the market never closes).
+    fn expand_daily(&mut self, symbol: &str, date: NaiveDate, day: &Bar) -> Vec<Bar> {
+        let hours = self.hours;
+        let (open, close) = match hours {
+            MarketHours::Always => (ny_midnight(date), ny_midnight(date + Duration::days(1))),
+            MarketHours::Regular => match hours.session(date) {
+                Some(s) => (s.open, s.close),
+                // A weekend row (e.g. crypto data): the same hours, counted from midnight.
+                None => {
+                    let midnight = ny_midnight(date);
+                    (
+                        midnight + Duration::minutes(9 * 60 + 30),
+                        midnight + Duration::hours(16),
+                    )
+                }
+            },
+        };
+        let minutes = (close - open).num_minutes().max(1) as usize;
+        let ctx = self.state(symbol).ctx.clone();
+        let plan = ctx.plan(date, minutes);
+        let mut bars = ctx.minute_bars(date, open.timestamp(), &plan, day.o, day.c, 0.0);
+        replay::fit_to_day(&mut bars, day);
+        bars
+    }
+
     /// The complete daily bar of `date`, stamped at New York midnight (None if no trading).
     pub fn day_bar(&mut self, symbol: &str, date: NaiveDate) -> Option<Bar> {
+        if let Some(ReplayDay::Daily(bar)) = self.replay.day(symbol, date) {
+            return Some(bar);
+        }
         if let Some(bar) = self.state(symbol).day_bars.get(&date) {
             return Some(*bar);
         }
