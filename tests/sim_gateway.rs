@@ -134,3 +134,37 @@ async fn server_stops_and_frees_its_port() {
             .is_err()
     );
 }
+
+#[actix_web::test]
+async fn a_running_clock_moves_bars_and_orders_forward_together() {
+    // Speed 1_000_000: one real millisecond is about 17 sim minutes, so two requests apart
+    // see time move. No real-time threshold is asserted, only order.
+    let cfg = herd::sim::SimConfig {
+        speed: 1_000_000.0,
+        ..frozen()
+    };
+    let sim = start(cfg).await;
+    let c = Client::new(&sim);
+    let t1 = c.get("/v2/clock").await.body["timestamp"].clone();
+    let o = c
+        .post(
+            "/v2/orders",
+            json!({"symbol": "SPY", "qty": 1, "side": "buy", "type": "market", "time_in_force": "gtc"}),
+        )
+        .await;
+    let t2 = c.get("/v2/clock").await.body["timestamp"].clone();
+    let parse = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).expect("time")
+    };
+    assert!(parse(&t2) > parse(&t1));
+    let submitted = parse(&o.body["submitted_at"]);
+    assert!(parse(&t1) <= submitted && submitted <= parse(&t2));
+    let filled = c
+        .get(&format!(
+            "/v2/orders/{}",
+            o.body["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(filled.body["status"], "filled");
+    sim.stop().await;
+}

@@ -70,7 +70,7 @@ pub struct SimConfig {
     pub regimes: bool,
     /// Parameters applied to every symbol; per-symbol entries in `symbols` override them.
     pub defaults: SymbolParams,
-    /// Per-symbol parameters, keyed by ticker.
+    /// Per-symbol parameters, keyed by ticker (case-insensitive).
     pub symbols: BTreeMap<String, SymbolParams>,
     /// Faults injected from startup, per endpoint group; also settable at run time.
     pub faults: FaultsConfig,
@@ -296,7 +296,8 @@ impl SimConfig {
         }
         self.defaults.validate("defaults")?;
         for (symbol, params) in &self.symbols {
-            if !super::market::is_valid_symbol(symbol) {
+            // Upper-cased first: environment overrides reach `config` lower-cased.
+            if !super::market::is_valid_symbol(&symbol.to_ascii_uppercase()) {
                 return Err(bad(
                     &format!("symbols.{symbol}"),
                     symbol,
@@ -452,6 +453,31 @@ mod tests {
                 .to_string()
                 .contains("sim.start")
         );
+    }
+
+    #[test]
+    fn loads_through_the_config_crate_with_string_overrides() {
+        // herd reads `[sim]` through `config`; env overrides arrive as strings.
+        let toml =
+            "[sim]\nseed = 7\nmarket_hours = \"regular\"\n[sim.symbols.SPY]\nstart_price = 400.0\n";
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .set_override("sim.speed", "250")
+            .and_then(|b| b.set_override("sim.fill_delay", "500ms"))
+            .and_then(|b| b.set_override("sim.regimes", "false"))
+            .and_then(|b| b.set_override("sim.faults.orders.error_rate", "0.25"))
+            .expect("overrides")
+            .build()
+            .expect("builds");
+        let cfg: SimConfig = built.get("sim").expect("deserialises");
+        assert_eq!(cfg.seed, 7);
+        assert_eq!(cfg.speed, 250.0);
+        assert_eq!(cfg.fill_delay, SimDuration::from_millis(500));
+        assert!(!cfg.regimes);
+        assert_eq!(cfg.market_hours, MarketHours::Regular);
+        assert_eq!(cfg.faults.orders.error_rate, 0.25);
+        assert_eq!(cfg.symbols["SPY"].start_price, Some(400.0));
+        cfg.validate().expect("valid");
     }
 
     #[test]

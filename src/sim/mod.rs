@@ -12,7 +12,7 @@
 //! - `api`: HTTP routes by endpoint group, the gateway middleware (auth, rate limit, faults,
 //!   stats) and the control endpoints under `/__sim`.
 //! - `auth`, `ratelimit`, `faults`, `stats`: the gateway's parts.
-//! - `state`, `server`: shared state and the HTTP server.
+//! - `state`, `server`: shared state and the HTTP server; `cli`: flags of `herd sim`.
 //!
 //! Invariants:
 //! - Every response under `/v2` has Alpaca's shape; no request can make the simulator panic.
@@ -23,6 +23,7 @@
 mod api;
 mod auth;
 mod calendar;
+mod cli;
 mod clock;
 mod config;
 mod exchange;
@@ -36,6 +37,7 @@ mod stats;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use calendar::MarketHours;
+pub use cli::SimArgs;
 pub use config::{FaultsConfig, Redacted, SimConfig, SimConfigError, SimDuration, SymbolParams};
 pub use faults::{FaultSpec, LostAs};
 pub use server::{SimError, SimServer};

@@ -84,7 +84,11 @@ impl Market {
             anchor: hours.trading_day_on_or_before(start_day),
             first_day: start_day - Duration::days(i64::from(cfg.history_days)),
             defaults: cfg.defaults.clone(),
-            overrides: cfg.symbols.clone(),
+            overrides: cfg
+                .symbols
+                .iter()
+                .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+                .collect(),
             symbols: HashMap::new(),
             minutes: DayCache::new(CACHE_DAYS),
             replay,
