@@ -115,7 +115,7 @@ pub struct SymbolParams {
     pub drift: Option<f64>,
     /// Annualised volatility (0.2 = 20 %), over 252 sessions of 390 minutes.
     pub volatility: Option<f64>,
-    /// Strength of trending regimes, as a price move per hour (0.025 = 2.5 % an hour).
+    /// Strength of trending regimes, as a price move per hour (0.035 = 3.5 % an hour).
     pub trend: Option<f64>,
     /// Average traded shares per minute; bounds fills (see `max_fill_share`).
     pub volume: Option<f64>,

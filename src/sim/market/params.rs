@@ -35,8 +35,8 @@ pub const MINUTES_PER_YEAR: f64 = 252.0 * 390.0;
 
 const GENERIC_DRIFT: f64 = 0.05;
 const GENERIC_VOLATILITY: f64 = 0.25;
-/// 2.5 % an hour: a 100-minute trending stretch moves about 4 %, so herd's default momentum
-/// threshold (±2 % over 20 five-minute bars) fires within minutes of any start.
+/// 3.5 % an hour: trending stretches (20–90 minutes) move 1–5 %, so herd's default momentum
+/// threshold (±2 % over 20 five-minute bars) fires within minutes of almost any start.
 const GENERIC_TREND: f64 = 0.035;
 const GENERIC_VOLUME: f64 = 20_000.0;
 

@@ -2,9 +2,9 @@
 //! and its minute path.
 //!
 //! Model: log prices follow a random walk whose drift and volatility change by regime. A day is
-//! cut into segments of 30–140 minutes, each in one regime: calm, trending up, trending down,
+//! cut into segments of 20–90 minutes, each in one regime: calm, trending up, trending down,
 //! mean-reverting (an extra Ornstein–Uhlenbeck wiggle pinned to zero at the segment ends) or
-//! volatile. Trend directions lean against the trend already accumulated that day, so strong
+//! volatile (with a mild drift). Trend directions lean against the trend already accumulated that day, so strong
 //! intraday trends are common while daily moves stay plausible. Blocks of ten calendar days
 //! share a mood (bull, bear, range) that tilts trend directions, so daily bars trend too.
 //!
