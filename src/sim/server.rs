@@ -35,7 +35,8 @@ pub enum SimError {
 /// A running simulator.
 pub struct SimServer {
     addr: SocketAddr,
-    speed: f64,
+    /// Shared with the handlers: the clock's speed can change at run time.
+    state: web::Data<SimState>,
     handle: ServerHandle,
     task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
 }
@@ -63,6 +64,7 @@ impl SimServer {
         let market = Market::new(&config, start, replay);
         let speed = config.speed;
         let state = web::Data::new(SimState::new(config, start, market));
+        let shared = state.clone();
         let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
                 .workers(1)
@@ -78,7 +80,7 @@ impl SimServer {
         tracing::info!(addr = %bound, speed, "simulator listening");
         Ok(SimServer {
             addr: bound,
-            speed,
+            state: shared,
             handle,
             task,
         })
@@ -93,8 +95,9 @@ impl SimServer {
         format!("http://{}", self.addr)
     }
 
+    /// Sim seconds per real second now (`POST /__sim/clock` may have changed it).
     pub fn speed(&self) -> f64 {
-        self.speed
+        self.state.clock.speed()
     }
 
     /// Graceful stop of the HTTP server.

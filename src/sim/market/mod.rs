@@ -218,6 +218,17 @@ impl Market {
         Some(bar)
     }
 
+    /// Whether the day's last minute has ended by `now`: its session close for synthetic days
+    /// (no minutes needed), its last bar for replayed ones (which may trade after 16:00).
+    pub fn day_closed(&mut self, symbol: &str, date: NaiveDate, now: DateTime<Utc>) -> bool {
+        if self.replay.day(symbol, date).is_none() {
+            return self.hours.session(date).is_some_and(|s| s.close <= now);
+        }
+        self.minutes_of(symbol, date)
+            .last()
+            .is_some_and(|m| m.t + 60 <= now.timestamp())
+    }
+
     /// The daily bar of the session containing or last before `now`, from minutes closed by
     /// `now` (a snapshot's `dailyBar`, still forming while the market is open).
     pub fn current_day_bar(&mut self, symbol: &str, now: DateTime<Utc>) -> Option<Bar> {

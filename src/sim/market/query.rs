@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! - Only closed bars are returned: an intraday bar once its interval has ended, a daily bar
-//!   once its session has closed, by the sim time `now` of the request.
+//!   once the day's last minute has ended (its session close), by the sim time `now`.
 //! - No bar before the first history day is returned.
 //! - The last page has no token; a non-last page always has one.
 
@@ -172,7 +172,7 @@ impl Market {
         let now_t = now.timestamp();
         match timeframe.seconds() {
             None => {
-                let closed = self.hours.session(date).is_some_and(|s| s.close <= now);
+                let closed = self.day_closed(symbol, date, now);
                 match (closed, self.day_bar(symbol, date)) {
                     (true, Some(bar)) => vec![bar],
                     _ => Vec::new(),
