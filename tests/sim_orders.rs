@@ -396,3 +396,27 @@ async fn each_key_is_its_own_account() {
     );
     sim.stop().await;
 }
+
+#[actix_web::test]
+async fn absurd_sizes_are_refused_not_overflowed() {
+    let sim = start(frozen()).await;
+    let c = Client::new(&sim);
+    for qty in [json!("1e27"), json!(1e20)] {
+        let r = c
+            .post("/v2/orders", order("SPY", "buy", "market", "day", qty))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    }
+    let mut o = order("SPY", "buy", "limit", "day", json!(1));
+    o["limit_price"] = json!("99999999999999999999");
+    assert_eq!(
+        c.post("/v2/orders", o).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        c.get("/v2/account").await.status,
+        StatusCode::OK,
+        "still serving"
+    );
+    sim.stop().await;
+}

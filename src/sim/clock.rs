@@ -42,7 +42,9 @@ impl Base {
         let real = self.real.elapsed().as_secs_f64() * self.speed;
         // Saturate far beyond any sensible run (about 292 000 years of micros).
         let micros = (real * 1e6).min(i64::MAX as f64 / 2.0) as i64;
-        self.sim + TimeDelta::microseconds(micros)
+        self.sim
+            .checked_add_signed(TimeDelta::microseconds(micros))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -86,8 +88,11 @@ impl SimClock {
     /// Moves sim time forward by `by` at once (tests and drills use this instead of sleeping).
     pub fn advance(&self, by: Duration) -> DateTime<Utc> {
         let mut base = lock(&self.inner);
-        let delta = TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX / 4);
-        base.sim += delta;
+        let delta = TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
+        base.sim = base
+            .sim
+            .checked_add_signed(delta)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         base.now()
     }
 }

@@ -49,14 +49,10 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("endpoint not found"))
 }
 
-/// Query parameters of a request, leniently parsed (a malformed pair is an Alpaca 422).
+/// Query parameters of a request (a malformed query string is an Alpaca 422).
 pub fn query(req: &HttpRequest) -> Result<Params, ApiError> {
-    serde_urlencoded_pairs(req.query_string()).map(Params::new)
-}
-
-fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, ApiError> {
-    web::Query::<Vec<(String, String)>>::from_query(q)
-        .map(|p| p.into_inner())
+    web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(|p| Params::new(p.into_inner()))
         .map_err(|_| ApiError::invalid("malformed query string"))
 }
 

@@ -18,6 +18,12 @@ use crate::sim::market::Market;
 /// Longest client order id accepted (the current OpenAPI spec's limit).
 pub const MAX_CLIENT_ORDER_ID: usize = 128;
 
+/// Bounds that keep every product of quantities and prices far inside `Decimal`'s range
+/// (whose overflow would panic), and well beyond any real order.
+const MAX_QTY: i64 = 100_000_000;
+const MAX_PRICE: i64 = 10_000_000;
+const MAX_NOTIONAL: i64 = 1_000_000_000_000;
+
 /// A parsed `POST /v2/orders` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOrder {
@@ -41,6 +47,9 @@ fn check_price(name: &str, price: Decimal) -> Result<(), ExchangeError> {
     if price <= Decimal::ZERO {
         return Err(invalid(format!("{name} must be > 0")));
     }
+    if price > Decimal::from(MAX_PRICE) {
+        return Err(invalid(format!("{name} must be <= {MAX_PRICE}")));
+    }
     let dp = if price >= Decimal::ONE { 2 } else { 4 };
     if price.round_dp(dp) != price {
         return Err(invalid(format!(
@@ -58,6 +67,9 @@ impl NewOrder {
                 if q <= Decimal::ZERO {
                     return Err(invalid("qty must be > 0"));
                 }
+                if q > Decimal::from(MAX_QTY) {
+                    return Err(invalid(format!("qty must be <= {MAX_QTY}")));
+                }
                 if q.normalize().scale() > 9 {
                     return Err(invalid("qty must have at most 9 decimal places"));
                 }
@@ -66,6 +78,9 @@ impl NewOrder {
             Amount::Notional(n) => {
                 if n <= Decimal::ZERO {
                     return Err(invalid("notional must be > 0"));
+                }
+                if n > Decimal::from(MAX_NOTIONAL) {
+                    return Err(invalid(format!("notional must be <= {MAX_NOTIONAL}")));
                 }
                 if n.round_dp(2) != n {
                     return Err(invalid("notional must have at most 2 decimal places"));
