@@ -63,4 +63,16 @@ impl SimState {
     pub fn venue(&self) -> MutexGuard<'_, Venue> {
         lock(&self.venue)
     }
+
+    /// Runs `f` on the exchange and the market at the current sim time, under the venue lock
+    /// (read once, so one response describes one instant).
+    pub fn with_venue<R>(
+        &self,
+        f: impl FnOnce(&mut Exchange, &mut Market, DateTime<Utc>) -> R,
+    ) -> R {
+        let now = self.clock.now();
+        let mut venue = self.venue();
+        let Venue { market, exchange } = &mut *venue;
+        f(exchange, market, now)
+    }
 }

@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::trading::multi_status_entry;
 use super::{ApiKey, ok_json, order_body, query};
 use crate::sim::exchange::{OrderFilter, Side, StatusFilter};
-use crate::sim::state::{SimState, Venue};
+use crate::sim::state::SimState;
 
 type Res = Result<HttpResponse, ApiError>;
 
@@ -24,10 +24,8 @@ pub async fn submit(
     body: web::Bytes,
 ) -> Res {
     let order = order_body::parse(&body)?;
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(&exchange.submit(&key.0, order, market, now)?))
+    let placed = state.with_venue(|ex, market, now| ex.submit(&key.0, order, market, now))?;
+    Ok(ok_json(&placed))
 }
 
 pub async fn list(state: web::Data<SimState>, key: web::ReqData<ApiKey>, req: HttpRequest) -> Res {
@@ -55,10 +53,9 @@ pub async fn list(state: web::Data<SimState>, key: web::ReqData<ApiKey>, req: Ht
     };
     // `nested` only matters for multi-leg orders, which the simulator does not take.
     p.bool("nested", ApiError::invalid)?;
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(&exchange.orders(&key.0, &filter, market, now)))
+    Ok(ok_json(&state.with_venue(|ex, market, now| {
+        ex.orders(&key.0, &filter, market, now)
+    })))
 }
 
 pub async fn get(
@@ -67,10 +64,9 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Res {
     let id = order_id(&path)?;
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(&exchange.order(&key.0, id, market, now)?))
+    Ok(ok_json(&state.with_venue(|ex, market, now| {
+        ex.order(&key.0, id, market, now)
+    })?))
 }
 
 pub async fn by_client_order_id(
@@ -83,12 +79,9 @@ pub async fn by_client_order_id(
         .get("client_order_id")
         .ok_or_else(|| ApiError::invalid("client_order_id is required"))?
         .to_string();
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(
-        &exchange.order_by_client_id(&key.0, &client_id, market, now)?,
-    ))
+    Ok(ok_json(&state.with_venue(|ex, market, now| {
+        ex.order_by_client_id(&key.0, &client_id, market, now)
+    })?))
 }
 
 /// `DELETE /v2/orders/{id}`: 204 with no body, 404 if unknown, 422 if already final.
@@ -98,20 +91,14 @@ pub async fn cancel(
     path: web::Path<String>,
 ) -> Res {
     let id = order_id(&path)?;
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    exchange.cancel(&key.0, id, market, now)?;
+    state.with_venue(|ex, market, now| ex.cancel(&key.0, id, market, now))?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `DELETE /v2/orders`: 207 with `[{id, status, body}]`.
 pub async fn cancel_all(state: web::Data<SimState>, key: web::ReqData<ApiKey>) -> Res {
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    let body: Vec<Value> = exchange
-        .cancel_all(&key.0, market, now)
+    let body: Vec<Value> = state
+        .with_venue(|ex, market, now| ex.cancel_all(&key.0, market, now))
         .into_iter()
         .map(|(id, r)| multi_status_entry(json!({"id": id}), r))
         .collect();

@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -12,16 +12,16 @@ use super::error::ApiError;
 use super::params::symbol;
 use super::{ApiKey, ok_json, query};
 use crate::sim::calendar::{MarketHours, ny_date, ny_rfc3339};
-use crate::sim::exchange::{OrderJson, asset_id};
-use crate::sim::state::{SimState, Venue};
+use crate::sim::exchange::{Exchange, ExchangeError, OrderJson, asset_id};
+use crate::sim::market::Market;
+use crate::sim::state::SimState;
 
 type Res = Result<HttpResponse, ApiError>;
 
 pub async fn account(state: web::Data<SimState>, key: web::ReqData<ApiKey>) -> Res {
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(&exchange.account_json(&key.0, market, now)))
+    Ok(ok_json(&state.with_venue(|ex, market, now| {
+        ex.account_json(&key.0, market, now)
+    })))
 }
 
 pub async fn clock(state: web::Data<SimState>) -> Res {
@@ -94,25 +94,24 @@ pub async fn asset(state: web::Data<SimState>, path: web::Path<String>) -> Res {
 }
 
 pub async fn positions(state: web::Data<SimState>, key: web::ReqData<ApiKey>) -> Res {
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(&exchange.positions_json(&key.0, market, now)))
+    Ok(ok_json(&state.with_venue(|ex, market, now| {
+        ex.positions_json(&key.0, market, now)
+    })))
 }
 
 /// The symbol of the position a path segment names: a ticker, or the asset id of a position
 /// the account holds (asset ids are derived from tickers, so only held ones can be resolved).
 fn position_symbol(
-    venue: &mut Venue,
+    exchange: &mut Exchange,
+    market: &mut Market,
     key: &str,
     segment: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> Result<String, ApiError> {
     let not_found = || ApiError::not_found("position does not exist");
     let Ok(id) = Uuid::parse_str(segment) else {
         return symbol(segment).map_err(|_| not_found());
     };
-    let Venue { market, exchange } = venue;
     exchange
         .account(key, market, now)
         .positions
@@ -127,11 +126,11 @@ pub async fn position(
     key: web::ReqData<ApiKey>,
     path: web::Path<String>,
 ) -> Res {
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let sym = position_symbol(&mut venue, &key.0, &path, now)?;
-    let Venue { market, exchange } = &mut *venue;
-    Ok(ok_json(&exchange.position_json(&key.0, &sym, market, now)?))
+    let position = state.with_venue(|ex, market, now| {
+        let sym = position_symbol(ex, market, &key.0, &path, now)?;
+        Ok::<_, ApiError>(ex.position_json(&key.0, &sym, market, now)?)
+    })?;
+    Ok(ok_json(&position))
 }
 
 /// `DELETE /v2/positions/{symbol}?qty=|percentage=`: 200 with the closing order.
@@ -144,11 +143,10 @@ pub async fn close_position(
     let params = query(&req)?;
     let qty = params.decimal("qty", ApiError::invalid)?;
     let percentage = params.decimal("percentage", ApiError::invalid)?;
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let sym = position_symbol(&mut venue, &key.0, &path, now)?;
-    let Venue { market, exchange } = &mut *venue;
-    let order = exchange.close_position(&key.0, &sym, qty, percentage, market, now)?;
+    let order = state.with_venue(|ex, market, now| {
+        let sym = position_symbol(ex, market, &key.0, &path, now)?;
+        Ok::<_, ApiError>(ex.close_position(&key.0, &sym, qty, percentage, market, now)?)
+    })?;
     Ok(ok_json(&order))
 }
 
@@ -162,11 +160,8 @@ pub async fn close_all_positions(
     let cancel = params
         .bool("cancel_orders", ApiError::invalid)?
         .unwrap_or(false);
-    let now = state.clock.now();
-    let mut venue = state.venue();
-    let Venue { market, exchange } = &mut *venue;
-    let results = exchange.close_all(&key.0, cancel, market, now);
-    let body: Vec<Value> = results
+    let body: Vec<Value> = state
+        .with_venue(|ex, market, now| ex.close_all(&key.0, cancel, market, now))
         .into_iter()
         .map(|(symbol, r)| multi_status_entry(json!({"symbol": symbol}), r))
         .collect();
@@ -174,10 +169,7 @@ pub async fn close_all_positions(
 }
 
 /// One entry of a 207 list: `{..., "status": <http>, "body": <order or error>}`.
-pub fn multi_status_entry(
-    mut head: Value,
-    result: Result<OrderJson, crate::sim::exchange::ExchangeError>,
-) -> Value {
+pub fn multi_status_entry(mut head: Value, result: Result<OrderJson, ExchangeError>) -> Value {
     let (status, body) = match result {
         Ok(order) => (200, serde_json::to_value(order).unwrap_or(Value::Null)),
         Err(e) => {

@@ -88,20 +88,23 @@ impl Account {
         self.by_client.contains_key(client_order_id)
     }
 
-    pub fn insert_order(&mut self, order: Order) -> usize {
+    pub fn insert_order(&mut self, order: Order) {
         let i = self.orders.len();
         self.by_id.insert(order.id, i);
         self.by_client.insert(order.client_order_id.clone(), i);
         self.orders.push(order);
-        i
     }
 
-    pub fn order_index(&self, id: Uuid) -> Option<usize> {
-        self.by_id.get(&id).copied()
+    pub fn order(&self, id: Uuid) -> Option<&Order> {
+        self.orders.get(*self.by_id.get(&id)?)
     }
 
-    pub fn order_index_by_client(&self, client_order_id: &str) -> Option<usize> {
-        self.by_client.get(client_order_id).copied()
+    pub fn order_mut(&mut self, id: Uuid) -> Option<&mut Order> {
+        self.orders.get_mut(*self.by_id.get(&id)?)
+    }
+
+    pub fn order_by_client(&self, client_order_id: &str) -> Option<&Order> {
+        self.orders.get(*self.by_client.get(client_order_id)?)
     }
 
     /// Signed position in `symbol` (0 when flat).

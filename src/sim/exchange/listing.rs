@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::order::{OrderJson, Side};
+use super::order::{Order, OrderJson, Side};
 use super::{Exchange, ExchangeError};
 use crate::sim::market::Market;
 
@@ -54,11 +54,10 @@ impl Exchange {
         market: &mut Market,
         now: DateTime<Utc>,
     ) -> Result<OrderJson, ExchangeError> {
-        let account = self.account(key, market, now);
-        let i = account
-            .order_index(id)
-            .ok_or(ExchangeError::OrderNotFound)?;
-        Ok(account.orders[i].to_json())
+        self.account(key, market, now)
+            .order(id)
+            .map(Order::to_json)
+            .ok_or(ExchangeError::OrderNotFound)
     }
 
     pub fn order_by_client_id(
@@ -68,11 +67,10 @@ impl Exchange {
         market: &mut Market,
         now: DateTime<Utc>,
     ) -> Result<OrderJson, ExchangeError> {
-        let account = self.account(key, market, now);
-        let i = account
-            .order_index_by_client(client_order_id)
-            .ok_or(ExchangeError::OrderNotFound)?;
-        Ok(account.orders[i].to_json())
+        self.account(key, market, now)
+            .order_by_client(client_order_id)
+            .map(Order::to_json)
+            .ok_or(ExchangeError::OrderNotFound)
     }
 
     pub fn orders(

@@ -60,6 +60,21 @@ fn check_price(name: &str, price: Decimal) -> Result<(), ExchangeError> {
 }
 
 impl NewOrder {
+    /// A plain market day order for `qty` shares.
+    pub fn market(symbol: &str, side: Side, qty: Decimal) -> Self {
+        NewOrder {
+            symbol: symbol.to_string(),
+            amount: Amount::Qty(qty),
+            side,
+            order_type: OrderType::Market,
+            time_in_force: TimeInForce::Day,
+            limit_price: None,
+            stop_price: None,
+            extended_hours: false,
+            client_order_id: None,
+        }
+    }
+
     /// Terms Alpaca refuses with 422.
     fn check_terms(&self) -> Result<(), ExchangeError> {
         let fractional = match self.amount {
@@ -228,10 +243,10 @@ impl Exchange {
             minute_used: (0, Decimal::ZERO),
             resolved_qty: None,
         };
-        let index = account.insert_order(order);
+        let id = order.id;
+        account.insert_order(order);
         // A zero fill delay may fill the order at once.
-        self.advance(key, market, now);
-        Ok(self.account_raw(key, now).orders[index].to_json())
+        self.order(key, id, market, now)
     }
 
     /// Cancels an open order: `Ok` (204) or why not.
@@ -242,11 +257,10 @@ impl Exchange {
         market: &mut Market,
         now: DateTime<Utc>,
     ) -> Result<OrderJson, ExchangeError> {
-        let account = self.account(key, market, now);
-        let i = account
-            .order_index(id)
+        let order = self
+            .account(key, market, now)
+            .order_mut(id)
             .ok_or(ExchangeError::OrderNotFound)?;
-        let order = &mut account.orders[i];
         if !order.status.is_open() {
             return Err(ExchangeError::NotCancelable(order.status.as_str()));
         }
@@ -307,18 +321,7 @@ impl Exchange {
         } else {
             Side::Buy
         };
-        let req = NewOrder {
-            symbol: symbol.to_string(),
-            amount: Amount::Qty(wanted),
-            side,
-            order_type: OrderType::Market,
-            time_in_force: TimeInForce::Day,
-            limit_price: None,
-            stop_price: None,
-            extended_hours: false,
-            client_order_id: None,
-        };
-        self.submit(key, req, market, now)
+        self.submit(key, NewOrder::market(symbol, side, wanted), market, now)
     }
 
     /// Closes every position (after cancelling open orders when asked); one result each.

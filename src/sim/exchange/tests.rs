@@ -20,17 +20,7 @@ fn setup(cfg: SimConfig, start: DateTime<Utc>) -> (Exchange, Market) {
 }
 
 fn market_order(symbol: &str, side: Side, qty: &str) -> NewOrder {
-    NewOrder {
-        symbol: symbol.into(),
-        amount: Amount::Qty(dec(qty)),
-        side,
-        order_type: OrderType::Market,
-        time_in_force: TimeInForce::Day,
-        limit_price: None,
-        stop_price: None,
-        extended_hours: false,
-        client_order_id: None,
-    }
+    NewOrder::market(symbol, side, dec(qty))
 }
 
 const T0: &str = "2024-05-08T15:17:00Z";
