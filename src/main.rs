@@ -3,7 +3,7 @@
 //! Exit codes: 0 success; 1 start-up failure or a drain that missed its deadline; 2 invalid
 //! configuration; 130 forced by a second signal.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,18 +33,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
-    /// Run only the Alpaca-compatible simulator, for development and SDK tests.
+    /// Run only the Alpaca-compatible simulator, for development and SDK tests. Flags override
+    /// the [sim] table of the configuration.
     Sim {
-        #[arg(long, default_value_t = 8750)]
-        port: u16,
-        #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-        bind: IpAddr,
-        /// Venue seconds per real second (overrides sim.speed).
-        #[arg(long)]
-        speed: Option<f64>,
-        /// Market seed (overrides sim.seed).
-        #[arg(long)]
-        seed: Option<u64>,
+        #[command(flatten)]
+        args: herd::sim::SimArgs,
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -100,34 +93,25 @@ fn main() -> ExitCode {
             // deadline. The drain has already settled what matters.
             std::process::exit(i32::from(code));
         }
-        Command::Sim {
-            port,
-            bind,
-            speed,
-            seed,
-            config,
-        } => {
-            let mut settings = match load(config).and_then(|s| init_logs(&s).map(|()| s)) {
+        Command::Sim { args, config } => {
+            let settings = match load(config).and_then(|s| init_logs(&s).map(|()| s)) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            if let Some(speed) = speed {
-                settings.sim.speed = speed;
-            }
-            if let Some(seed) = seed {
-                settings.sim.seed = seed;
-            }
-            if let Err(e) = settings.sim.validate() {
-                eprintln!("herd: invalid configuration: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            actix::System::new().block_on(run_sim(settings, SocketAddr::new(bind, port)))
+            let (sim, addr) = match args.apply(settings.sim) {
+                Ok(applied) => applied,
+                Err(e) => {
+                    eprintln!("herd: invalid configuration: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            actix::System::new().block_on(run_sim(sim, addr))
         }
     }
 }
 
-async fn run_sim(settings: Settings, addr: SocketAddr) -> ExitCode {
-    let sim = match herd::sim::SimServer::start(settings.sim, addr).await {
+async fn run_sim(config: herd::sim::SimConfig, addr: SocketAddr) -> ExitCode {
+    let sim = match herd::sim::SimServer::start(config, addr).await {
         Ok(sim) => sim,
         Err(e) => {
             eprintln!("herd: cannot start the simulator on {addr}: {e}");

@@ -1,9 +1,9 @@
 //! The official Python SDK (alpaca-py) against the simulator: runs
-//! `python3 tests/sdk/alpaca_py_compat.py <base_url>` and requires it to pass.
+//! `$HERD_TEST_PYTHON tests/sdk/alpaca_py_compat.py <base_url>` (default `python3`) and
+//! requires it to pass.
 //!
-//! alpaca-py must be installed first (the CI test script does it):
-//! `python3 -m pip install -r tests/sdk/requirements.txt`. Without it this test FAILS, so a
-//! missing SDK can never pass silently.
+//! alpaca-py must be installed first: `scripts/test` installs it into a virtualenv and sets
+//! `HERD_TEST_PYTHON`. Without it this test FAILS, so a missing SDK can never pass silently.
 
 #[path = "sim_support/mod.rs"]
 mod support;
@@ -12,11 +12,16 @@ use std::process::Command;
 
 use support::{frozen, start};
 
-const INSTALL: &str = "python3 -m pip install -r tests/sdk/requirements.txt";
+const INSTALL: &str = "scripts/test (or: python3 -m pip install -r tests/sdk/requirements.txt)";
+
+/// The interpreter that has alpaca-py: `HERD_TEST_PYTHON`, as `scripts/test` sets it.
+fn python() -> String {
+    std::env::var("HERD_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
 
 #[actix_web::test]
 async fn alpaca_py_works_against_the_simulator_unchanged() {
-    let probe = Command::new("python3")
+    let probe = Command::new(python())
         .args(["-c", "import alpaca, sys; print(alpaca.__file__)"])
         .output();
     match probe {
@@ -40,7 +45,7 @@ async fn alpaca_py_works_against_the_simulator_unchanged() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/alpaca_py_compat.py");
     // The script blocks; run it off the runtime thread so nothing else is held up.
     let out = actix_web::rt::task::spawn_blocking(move || {
-        Command::new("python3").arg(script).arg(url).output()
+        Command::new(python()).arg(script).arg(url).output()
     })
     .await
     .expect("joined")
