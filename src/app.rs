@@ -10,7 +10,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::broker::{
-    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, OrderBook, VenueSpeed,
+    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, OrderBook, Snapshots,
+    VenueSpeed,
 };
 use crate::cache::{Cache, CacheActor};
 use crate::http::{self, OpsState};
@@ -57,8 +58,10 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     let cache = Cache::new(Arc::clone(&metrics));
     let broker_slot: Slot<BrokerActor> = Slot::default();
     let metrics_slot: Slot<MetricsActor> = Slot::default();
+    let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
     let deps = BrokerDeps {
-        client,
+        snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics)),
+        gateway,
         cache: cache.clone(),
         book: Arc::new(OrderBook::new()),
         process: Arc::clone(&process),
@@ -66,6 +69,8 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
         venue,
         speed,
         order_poll: settings.broker.order_poll.get(),
+        batch_window: settings.broker.batch_window.get(),
+        risk: settings.broker.risk.clone(),
     };
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();

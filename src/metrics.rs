@@ -64,8 +64,42 @@ struct ChildStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerStateLabels {
+    operation: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    operation: &'static str,
+    from: &'static str,
+    to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    operation: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
+}
+
+fn wait_histogram() -> Histogram {
+    // 1 ms … ~16 s: limiter waits are usually zero, and bounded by order_max_wait.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
 fn latency_histogram() -> Histogram {
@@ -86,6 +120,17 @@ pub struct Metrics {
     cache_hits: Counter,
     cache_misses: Counter,
     cache_evictions: Counter,
+    breaker_state: Family<BreakerStateLabels, Gauge>,
+    breaker_transitions: Family<TransitionLabels, Counter>,
+    breaker_rejections: Family<OperationLabels, Counter>,
+    retries: Family<OperationLabels, Counter>,
+    read_failures: Family<FailureLabels, Counter>,
+    shared_reads: Family<OperationLabels, Counter>,
+    limiter_wait: Family<ClassLabels, Histogram, fn() -> Histogram>,
+    limiter_saturated: Family<ClassLabels, Counter>,
+    orders_refused: Family<ReasonLabels, Counter>,
+    bar_batches: Counter,
+    bar_batch_requests: Counter,
 }
 
 impl Metrics {
@@ -102,7 +147,21 @@ impl Metrics {
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_evictions: Counter::default(),
+            breaker_state: Family::default(),
+            breaker_transitions: Family::default(),
+            breaker_rejections: Family::default(),
+            retries: Family::default(),
+            read_failures: Family::default(),
+            shared_reads: Family::default(),
+            limiter_wait: Family::new_with_constructor(wait_histogram),
+            limiter_saturated: Family::default(),
+            orders_refused: Family::default(),
+            bar_batches: Counter::default(),
+            bar_batch_requests: Counter::default(),
         };
+        for op in Operation::ALL {
+            m.breaker_state(*op, "closed");
+        }
         m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -163,6 +222,62 @@ impl Metrics {
             "cache_evictions",
             "Expired cache entries removed",
             self.cache_evictions.clone(),
+        );
+        r.register(
+            "breaker_state",
+            "Circuit breaker state per operation (1 for the current state)",
+            self.breaker_state.clone(),
+        );
+        r.register(
+            "breaker_transitions",
+            "Circuit breaker state changes",
+            self.breaker_transitions.clone(),
+        );
+        r.register(
+            "breaker_rejections",
+            "Calls refused by an open circuit breaker",
+            self.breaker_rejections.clone(),
+        );
+        r.register(
+            "broker_retries",
+            "Retried upstream reads",
+            self.retries.clone(),
+        );
+        r.register(
+            "broker_read_failures",
+            "Upstream reads that failed for good, by reason",
+            self.read_failures.clone(),
+        );
+        r.register(
+            "broker_shared_reads",
+            "Reads served by joining an identical call already in flight",
+            self.shared_reads.clone(),
+        );
+        r.register_with_unit(
+            "limiter_wait",
+            "Time spent waiting for the outbound rate limiter",
+            prometheus_client::registry::Unit::Seconds,
+            self.limiter_wait.clone(),
+        );
+        r.register(
+            "limiter_saturated",
+            "Requests not sent because the rate limiter had no token in time",
+            self.limiter_saturated.clone(),
+        );
+        r.register(
+            "orders_refused",
+            "Orders refused before sending, by reason",
+            self.orders_refused.clone(),
+        );
+        r.register(
+            "bar_batches",
+            "Batched bars fetches",
+            self.bar_batches.clone(),
+        );
+        r.register(
+            "bar_batch_requests",
+            "Instance bar requests served by batched fetches",
+            self.bar_batch_requests.clone(),
         );
         r.register("build_info", "herd version", self.build_info.clone());
         r.register_with_unit(
@@ -231,6 +346,84 @@ impl Metrics {
             self.cache_misses.get(),
             self.cache_evictions.get(),
         )
+    }
+
+    /// Sets `state` to 1 and the other states of `op`'s breaker to 0.
+    pub fn breaker_state(&self, op: Operation, state: &'static str) {
+        for s in crate::broker::breaker::BreakerState::ALL {
+            let labels = BreakerStateLabels {
+                operation: op.as_str(),
+                state: s.as_str(),
+            };
+            self.breaker_state
+                .get_or_create(&labels)
+                .set(i64::from(s.as_str() == state));
+        }
+    }
+
+    pub fn breaker_transition(&self, op: Operation, from: &'static str, to: &'static str) {
+        let labels = TransitionLabels {
+            operation: op.as_str(),
+            from,
+            to,
+        };
+        self.breaker_transitions.get_or_create(&labels).inc();
+    }
+
+    pub fn breaker_rejection(&self, op: Operation) {
+        self.breaker_rejections
+            .get_or_create(&OperationLabels {
+                operation: op.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn retries(&self, op: Operation, n: u32) {
+        self.retries
+            .get_or_create(&OperationLabels {
+                operation: op.as_str(),
+            })
+            .inc_by(u64::from(n));
+    }
+
+    pub fn read_failure(&self, op: Operation, reason: &'static str) {
+        let labels = FailureLabels {
+            operation: op.as_str(),
+            reason,
+        };
+        self.read_failures.get_or_create(&labels).inc();
+    }
+
+    pub fn shared_read(&self, op: Operation) {
+        self.shared_reads
+            .get_or_create(&OperationLabels {
+                operation: op.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn limiter_wait(&self, class: &'static str, waited: Duration) {
+        self.limiter_wait
+            .get_or_create(&ClassLabels { class })
+            .observe(waited.as_secs_f64());
+    }
+
+    pub fn limiter_saturated(&self, class: &'static str) {
+        self.limiter_saturated
+            .get_or_create(&ClassLabels { class })
+            .inc();
+    }
+
+    pub fn order_refused(&self, reason: &'static str) {
+        self.orders_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// One batched bars fetch that served `requests` instance requests.
+    pub fn bar_batch(&self, requests: u64) {
+        self.bar_batches.inc();
+        self.bar_batch_requests.inc_by(requests);
     }
 
     /// Sets `state` to 1 and every other state of `child` to 0.

@@ -1,5 +1,6 @@
 //! Process-wide state that must be readable at once from any thread: the phase (starting,
-//! running, draining), whether trading is halted, and whether the venue has been reached.
+//! running, draining), the trading state (active, reducing, halted) and whether the venue has
+//! been reached.
 //!
 //! This is the one piece of shared mutable state besides the cache map and the metric handles
 //! (design.md): `/readyz` must turn 503 the instant SIGTERM arrives, even while every actor is
@@ -11,8 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use serde::Serialize;
+
+use crate::broker::risk::TradingState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,8 +29,8 @@ pub struct ProcessState {
     phase: AtomicU8,
     /// Set once the broker has had any successful answer from the venue.
     venue_reached: AtomicBool,
-    /// Why trading is halted (no new orders leave the process); `None` while trading.
-    halted: ArcSwapOption<String>,
+    /// What orders may leave the process, and why it is not `Active`.
+    trading: ArcSwap<Trading>,
     /// An essential child failed for good: the process cannot do its job.
     essential_failed: AtomicBool,
     pub started_at: Instant,
@@ -38,7 +41,10 @@ impl ProcessState {
         Arc::new(Self {
             phase: AtomicU8::new(Phase::Starting as u8),
             venue_reached: AtomicBool::new(false),
-            halted: ArcSwapOption::empty(),
+            trading: ArcSwap::from_pointee(Trading {
+                state: TradingState::Active,
+                reason: None,
+            }),
             essential_failed: AtomicBool::new(false),
             started_at: Instant::now(),
         })
@@ -65,12 +71,23 @@ impl ProcessState {
         self.venue_reached.load(Ordering::Acquire)
     }
 
+    /// Stops every order from leaving the process.
     pub fn halt(&self, reason: impl Into<String>) {
-        self.halted.store(Some(Arc::new(reason.into())));
+        self.set_trading(TradingState::Halted, Some(reason.into()));
     }
 
-    pub fn halted(&self) -> Option<Arc<String>> {
-        self.halted.load_full()
+    pub fn set_trading(&self, state: TradingState, reason: Option<String>) {
+        self.trading.store(Arc::new(Trading { state, reason }));
+    }
+
+    pub fn trading(&self) -> Arc<Trading> {
+        self.trading.load_full()
+    }
+
+    /// Why trading is halted, if it is.
+    pub fn halted(&self) -> Option<String> {
+        let t = self.trading.load();
+        (t.state == TradingState::Halted).then(|| t.reason.clone().unwrap_or_default())
     }
 
     pub fn mark_essential_failed(&self) {
@@ -85,6 +102,13 @@ impl ProcessState {
     pub fn is_ready(&self) -> bool {
         self.phase() == Phase::Running && self.venue_reached() && !self.essential_failed()
     }
+}
+
+/// The trading state and why it was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trading {
+    pub state: TradingState,
+    pub reason: Option<String>,
 }
 
 #[cfg(test)]

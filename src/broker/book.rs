@@ -90,6 +90,8 @@ pub struct OrderRecord {
     pub state: OrderState,
     /// The venue's own status string, when it has the order.
     pub venue_status: Option<OrderStatus>,
+    /// When the venue received it (venue time), once known.
+    pub submitted_at: Option<DateTime<Utc>>,
     pub filled_qty: Decimal,
     pub filled_avg_price: Option<Decimal>,
     /// Start of the bar the decision was made on.
@@ -165,6 +167,7 @@ impl OrderBook {
             qty: intent.qty,
             state: OrderState::Submitting,
             venue_status: None,
+            submitted_at: None,
             filled_qty: Decimal::ZERO,
             filled_avg_price: None,
             decided_on: intent.decided_on,
@@ -194,6 +197,7 @@ impl OrderBook {
         let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
         record.order_id = Some(order.id.clone());
         record.venue_status = Some(order.status);
+        record.submitted_at = Some(order.created_at);
         record.state = OrderState::from_venue(order.status);
         record.filled_qty = record.filled_qty.max(order.filled_qty);
         record.filled_avg_price = order.filled_avg_price.or(record.filled_avg_price);
@@ -311,6 +315,7 @@ mod tests {
             side,
             qty: Decimal::from(qty),
             decided_on: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap(),
+            reference_price: Some(100.0),
             reason: "test".into(),
         }
     }

@@ -39,7 +39,8 @@ pub struct LimiterConfig {
     pub requests_per_minute: u32,
     /// Fraction of the quota herd plans to use steadily; the rest absorbs bursts.
     pub headroom: f64,
-    /// Fraction of herd's rate reads may take; the remainder is reserved for orders.
+    /// Fraction of herd's rate reads may take; the remainder is reserved for orders (1 for an
+    /// API that takes no orders, such as market data).
     pub read_share: f64,
     /// A read that would queue longer fails instead: stale data is worse than a skipped tick.
     pub read_max_wait: HumanDuration,
@@ -48,33 +49,34 @@ pub struct LimiterConfig {
 }
 
 impl LimiterConfig {
-    pub fn check(&self) -> Result<(), String> {
+    /// `key` is where the section sits in the configuration (`broker.limiter`, `broker.data_limiter`).
+    pub fn check(&self, key: &str) -> Result<(), String> {
         let rpm = self.requests_per_minute;
         if !(2..=100_000).contains(&rpm) {
             let allowed = "must be between 2 and 100000";
-            return Err(invalid("broker.limiter.requests_per_minute", rpm, allowed));
+            return Err(invalid(&format!("{key}.requests_per_minute"), rpm, allowed));
         }
         let h = self.headroom;
         if !(h > 0.0 && h < 1.0) {
             let allowed =
                 "must be between 0 and 1 (both exclusive): the rest of the quota absorbs bursts";
-            return Err(invalid("broker.limiter.headroom", h, allowed));
+            return Err(invalid(&format!("{key}.headroom"), h, allowed));
         }
         let s = self.read_share;
-        if !(s > 0.0 && s < 1.0) {
-            let allowed =
-                "must be between 0 and 1 (both exclusive): the rest is reserved for orders";
-            return Err(invalid("broker.limiter.read_share", s, allowed));
+        // 1 reserves nothing for orders: right for the market-data API, which takes none.
+        if !(s > 0.0 && s <= 1.0) {
+            let allowed = "must be greater than 0 and at most 1: the rest is reserved for orders";
+            return Err(invalid(&format!("{key}.read_share"), s, allowed));
         }
-        positive("broker.limiter.read_max_wait", self.read_max_wait)?;
-        positive("broker.limiter.order_max_wait", self.order_max_wait)?;
+        positive(&format!("{key}.read_max_wait"), self.read_max_wait)?;
+        positive(&format!("{key}.order_max_wait"), self.order_max_wait)?;
         if self.order_max_wait < self.read_max_wait {
             let value = format!("{:?}", self.order_max_wait.to_string());
             let allowed = format!(
-                "must be at least broker.limiter.read_max_wait ({}): orders have priority",
+                "must be at least {key}.read_max_wait ({}): orders have priority",
                 self.read_max_wait
             );
-            return Err(invalid("broker.limiter.order_max_wait", value, &allowed));
+            return Err(invalid(&format!("{key}.order_max_wait"), value, &allowed));
         }
         Ok(())
     }
@@ -413,14 +415,14 @@ mod tests {
 
     #[test]
     fn config_check_names_the_key_and_what_is_allowed() {
-        assert_eq!(config().check(), Ok(()));
+        assert_eq!(config().check("broker.limiter"), Ok(()));
         let no_headroom = LimiterConfig {
             headroom: 1.0,
             ..config()
         };
         assert!(
             no_headroom
-                .check()
+                .check("broker.limiter")
                 .unwrap_err()
                 .starts_with("broker.limiter.headroom = 1: must be between 0 and 1")
         );
@@ -428,18 +430,27 @@ mod tests {
             read_share: 1.0,
             ..config()
         };
+        assert_eq!(
+            all_reads.check("broker.data_limiter"),
+            Ok(()),
+            "an API without orders"
+        );
+        let no_reads = LimiterConfig {
+            read_share: 0.0,
+            ..config()
+        };
         assert!(
-            all_reads
-                .check()
+            no_reads
+                .check("broker.data_limiter")
                 .unwrap_err()
-                .starts_with("broker.limiter.read_share = 1")
+                .starts_with("broker.data_limiter.read_share = 0")
         );
         let impatient = LimiterConfig {
             order_max_wait: HumanDuration(Duration::from_secs(1)),
             ..config()
         };
         assert_eq!(
-            impatient.check().unwrap_err(),
+            impatient.check("broker.limiter").unwrap_err(),
             "broker.limiter.order_max_wait = \"1s\": must be at least broker.limiter.read_max_wait (2s): orders have priority"
         );
     }

@@ -1,13 +1,13 @@
-//! Assembling a [`MarketView`] for one strategy instance: the venue clock, the newest closed
-//! bars, positions and (if asked) the account, each from the cache when it is still valid.
+//! Market data for strategy views: which bars are cached, how a batch of missing ones is
+//! fetched, how long they stay valid, and how an instance's position is bounded by the account.
 //!
 //! Invariants:
-//! - Bars for every symbol missing from the cache go out as ONE multi-symbol request per
-//!   timeframe, never one request per symbol (the seed's "batching").
 //! - Cached bars expire at the next bar boundary of the venue clock, converted to real time
-//!   with the venue's speed.
-//! - An instance sees its own positions (from the order book), never capped above what the
-//!   account actually holds, so it cannot try to sell shares the account does not have.
+//!   with the venue's speed: a closed bar never changes, and a new one appears exactly then.
+//! - A fetch asks for a window that holds `depth` bars of continuous trading first, and only
+//!   symbols still short of bars (nights, weekends, holidays) get one wider request.
+//! - An instance sees its own position, never more than the account holds on that side, so it
+//!   cannot try to sell shares the account does not have.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,121 +16,134 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
 
-use super::alpaca::models::{Account, Clock, Position};
-use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery, SortOrder};
+use super::alpaca::models::Position;
+use super::alpaca::{BarsQuery, SortOrder};
+use super::batch::BarsBySymbol;
+use super::gateway::Gateway;
+use super::retry::RetryError;
 use crate::cache::{Cache, CacheKey, CacheValue};
 use crate::domain::{Bar, Symbol, Timeframe};
-use crate::strategy::{AccountSnapshot, DataNeeds, MarketView};
 
-/// How long (real time) the clock, positions and account stay cached: short, because herd's
-/// own orders and fills change them (and invalidate them explicitly too).
-const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
+/// The first window holds `depth` bars of continuous trading times this.
+const FIRST_WINDOW: u32 = 3;
+/// The second, for symbols still short of bars, times this.
+const WIDE_WINDOW: u32 = 40;
 
 /// Converts venue time to real time.
 #[derive(Debug, Clone, Copy)]
 pub struct VenueSpeed(pub f64);
 
+/// The longest real time a venue duration converts to: a frozen venue clock (speed 0) must
+/// give long waits, not an overflow.
+const MAX_REAL: Duration = Duration::from_secs(86_400);
+
 impl VenueSpeed {
     pub fn to_real(self, venue: Duration) -> Duration {
-        venue.div_f64(self.0.max(f64::MIN_POSITIVE))
+        if self.0 <= 0.0 || !self.0.is_finite() {
+            return MAX_REAL;
+        }
+        Duration::try_from_secs_f64(venue.as_secs_f64() / self.0)
+            .map_or(MAX_REAL, |d| d.min(MAX_REAL))
     }
 }
 
-/// What an instance asked for.
-pub struct ViewRequest {
-    pub symbols: Vec<Symbol>,
-    pub needs: DataNeeds,
-    /// From the order book, taken when the request arrived.
-    pub own_positions: HashMap<Symbol, Decimal>,
-    pub pending: HashMap<Symbol, Decimal>,
+/// The cached series among `symbols` (hits) and the symbols to fetch (misses).
+pub fn cached_bars(
+    cache: &Cache,
+    symbols: &[Symbol],
+    timeframe: Timeframe,
+    depth: usize,
+) -> (BarsBySymbol, Vec<Symbol>) {
+    let mut hits = HashMap::with_capacity(symbols.len());
+    let mut misses = Vec::new();
+    for s in symbols {
+        match cache.bars(s, timeframe, depth) {
+            Some(b) => {
+                hits.insert(s.clone(), b);
+            }
+            None => misses.push(s.clone()),
+        }
+    }
+    (hits, misses)
 }
 
-pub async fn assemble(
-    client: &AlpacaClient,
+/// The newest `depth` closed bars of each symbol, in one request (two if some symbols need a
+/// wider window), cached until the next bar boundary.
+pub async fn fetch_bars(
+    gateway: &Gateway,
     cache: &Cache,
     speed: VenueSpeed,
-    req: ViewRequest,
-) -> Result<MarketView, AlpacaError> {
-    let clock = clock(client, cache).await?;
-    let mut view = MarketView {
-        now: clock.timestamp,
-        market_open: clock.is_open,
-        pending: req.pending,
-        ..MarketView::default()
+    symbols: &[Symbol],
+    timeframe: Timeframe,
+    depth: usize,
+    now: DateTime<Utc>,
+) -> Result<BarsBySymbol, RetryError> {
+    let mut fetched = fetch_window(gateway, symbols, timeframe, depth, now, FIRST_WINDOW).await?;
+    let short: Vec<Symbol> = symbols
+        .iter()
+        .filter(|s| fetched.get(*s).map_or(0, Vec::len) < depth)
+        .cloned()
+        .collect();
+    if !short.is_empty() {
+        fetched.extend(fetch_window(gateway, &short, timeframe, depth, now, WIDE_WINDOW).await?);
+    }
+    let ttl = speed.to_real(until_next_boundary(now, timeframe)) + BOUNDARY_SLACK;
+    let mut out = HashMap::with_capacity(symbols.len());
+    for s in symbols {
+        let mut series = fetched.remove(s).unwrap_or_default();
+        series.sort_by_key(|b| b.time);
+        series.dedup_by_key(|b| b.time);
+        let newest: Arc<[Bar]> = series[series.len().saturating_sub(depth)..].into();
+        let value = CacheValue::Bars {
+            bars: Arc::clone(&newest),
+            depth,
+        };
+        cache.put(
+            CacheKey::Bars {
+                symbol: s.clone(),
+                timeframe,
+            },
+            value,
+            ttl,
+        );
+        out.insert(s.clone(), newest);
+    }
+    Ok(out)
+}
+
+async fn fetch_window(
+    gateway: &Gateway,
+    symbols: &[Symbol],
+    timeframe: Timeframe,
+    depth: usize,
+    now: DateTime<Utc>,
+    widen: u32,
+) -> Result<HashMap<Symbol, Vec<Bar>>, RetryError> {
+    let span = timeframe
+        .duration()
+        .saturating_mul(depth as u32)
+        .saturating_mul(widen);
+    let span = TimeDelta::from_std(span).unwrap_or(TimeDelta::days(365));
+    let query = BarsQuery {
+        symbols: symbols.to_vec(),
+        timeframe,
+        start: now - span,
+        end: Some(now),
+        sort: SortOrder::Asc,
     };
-    if !clock.is_open && req.needs.only_when_open {
-        return Ok(view);
-    }
-    view.bars = bars(
-        client,
-        cache,
-        speed,
-        &req.symbols,
-        &req.needs,
-        clock.timestamp,
-    )
-    .await?;
-    let held = positions(client, cache).await?;
-    view.positions = cap_to_account(req.own_positions, &held);
-    if req.needs.account {
-        let a = account(client, cache).await?;
-        view.account = Some(AccountSnapshot {
-            equity: a.equity,
-            cash: a.cash,
-            buying_power: a.buying_power,
-        });
-    }
-    Ok(view)
-}
-
-async fn clock(client: &AlpacaClient, cache: &Cache) -> Result<Clock, AlpacaError> {
-    if let Some(CacheValue::Clock(c)) = cache.get(&CacheKey::Clock) {
-        return Ok(c);
-    }
-    let c = client.clock().await?;
-    cache.put(CacheKey::Clock, CacheValue::Clock(c.clone()), SNAPSHOT_TTL);
-    Ok(c)
-}
-
-pub async fn positions(
-    client: &AlpacaClient,
-    cache: &Cache,
-) -> Result<Arc<[Position]>, AlpacaError> {
-    if let Some(CacheValue::Positions(p)) = cache.get(&CacheKey::Positions) {
-        return Ok(p);
-    }
-    let p: Arc<[Position]> = client.positions().await?.into();
-    cache.put(
-        CacheKey::Positions,
-        CacheValue::Positions(Arc::clone(&p)),
-        SNAPSHOT_TTL,
-    );
-    Ok(p)
-}
-
-async fn account(client: &AlpacaClient, cache: &Cache) -> Result<Account, AlpacaError> {
-    if let Some(CacheValue::Account(a)) = cache.get(&CacheKey::Account) {
-        return Ok(*a);
-    }
-    let a = client.account().await?;
-    cache.put(
-        CacheKey::Account,
-        CacheValue::Account(Box::new(a.clone())),
-        SNAPSHOT_TTL,
-    );
-    Ok(a)
+    gateway.bars(&query).await
 }
 
 /// An instance's own position, limited to what the account holds on the same side.
-fn cap_to_account(own: HashMap<Symbol, Decimal>, held: &[Position]) -> HashMap<Symbol, Decimal> {
+pub fn cap_to_account(
+    own: HashMap<Symbol, Decimal>,
+    held: &[Position],
+) -> HashMap<Symbol, Decimal> {
     own.into_iter()
         .map(|(symbol, qty)| {
-            let account = held
-                .iter()
-                .find(|p| p.symbol == symbol.as_str())
-                .map_or(Decimal::ZERO, |p| p.qty);
+            let account = account_position(held, &symbol);
             let capped = if qty > Decimal::ZERO {
                 qty.min(account.max(Decimal::ZERO))
             } else {
@@ -147,82 +160,11 @@ fn cap_to_account(own: HashMap<Symbol, Decimal>, held: &[Position]) -> HashMap<S
         .collect()
 }
 
-async fn bars(
-    client: &AlpacaClient,
-    cache: &Cache,
-    speed: VenueSpeed,
-    symbols: &[Symbol],
-    needs: &DataNeeds,
-    now: DateTime<Utc>,
-) -> Result<HashMap<Symbol, Arc<[Bar]>>, AlpacaError> {
-    let mut out = HashMap::with_capacity(symbols.len());
-    let mut missing = Vec::new();
-    for s in symbols {
-        match cache.bars(s, needs.timeframe, needs.bars) {
-            Some(b) => {
-                out.insert(s.clone(), b);
-            }
-            None => missing.push(s.clone()),
-        }
-    }
-    if missing.is_empty() {
-        return Ok(out);
-    }
-    let ttl = speed.to_real(until_next_boundary(now, needs.timeframe)) + BOUNDARY_SLACK;
-    // First a window that holds `bars` bars of continuous trading; symbols still short of
-    // bars (nights, weekends, holidays in the window) get one wider request.
-    let mut fetched = fetch(client, &missing, needs, now, 3).await?;
-    let short: Vec<Symbol> = missing
-        .iter()
-        .filter(|s| fetched.get(*s).map_or(0, Vec::len) < needs.bars)
-        .cloned()
-        .collect();
-    if !short.is_empty() {
-        fetched.extend(fetch(client, &short, needs, now, 40).await?);
-    }
-    for s in missing {
-        let mut series = fetched.remove(&s).unwrap_or_default();
-        series.sort_by_key(|b| b.time);
-        series.dedup_by_key(|b| b.time);
-        let newest: Arc<[Bar]> = series[series.len().saturating_sub(needs.bars)..].into();
-        let value = CacheValue::Bars {
-            bars: Arc::clone(&newest),
-            depth: needs.bars,
-        };
-        cache.put(
-            CacheKey::Bars {
-                symbol: s.clone(),
-                timeframe: needs.timeframe,
-            },
-            value,
-            ttl,
-        );
-        out.insert(s, newest);
-    }
-    Ok(out)
-}
-
-async fn fetch(
-    client: &AlpacaClient,
-    symbols: &[Symbol],
-    needs: &DataNeeds,
-    now: DateTime<Utc>,
-    widen: u32,
-) -> Result<HashMap<Symbol, Vec<Bar>>, AlpacaError> {
-    let span = needs
-        .timeframe
-        .duration()
-        .saturating_mul(needs.bars as u32)
-        .saturating_mul(widen);
-    let span = TimeDelta::from_std(span).unwrap_or(TimeDelta::days(365));
-    let query = BarsQuery {
-        symbols: symbols.to_vec(),
-        timeframe: needs.timeframe,
-        start: now - span,
-        end: Some(now),
-        sort: SortOrder::Asc,
-    };
-    client.bars(&query).await
+/// The account's signed position in `symbol` (0 when it holds none).
+pub fn account_position(held: &[Position], symbol: &Symbol) -> Decimal {
+    held.iter()
+        .find(|p| p.symbol == symbol.as_str())
+        .map_or(Decimal::ZERO, |p| p.qty)
 }
 
 /// Venue time until the current bar of `timeframe` closes (bars align to the epoch for

@@ -1,30 +1,43 @@
 //! The BrokerActor: the only owner of broker I/O.
 //!
-//! Strategy instances ask it for a [`MarketView`] and hand it [`OrderIntent`]s; it serves views
-//! from the cache or the venue, places orders idempotently, tracks them until final, and keeps
-//! each instance's position in the [`OrderBook`].
+//! Strategy instances ask it for a [`MarketView`](crate::strategy::MarketView) (`view.rs`) and
+//! hand it order intents (`orders.rs`); it serves views from the cache, batched bars requests
+//! and shared snapshots, places orders idempotently behind the risk gate, tracks them until
+//! final, and keeps each instance's position in the [`OrderBook`].
 //!
 //! Design decisions:
 //! - Handlers return futures that run *in the actor's context* (`ResponseActFuture`) without
 //!   blocking its mailbox, so one slow venue call never serializes the others.
 //! - Every handler future runs under `catch_unwind`: a panic becomes a typed error for the
 //!   caller and an orderly stop that the Supervisor restarts, never a hang.
+//! - What outlives an incarnation is passed in [`BrokerDeps`]: the order book (herd's record of
+//!   its orders), the gateway with its breakers and quotas (venue health is not actor state: a
+//!   restart must not hammer a failing venue afresh), the cache. The incarnation's own state —
+//!   batches, in-flight tracking, health counters — starts fresh.
 //!
 //! Invariants:
-//! - Only this actor (through [`AlpacaClient`]) talks to the broker.
-//! - No order leaves the process while trading is halted or the actor is draining.
-//! - The drain acknowledges only when every submission in flight has reached a known state.
+//! - Only this actor, through the [`Gateway`], talks to the broker.
+//! - No order leaves the process while trading is halted, the risk gate refuses it, or the
+//!   actor is draining.
+//! - The drain flushes open bar batches at once and acknowledges only when every submission in
+//!   flight has reached a known state.
 
 pub mod alpaca;
+mod batch;
 mod book;
 pub mod breaker;
+mod dedup;
 mod error;
+mod gateway;
 pub mod limiter;
 mod market;
 mod order_id;
+mod orders;
 pub mod retry;
 pub mod risk;
+mod snapshots;
 mod submit;
+mod view;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -38,31 +51,29 @@ use tokio_util::task::TaskTracker;
 
 pub use alpaca::{AlpacaClient, AlpacaError, Endpoint, Operation};
 pub use book::{OrderBook, OrderRecord, OrderState};
+pub use breaker::BreakerSnapshot;
 pub use error::BrokerError;
+pub use gateway::Gateway;
 pub use market::VenueSpeed;
 pub use order_id::client_order_id;
+pub use orders::SubmitOrder;
+pub use snapshots::Snapshots;
+pub use view::GetMarketView;
 
-use alpaca::models::OrderRequest;
-use book::Begin;
-use market::ViewRequest;
-use submit::SubmitOutcome;
+use batch::BarBatcher;
+use risk::RiskLimits;
 
-use crate::cache::{Cache, CacheKey};
-use crate::domain::{InstanceId, Symbol};
+use crate::cache::Cache;
 use crate::metrics::Metrics;
-use crate::process::ProcessState;
+use crate::process::{ProcessState, Trading};
 use crate::settings::Venue;
-use crate::strategy::{DataNeeds, MarketView, OrderIntent};
 use crate::supervisor::{Drain, DrainAck, ExitNotifier, ExitReason, panic_message};
-
-/// How soon after a submission its fill is looked up (real time): the simulator and Alpaca
-/// usually fill market orders within moments.
-const FIRST_FILL_CHECK: Duration = Duration::from_millis(50);
 
 /// What the BrokerActor needs; everything in here outlives an incarnation.
 #[derive(Clone)]
 pub struct BrokerDeps {
-    pub client: AlpacaClient,
+    pub gateway: Gateway,
+    pub snapshots: Snapshots,
     pub cache: Cache,
     pub book: Arc<OrderBook>,
     pub process: Arc<ProcessState>,
@@ -71,6 +82,9 @@ pub struct BrokerDeps {
     pub speed: VenueSpeed,
     /// How often orders that are not final are looked up (real time).
     pub order_poll: Duration,
+    /// Bar requests arriving within this window share one upstream request.
+    pub batch_window: Duration,
+    pub risk: RiskLimits,
 }
 
 /// Last-known state of the venue connection, for `/health` (never probed per request).
@@ -86,10 +100,15 @@ pub struct BrokerActor {
     deps: BrokerDeps,
     /// Submissions not yet in a known state; the drain waits for it to empty.
     in_flight: TaskTracker,
+    /// Bar requests waiting for their batch's flush.
+    batcher: BarBatcher,
     /// Set by `Drain`: new work is refused.
     draining: bool,
     /// A refresh of unsettled orders is running; the next interval skips instead of piling up.
     refreshing: bool,
+    /// Submissions that reached a known state after the process began draining (the drain
+    /// summary reports them; most finish while the strategies' ticks are being waited for).
+    completed_while_draining: u64,
     health: VenueHealth,
     /// Tells the Supervisor why this incarnation ended.
     exit: ExitNotifier,
@@ -100,93 +119,38 @@ impl BrokerActor {
         Self {
             deps,
             in_flight: TaskTracker::new(),
+            batcher: BarBatcher::default(),
             draining: false,
             refreshing: false,
+            completed_while_draining: 0,
             health: VenueHealth::default(),
             exit,
         }
     }
 
-    fn observe<T>(&mut self, result: &Result<T, AlpacaError>) {
-        match result {
-            Ok(_) => {
-                self.health.last_ok_at = Some(Utc::now());
-                self.health.consecutive_failures = 0;
-                self.deps.process.mark_venue_reached();
-            }
-            Err(e) if e.is_retryable() || matches!(e, AlpacaError::Unauthorized { .. }) => {
-                self.health.last_error = Some(e.to_string());
-                self.health.last_error_at = Some(Utc::now());
-                self.health.consecutive_failures += 1;
-            }
-            // A business answer (404, 422, 403 with a code) means the venue is up.
-            Err(_) => {
-                self.health.last_ok_at = Some(Utc::now());
-                self.deps.process.mark_venue_reached();
-            }
-        }
-    }
-
-    /// Looks up every order that is not final and applies what the venue says.
-    fn refresh_unsettled(&mut self, ctx: &mut Context<Self>) {
-        if self.refreshing {
-            return;
-        }
-        let unsettled = self.deps.book.unsettled();
-        if unsettled.is_empty() {
-            return;
-        }
-        self.refreshing = true;
-        let client = self.deps.client.clone();
-        let fut = async move {
-            let mut answers = Vec::with_capacity(unsettled.len());
-            for record in unsettled {
-                let answer = match &record.order_id {
-                    Some(id) => client.order(id).await.map(Some),
-                    None => submit::lookup(&client, record.client_order_id.as_str()).await,
-                };
-                answers.push((record, answer));
-            }
-            answers
-        };
-        ctx.spawn(guarded(fut).into_actor(self).map(|answers, act, ctx| {
-            act.refreshing = false;
-            let answers = match answers {
-                Ok(a) => a,
-                Err(panic) => return act.die(ctx, panic),
-            };
-            for (record, answer) in answers {
-                act.observe(&answer);
-                match answer {
-                    Ok(Some(order)) => act.apply(&record.client_order_id, &order),
-                    // Never reached the venue: the decision was not executed.
-                    Ok(None) if record.state == OrderState::Unknown => {
-                        act.deps.book.mark(
-                            &record.client_order_id,
-                            OrderState::Rejected,
-                            "the venue has no order with this client_order_id".into(),
-                        );
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(client_order_id = %record.client_order_id, error = %e, "order lookup failed"),
+    /// Updates the venue health from the outcome of a request.
+    fn observe(&mut self, error: Option<&BrokerError>) {
+        let failed = match error {
+            None => false,
+            Some(e) => match e.upstream() {
+                Some(upstream) => {
+                    upstream.is_retryable() || matches!(upstream, AlpacaError::Unauthorized { .. })
                 }
-            }
-        }));
-    }
-
-    fn apply(&mut self, cid: &crate::domain::ClientOrderId, order: &alpaca::models::Order) {
-        if let Some((record, filled)) = self.deps.book.apply_venue(cid, order)
-            && !filled.is_zero()
-        {
-            self.deps.cache.invalidate(&CacheKey::Positions);
-            self.deps.cache.invalidate(&CacheKey::Account);
-            tracing::info!(
-                    event = "order_fill", instance = %record.instance, client_order_id = %cid,
-                    symbol = %record.symbol, side = %record.side, filled_qty = %filled,
-                    total_filled = %record.filled_qty,
-                    avg_price = record.filled_avg_price.map(tracing::field::display),
-                    state = record.state.as_str(), "order filled"
-            );
+                // An open breaker means the venue has been failing; a saturated quota or a
+                // refusal says nothing about the venue.
+                None => matches!(e, BrokerError::Read(retry::RetryError::BreakerOpen { .. })),
+            },
+        };
+        let answered = error.is_none() || error.and_then(BrokerError::upstream).is_some();
+        if failed {
+            self.health.last_error = error.map(ToString::to_string);
+            self.health.last_error_at = Some(Utc::now());
+            self.health.consecutive_failures += 1;
+        } else if answered {
+            // Any answer from the venue, a business refusal included, means it is up.
+            self.health.last_ok_at = Some(Utc::now());
+            self.health.consecutive_failures = 0;
+            self.deps.process.mark_venue_reached();
         }
     }
 
@@ -216,144 +180,6 @@ impl Actor for BrokerActor {
     }
 }
 
-/// Asks for the market as one instance should see it.
-#[derive(Message)]
-#[rtype(result = "Result<MarketView, BrokerError>")]
-pub struct GetMarketView {
-    pub instance: InstanceId,
-    pub symbols: Vec<Symbol>,
-    pub needs: DataNeeds,
-}
-
-impl Handler<GetMarketView> for BrokerActor {
-    type Result = ResponseActFuture<Self, Result<MarketView, BrokerError>>;
-
-    fn handle(&mut self, msg: GetMarketView, _: &mut Self::Context) -> Self::Result {
-        if self.draining {
-            return Box::pin(fut::ready(Err(BrokerError::Draining)));
-        }
-        let (own_positions, pending) = self.deps.book.instance_view(&msg.instance, &msg.symbols);
-        let request = ViewRequest {
-            symbols: msg.symbols,
-            needs: msg.needs,
-            own_positions,
-            pending,
-        };
-        let (client, cache, speed) = (
-            self.deps.client.clone(),
-            self.deps.cache.clone(),
-            self.deps.speed,
-        );
-        let fut = async move { market::assemble(&client, &cache, speed, request).await };
-        Box::pin(
-            guarded(fut)
-                .into_actor(self)
-                .map(|result, act, ctx| match result {
-                    Ok(view) => {
-                        act.observe(&view);
-                        view.map_err(BrokerError::from)
-                    }
-                    Err(panic) => {
-                        act.die(ctx, panic.clone());
-                        Err(BrokerError::Panicked(panic))
-                    }
-                }),
-        )
-    }
-}
-
-/// Places one order intent of one instance.
-#[derive(Message)]
-#[rtype(result = "Result<OrderRecord, BrokerError>")]
-pub struct SubmitOrder {
-    pub instance: InstanceId,
-    pub intent: OrderIntent,
-}
-
-impl Handler<SubmitOrder> for BrokerActor {
-    type Result = ResponseActFuture<Self, Result<OrderRecord, BrokerError>>;
-
-    fn handle(&mut self, msg: SubmitOrder, _: &mut Self::Context) -> Self::Result {
-        let SubmitOrder { instance, intent } = msg;
-        let side = intent.side.as_str();
-        let refuse = |reason: String| -> Self::Result {
-            Box::pin(fut::ready(Err(BrokerError::Refused(reason))))
-        };
-        if self.draining {
-            return Box::pin(fut::ready(Err(BrokerError::Draining)));
-        }
-        if let Some(why) = self.deps.process.halted() {
-            self.deps.metrics.order(instance.as_str(), side, "refused");
-            return refuse(format!("trading is halted: {why}"));
-        }
-        if intent.qty <= rust_decimal::Decimal::ZERO {
-            self.deps.metrics.order(instance.as_str(), side, "refused");
-            return refuse(format!("quantity {} is not positive", intent.qty));
-        }
-        let cid = client_order_id(&instance, &intent.symbol, intent.side, intent.decided_on);
-        let record = match self.deps.book.begin(&instance, &intent, cid.clone()) {
-            Begin::Existing(record) => return Box::pin(fut::ready(Ok(record))),
-            Begin::New(record) => record,
-        };
-        let request = OrderRequest {
-            symbol: intent.symbol.to_string(),
-            qty: intent.qty,
-            side: intent.side,
-            order_type: "market",
-            time_in_force: "day",
-            client_order_id: cid.to_string(),
-        };
-        let client = self.deps.client.clone();
-        let fut = self
-            .in_flight
-            .track_future(async move { submit::submit_idempotent(&client, &request).await });
-        Box::pin(guarded(fut).into_actor(self).map(move |outcome, act, ctx| {
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(panic) => {
-                    act.deps.book.mark(
-                        &cid,
-                        OrderState::Unknown,
-                        format!("panic while submitting: {panic}"),
-                    );
-                    act.die(ctx, panic.clone());
-                    return Err(BrokerError::Panicked(panic));
-                }
-            };
-            let metrics = Arc::clone(&act.deps.metrics);
-            let (label, result) = match outcome {
-                SubmitOutcome::Placed(order) | SubmitOutcome::Adopted(order) => {
-                    act.observe::<()>(&Ok(()));
-                    act.apply(&cid, &order);
-                    ctx.run_later(FIRST_FILL_CHECK, |act, ctx| act.refresh_unsettled(ctx));
-                    ("accepted", Ok(()))
-                }
-                SubmitOutcome::Rejected(e) => {
-                    act.observe::<()>(&Err(e.clone()));
-                    act.deps
-                        .book
-                        .mark(&cid, OrderState::Rejected, e.to_string());
-                    ("rejected", Err(e))
-                }
-                SubmitOutcome::Unknown(e) => {
-                    act.observe::<()>(&Err(e.clone()));
-                    act.deps.book.mark(&cid, OrderState::Unknown, e.to_string());
-                    ("unknown", Err(e))
-                }
-            };
-            metrics.order(instance.as_str(), side, label);
-            let record = act.deps.book.get(&cid).unwrap_or(record);
-            tracing::info!(
-                event = "order", instance = %instance, client_order_id = %cid,
-                order_id = record.order_id.as_deref(), symbol = %record.symbol, side = %record.side,
-                qty = %record.qty, state = record.state.as_str(), reason = %record.reason,
-                decided_on = %record.decided_on, error = record.error.as_deref(), "order placed"
-            );
-            result.map(|()| record).map_err(BrokerError::from)
-        }))
-    }
-}
-
 /// Orders this process placed, newest first.
 #[derive(Message)]
 #[rtype(result = "Vec<OrderRecord>")]
@@ -379,6 +205,8 @@ pub struct BrokerStatus {
     pub venue: Venue,
     pub trading_url: String,
     pub health: VenueHealth,
+    pub trading: Trading,
+    pub breakers: Vec<BreakerSnapshot>,
     pub orders_in_flight: usize,
     pub unsettled_orders: usize,
     pub draining: bool,
@@ -390,8 +218,10 @@ impl Handler<GetBrokerStatus> for BrokerActor {
     fn handle(&mut self, _: GetBrokerStatus, _: &mut Self::Context) -> BrokerStatus {
         BrokerStatus {
             venue: self.deps.venue,
-            trading_url: self.deps.client.endpoint().trading_url.clone(),
+            trading_url: self.deps.gateway.client().endpoint().trading_url.clone(),
             health: self.health.clone(),
+            trading: (*self.deps.process.trading()).clone(),
+            breakers: self.deps.gateway.breakers().snapshot(),
             orders_in_flight: self.in_flight.len(),
             unsettled_orders: self.deps.book.unsettled().len(),
             draining: self.draining,
@@ -402,8 +232,11 @@ impl Handler<GetBrokerStatus> for BrokerActor {
 impl Handler<Drain> for BrokerActor {
     type Result = ResponseActFuture<Self, DrainAck>;
 
-    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
+        for timeframe in self.batcher.open_timeframes() {
+            self.flush_bars(timeframe, ctx);
+        }
         let in_flight = self.in_flight.clone();
         let pending = in_flight.len() as u64;
         in_flight.close();
@@ -414,11 +247,11 @@ impl Handler<Drain> for BrokerActor {
         Box::pin(
             async move { in_flight.wait().await }
                 .into_actor(self)
-                .map(move |(), act, ctx| {
+                .map(|(), act, ctx| {
                     act.exit.set(ExitReason::Drained);
                     ctx.stop();
                     DrainAck {
-                        orders_completed: pending,
+                        orders_completed: act.completed_while_draining,
                     }
                 }),
         )

@@ -106,7 +106,7 @@ async fn health(state: web::Data<OpsState>) -> HttpResponse {
         Some(b) => b.send(GetBrokerStatus).timeout(ACTOR_TIMEOUT).await.ok(),
         None => None,
     };
-    let halted = p.halted().map(|r| r.to_string());
+    let halted = p.halted();
     let degraded = children
         .iter()
         .any(|c| matches!(c.state, Lifecycle::Failed | Lifecycle::Restarting))

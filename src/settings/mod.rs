@@ -25,6 +25,10 @@ pub use secret::Secret;
 pub use sources::{EnvSnapshot, LoadOptions};
 pub use validate::StrategySpec;
 
+use crate::broker::breaker::BreakerConfig;
+use crate::broker::limiter::LimiterConfig;
+use crate::broker::retry::RetryConfig;
+use crate::broker::risk::RiskLimits;
 use crate::sim::SimConfig;
 
 /// The whole configuration of one herd process.
@@ -73,6 +77,18 @@ pub struct BrokerSettings {
     pub order_poll: HumanDuration,
     /// Required, together with the live base URL, to trade real money.
     pub enable_live_trading: bool,
+    /// Bar requests of all instances arriving within this window go out as one request.
+    pub batch_window: HumanDuration,
+    /// Circuit breakers, one per operation, all with these thresholds.
+    pub breaker: BreakerConfig,
+    /// Retries of reads (orders are never retried blindly).
+    pub retry: RetryConfig,
+    /// The trading API's request quota.
+    pub limiter: LimiterConfig,
+    /// The market-data API's request quota (Alpaca counts it separately).
+    pub data_limiter: LimiterConfig,
+    /// Pre-trade risk limits; an order that breaks one is refused before it is sent.
+    pub risk: RiskLimits,
 }
 
 /// Restart policy for every supervised actor.

@@ -50,6 +50,7 @@ pub const ENV_ALIASES: &[(&[&str], &str)] = &[
     (&["ALPACA_BASE_URL", "APCA_API_BASE_URL"], "broker.base_url"),
     (&["ALPACA_DATA_URL", "APCA_API_DATA_URL"], "broker.data_url"),
     (&["ENABLE_LIVE_TRADING"], "broker.enable_live_trading"),
+    (&["MAX_ORDER_VALUE_USD"], "broker.risk.max_order_value"),
     (&["PORT"], "http.port"),
     (&["LOG_LEVEL"], "log.level"),
 ];

@@ -282,3 +282,27 @@ fn a_disabled_instance_is_validated_but_not_run() {
     .unwrap();
     assert!(s.instances.is_empty());
 }
+
+#[test]
+fn max_order_value_usd_sets_the_risk_limit() {
+    let s = load(&[("MAX_ORDER_VALUE_USD", "500")], None).unwrap();
+    assert_eq!(
+        s.broker.risk.max_order_value,
+        Some(rust_decimal::Decimal::from(500))
+    );
+}
+
+#[test]
+fn resilience_settings_are_checked_with_their_keys() {
+    let e = error(&[("HERD__BROKER__BREAKER__ERROR_THRESHOLD", "1.5")], None);
+    assert!(e.contains("broker.breaker.error_threshold = 1.5"), "{e}");
+    let e = error(&[("HERD__BROKER__DATA_LIMITER__READ_SHARE", "0")], None);
+    assert!(e.contains("broker.data_limiter.read_share = 0"), "{e}");
+    let e = error(&[("HERD__BROKER__CALL_TIMEOUT", "20s")], None);
+    assert!(
+        e.contains("broker.breaker.half_open_max") && e.contains("broker.call_timeout"),
+        "{e}"
+    );
+    let e = error(&[("HERD__BROKER__BATCH_WINDOW", "5s")], None);
+    assert!(e.contains("broker.batch_window"), "{e}");
+}

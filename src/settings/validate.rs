@@ -113,6 +113,32 @@ fn validate_broker(s: &Settings) -> Result<(), SettingsError> {
     }
     positive("broker.call_timeout", b.call_timeout.get())?;
     positive("broker.order_poll", b.order_poll.get())?;
+    if b.batch_window.get() > Duration::from_secs(1) {
+        return Err(invalid(
+            "broker.batch_window",
+            format!("{:?}", b.batch_window.to_string()),
+            "must be at most \"1s\" (it delays every tick by up to this much)",
+        ));
+    }
+    b.breaker.check().map_err(SettingsError::Invalid)?;
+    if b.breaker.half_open_max <= b.call_timeout {
+        return Err(invalid(
+            "broker.breaker.half_open_max",
+            format!("{:?}", b.breaker.half_open_max.to_string()),
+            &format!(
+                "must be longer than broker.call_timeout ({}): a trial call needs time to answer",
+                b.call_timeout
+            ),
+        ));
+    }
+    b.retry.check().map_err(SettingsError::Invalid)?;
+    b.limiter
+        .check("broker.limiter")
+        .map_err(SettingsError::Invalid)?;
+    b.data_limiter
+        .check("broker.data_limiter")
+        .map_err(SettingsError::Invalid)?;
+    b.risk.check().map_err(SettingsError::Invalid)?;
     let live = host_of(&b.base_url).as_deref() == Some(LIVE_TRADING_HOST);
     if live && b.key_id.is_set() && !b.enable_live_trading {
         return Err(invalid(

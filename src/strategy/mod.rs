@@ -116,6 +116,8 @@ pub struct OrderIntent {
     pub qty: Decimal,
     /// Start time of the newest bar the decision was made on.
     pub decided_on: DateTime<Utc>,
+    /// The price the decision saw (the newest close): the risk gate values the order with it.
+    pub reference_price: Option<f64>,
     /// Why, for the order log.
     pub reason: String,
 }

@@ -121,6 +121,7 @@ impl Momentum {
                 side,
                 qty,
                 decided_on: last.time,
+                reference_price: Some(last.close),
                 reason: format!(
                     "momentum {momentum:.4} {} {}{}",
                     if side == Side::Buy { ">" } else { "<" },

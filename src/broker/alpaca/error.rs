@@ -62,6 +62,13 @@ impl fmt::Display for Operation {
     }
 }
 
+/// The rate-limit headers of an answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RateLimitHeaders {
+    pub reset_at: Option<DateTime<Utc>>,
+    pub remaining: Option<u64>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AlpacaError {
     #[error("{op}: no answer within {after:?}")]
@@ -74,10 +81,13 @@ pub enum AlpacaError {
         status: u16,
         message: String,
     },
-    #[error("{op}: rate limited (429), quota resets at {reset_at:?}")]
+    #[error("{op}: rate limited (429), quota resets at {reset_at:?}, {quota_left:?} requests left")]
     RateLimited {
         op: Operation,
+        /// `X-Ratelimit-Reset`: when the quota window ends.
         reset_at: Option<DateTime<Utc>>,
+        /// `X-Ratelimit-Remaining`: above 0, the 429 was a transient throttle, not the quota.
+        quota_left: Option<u64>,
     },
     #[error("{op}: rejected with {status} (code {code:?}): {message}")]
     Rejected {
@@ -170,7 +180,7 @@ impl AlpacaError {
         op: Operation,
         status: u16,
         body: &[u8],
-        reset_at: Option<DateTime<Utc>>,
+        quota: RateLimitHeaders,
     ) -> Self {
         #[derive(serde::Deserialize)]
         struct Body {
@@ -196,7 +206,11 @@ impl AlpacaError {
                 message,
             },
             404 => Self::NotFound { op, message },
-            429 => Self::RateLimited { op, reset_at },
+            429 => Self::RateLimited {
+                op,
+                reset_at: quota.reset_at,
+                quota_left: quota.remaining,
+            },
             400..=499 => Self::Rejected {
                 op,
                 status,
@@ -223,7 +237,7 @@ mod tests {
             op,
             422,
             br#"{"code":40010001,"message":"client_order_id must be unique"}"#,
-            None,
+            RateLimitHeaders::default(),
         );
         assert!(dup.is_duplicate_client_order_id());
         assert!(!dup.is_retryable());
@@ -231,15 +245,25 @@ mod tests {
             op,
             403,
             br#"{"code":40310000,"message":"insufficient buying power"}"#,
-            None,
+            RateLimitHeaders::default(),
         );
         assert!(matches!(bp, AlpacaError::Rejected { status: 403, .. }));
-        let forbidden = AlpacaError::from_status(op, 403, br#"{"message":"forbidden."}"#, None);
+        let forbidden = AlpacaError::from_status(
+            op,
+            403,
+            br#"{"message":"forbidden."}"#,
+            RateLimitHeaders::default(),
+        );
         assert!(matches!(forbidden, AlpacaError::Unauthorized { .. }));
-        let html = AlpacaError::from_status(op, 502, b"<html>bad gateway</html>", None);
+        let html = AlpacaError::from_status(
+            op,
+            502,
+            b"<html>bad gateway</html>",
+            RateLimitHeaders::default(),
+        );
         assert!(html.outcome_unknown() && html.is_retryable());
         assert!(matches!(
-            AlpacaError::from_status(op, 429, b"", None),
+            AlpacaError::from_status(op, 429, b"", RateLimitHeaders::default()),
             AlpacaError::RateLimited { .. }
         ));
     }

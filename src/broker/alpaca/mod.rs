@@ -11,25 +11,21 @@
 mod error;
 pub mod models;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::de::DeserializeOwned;
 
-pub use error::{AlpacaError, Operation};
+pub use error::{AlpacaError, Operation, RateLimitHeaders};
 use models::{Account, BarsPage, Clock, Order, OrderRequest, Position};
 
-use crate::domain::{Bar, Symbol, Timeframe};
+use crate::domain::{Symbol, Timeframe};
 use crate::metrics::Metrics;
 use crate::settings::Secret;
 
 const KEY_HEADER: &str = "APCA-API-KEY-ID";
 const SECRET_HEADER: &str = "APCA-API-SECRET-KEY";
-/// Pages followed for one bars query before giving up: a venue that keeps returning tokens
-/// must not trap a tick in an endless loop.
-const MAX_BAR_PAGES: usize = 100;
 
 /// Where and how to reach Alpaca (or the simulator).
 #[derive(Debug, Clone)]
@@ -124,8 +120,13 @@ impl AlpacaClient {
         }
     }
 
-    /// Every bar of the query, following `next_page_token`, per symbol in the order received.
-    pub async fn bars(&self, query: &BarsQuery) -> Result<HashMap<Symbol, Vec<Bar>>, AlpacaError> {
+    /// One page of a multi-symbol bars query; `page_token` continues a previous page. Paging is
+    /// the caller's, so that every page passes the rate limiter and breaker like any call.
+    pub async fn bars_page(
+        &self,
+        query: &BarsQuery,
+        page_token: Option<&str>,
+    ) -> Result<BarsPage, AlpacaError> {
         let symbols = query
             .symbols
             .iter()
@@ -159,31 +160,26 @@ impl AlpacaClient {
                 end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             ));
         }
-        let url = self.data("/v2/stocks/bars");
-        let mut out: HashMap<Symbol, Vec<Bar>> = HashMap::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_BAR_PAGES {
-            let mut page_params = params.clone();
-            if let Some(t) = &token {
-                page_params.push(("page_token", t.clone()));
-            }
-            let page: BarsPage = self
-                .get_json(Operation::Bars, url.clone(), &page_params)
-                .await?;
-            for (symbol, bars) in page.bars {
-                if let Ok(symbol) = Symbol::parse(&symbol) {
-                    out.entry(symbol).or_default().extend(bars);
-                }
-            }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
-                _ => return Ok(out),
-            }
+        if let Some(token) = page_token {
+            params.push(("page_token", token.to_owned()));
         }
-        Err(AlpacaError::Malformed {
-            op: Operation::Bars,
-            detail: format!("more than {MAX_BAR_PAGES} pages of bars; narrow the query"),
-        })
+        self.get_json(Operation::Bars, self.data("/v2/stocks/bars"), &params)
+            .await
+    }
+
+    /// Orders of the account, newest last, submitted after `after` (venue time).
+    pub async fn orders_after(&self, after: DateTime<Utc>) -> Result<Vec<Order>, AlpacaError> {
+        let query = [
+            ("status", "all".to_owned()),
+            (
+                "after",
+                after.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            ("direction", "asc".to_owned()),
+            ("limit", "500".to_owned()),
+        ];
+        self.get_json(Operation::ListOrders, self.trading("/v2/orders"), &query)
+            .await
     }
 
     fn trading(&self, path: &str) -> String {
@@ -234,7 +230,7 @@ impl AlpacaClient {
             .await
             .map_err(|e| AlpacaError::from_transport(op, &e, timeout))?;
         let status = response.status().as_u16();
-        let reset_at = rate_limit_reset(response.headers());
+        let quota = rate_limit_headers(response.headers());
         let body = response
             .bytes()
             .await
@@ -242,19 +238,18 @@ impl AlpacaClient {
         if (200..300).contains(&status) {
             Ok(body.to_vec())
         } else {
-            Err(AlpacaError::from_status(op, status, &body, reset_at))
+            Err(AlpacaError::from_status(op, status, &body, quota))
         }
     }
 }
 
-/// `X-Ratelimit-Reset`: epoch seconds at which the quota window resets.
-fn rate_limit_reset(headers: &reqwest::header::HeaderMap) -> Option<DateTime<Utc>> {
-    let secs: i64 = headers
-        .get("x-ratelimit-reset")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Utc.timestamp_opt(secs, 0).single()
+/// `X-Ratelimit-Reset` (epoch seconds at which the quota window resets) and
+/// `X-Ratelimit-Remaining`.
+fn rate_limit_headers(headers: &reqwest::header::HeaderMap) -> RateLimitHeaders {
+    let number =
+        |name: &str| -> Option<i64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    RateLimitHeaders {
+        reset_at: number("x-ratelimit-reset").and_then(|secs| Utc.timestamp_opt(secs, 0).single()),
+        remaining: number("x-ratelimit-remaining").and_then(|n| u64::try_from(n).ok()),
+    }
 }

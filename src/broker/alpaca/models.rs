@@ -30,6 +30,9 @@ pub struct Account {
     pub currency: Option<String>,
     pub cash: Decimal,
     pub equity: Decimal,
+    /// Equity at the previous close: today's P&L is `equity - last_equity`.
+    #[serde(default)]
+    pub last_equity: Option<Decimal>,
     pub buying_power: Decimal,
     #[serde(default)]
     pub trading_blocked: bool,

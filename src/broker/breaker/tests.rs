@@ -351,7 +351,11 @@ async fn business_errors_never_open_the_breaker() {
             code: Some(40310000),
             message: "buying power".into(),
         },
-        AlpacaError::RateLimited { op, reset_at: None },
+        AlpacaError::RateLimited {
+            op,
+            reset_at: None,
+            quota_left: None,
+        },
         AlpacaError::Unauthorized {
             op,
             status: 401,

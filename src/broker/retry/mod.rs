@@ -163,9 +163,19 @@ impl RetryPolicy {
         now: DateTime<Utc>,
     ) -> Result<Duration, GiveUp> {
         let backoff = self.backoff(retry);
-        let AlpacaError::RateLimited { reset_at, .. } = error else {
+        let AlpacaError::RateLimited {
+            reset_at,
+            quota_left,
+            ..
+        } = error
+        else {
             return Ok(backoff);
         };
+        // Quota left means a transient throttle (a burst, another client): the reset is not
+        // what the next request has to wait for.
+        if quota_left.is_some_and(|n| n > 0) {
+            return Ok(backoff);
+        }
         match until_reset(*reset_at, now) {
             Some(reset) if reset > self.max_rate_limit_wait => Err(GiveUp::RateLimitTooLong),
             Some(reset) => Ok(backoff.max(reset)),
@@ -328,6 +338,8 @@ pub struct Retried<T> {
     pub result: Result<T, RetryError>,
     /// Calls made after the first.
     pub retries: u32,
+    /// Time spent waiting for the rate limiter, over all attempts.
+    pub limiter_wait: Duration,
 }
 
 /// What every read shares: the schedule, the budget, the breakers, and the limiter of the API
@@ -351,15 +363,20 @@ where
     let mut retries = 0;
     let mut last: Option<AlpacaError> = None;
     let mut attempt = 0u32;
+    let mut limiter_wait = Duration::ZERO;
     loop {
         attempt += 1;
-        if let Some(limiter) = guards.limiter
-            && let Err(saturated) = limiter.acquire(RequestClass::Read).await
-        {
-            return Retried {
-                result: Err(RetryError::Saturated { saturated, last }),
-                retries,
-            };
+        if let Some(limiter) = guards.limiter {
+            match limiter.acquire(RequestClass::Read).await {
+                Ok(waited) => limiter_wait += waited,
+                Err(saturated) => {
+                    return Retried {
+                        result: Err(RetryError::Saturated { saturated, last }),
+                        retries,
+                        limiter_wait,
+                    };
+                }
+            }
         }
         let permit = match guards.breakers.acquire(operation) {
             Ok(permit) => permit,
@@ -367,6 +384,7 @@ where
                 return Retried {
                     result: Err(RetryError::BreakerOpen { open, last }),
                     retries,
+                    limiter_wait,
                 };
             }
         };
@@ -381,6 +399,7 @@ where
                 return Retried {
                     result: Ok(value),
                     retries,
+                    limiter_wait,
                 };
             }
             Err(e) => e,
@@ -408,6 +427,7 @@ where
             return Retried {
                 result: Err(RetryError::GaveUp { error, reason }),
                 retries,
+                limiter_wait,
             };
         }
         last = Some(error);

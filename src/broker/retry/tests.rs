@@ -113,6 +113,7 @@ fn delay_waits_at_least_until_the_rate_limit_resets() {
     let limited = |secs| AlpacaError::RateLimited {
         op: OP,
         reset_at: Some(now + chrono::Duration::seconds(secs)),
+        quota_left: None,
     };
     assert_eq!(
         policy.delay(&limited(3), 0, now),
@@ -127,6 +128,7 @@ fn delay_waits_at_least_until_the_rate_limit_resets() {
     let no_header = AlpacaError::RateLimited {
         op: OP,
         reset_at: None,
+        quota_left: None,
     };
     assert!(policy.delay(&no_header, 0, now).unwrap() <= config().base.get());
 }
@@ -282,6 +284,7 @@ async fn retry_read_waits_for_the_rate_limit_reset_before_retrying() {
     let limited = AlpacaError::RateLimited {
         op: OP,
         reset_at: Some(Utc::now() + chrono::Duration::seconds(4)),
+        quota_left: None,
     };
     let start = Instant::now();
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Err(limited), Ok(9)]).await;
@@ -311,6 +314,7 @@ async fn retry_read_gives_up_at_once_when_the_reset_is_beyond_max_wait() {
     let limited = AlpacaError::RateLimited {
         op: OP,
         reset_at: Some(Utc::now() + chrono::Duration::seconds(50)),
+        quota_left: None,
     };
     let start = Instant::now();
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Err(limited), Ok(9)]).await;
@@ -398,5 +402,23 @@ fn config_check_names_the_key_and_what_is_allowed() {
     assert!(
         toml::from_str::<RetryConfig>("base = \"1s\"").is_err(),
         "no defaults"
+    );
+}
+
+#[test]
+fn a_429_with_quota_left_is_backed_off_not_waited_out() {
+    let policy = RetryPolicy::seeded(&config(), 1);
+    let now = Utc::now();
+    let limited = |left| AlpacaError::RateLimited {
+        op: OP,
+        reset_at: Some(now + chrono::Duration::seconds(50)),
+        quota_left: Some(left),
+    };
+    // A throttle burst: the quota window's reset, 50 s away, is not what to wait for.
+    assert!(policy.delay(&limited(120), 0, now).unwrap() <= config().base.get());
+    // The quota itself is spent: wait for the reset, or give up when it is too far.
+    assert_eq!(
+        policy.delay(&limited(0), 0, now),
+        Err(GiveUp::RateLimitTooLong)
     );
 }

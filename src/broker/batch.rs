@@ -1,0 +1,196 @@
+//! Batching bar requests: everything asked for within one `batch_window` goes out as ONE
+//! multi-symbol request per timeframe, and each requester gets its own symbols back.
+//!
+//! This is the pure bookkeeping; the BrokerActor schedules the flush and makes the request.
+//!
+//! Invariants:
+//! - Per timeframe there is at most one open batch; the request that opens it is the one that
+//!   schedules its flush.
+//! - A batch fetches the union of its requesters' symbols at the deepest depth any of them
+//!   asked for; each requester receives only its symbols, trimmed to its own depth.
+//! - Every requester gets an answer: the fetched bars or the error, never silence (the seed's
+//!   batcher overwrote a second request for a symbol and left the first hanging).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::error::BrokerError;
+use crate::domain::{Bar, Symbol, Timeframe};
+
+/// Bars per symbol, oldest first.
+pub type BarsBySymbol = HashMap<Symbol, Arc<[Bar]>>;
+pub type BarsReply = Result<BarsBySymbol, BrokerError>;
+
+struct Waiter {
+    symbols: Vec<Symbol>,
+    depth: usize,
+    reply: oneshot::Sender<BarsReply>,
+}
+
+/// What one flush must fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRequest {
+    pub timeframe: Timeframe,
+    pub symbols: Vec<Symbol>,
+    pub depth: usize,
+}
+
+/// The requesters waiting on one flush.
+pub struct Waiters(Vec<Waiter>);
+
+impl Waiters {
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Answers every requester from one fetch result.
+    pub fn deliver(self, result: &BarsReply) {
+        for w in self.0 {
+            let answer = match result {
+                Ok(all) => Ok(w
+                    .symbols
+                    .iter()
+                    .map(|s| {
+                        let bars = all.get(s).map_or(&[][..], |b| &b[..]);
+                        (
+                            s.clone(),
+                            Arc::from(&bars[bars.len().saturating_sub(w.depth)..]),
+                        )
+                    })
+                    .collect()),
+                Err(e) => Err(e.clone()),
+            };
+            // A requester that gave up (its tick was cancelled) no longer listens: fine.
+            let _ = w.reply.send(answer);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    symbols: BTreeSet<Symbol>,
+    depth: usize,
+    waiters: Vec<Waiter>,
+}
+
+#[derive(Default)]
+pub struct BarBatcher {
+    open: HashMap<Timeframe, Pending>,
+}
+
+impl BarBatcher {
+    /// Joins (or opens) the batch of `timeframe`. Returns where the answer will come, and
+    /// whether this request opened the batch (then the caller schedules its flush).
+    pub fn add(
+        &mut self,
+        timeframe: Timeframe,
+        symbols: Vec<Symbol>,
+        depth: usize,
+    ) -> (oneshot::Receiver<BarsReply>, bool) {
+        let (reply, rx) = oneshot::channel();
+        let opened = !self.open.contains_key(&timeframe);
+        let batch = self.open.entry(timeframe).or_default();
+        batch.symbols.extend(symbols.iter().cloned());
+        batch.depth = batch.depth.max(depth);
+        batch.waiters.push(Waiter {
+            symbols,
+            depth,
+            reply,
+        });
+        (rx, opened)
+    }
+
+    /// Closes the batch of `timeframe` for its flush.
+    pub fn take(&mut self, timeframe: Timeframe) -> Option<(BatchRequest, Waiters)> {
+        let p = self.open.remove(&timeframe)?;
+        let request = BatchRequest {
+            timeframe,
+            symbols: p.symbols.into_iter().collect(),
+            depth: p.depth,
+        };
+        Some((request, Waiters(p.waiters)))
+    }
+
+    /// The timeframes with an open batch (to flush them all at once on drain).
+    pub fn open_timeframes(&self) -> Vec<Timeframe> {
+        self.open.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).unwrap()
+    }
+
+    fn series(n: usize) -> Arc<[Bar]> {
+        (0..n)
+            .map(|i| Bar {
+                time: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap()
+                    + chrono::Duration::minutes(i as i64),
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: i as f64,
+                volume: 1.0,
+                trades: None,
+                vwap: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn requests_in_one_window_become_one_fetch_of_the_union_at_the_deepest_depth() {
+        let tf = Timeframe::Minutes(5);
+        let mut b = BarBatcher::default();
+        let (mut first, opened) = b.add(tf, vec![sym("SPY"), sym("QQQ")], 20);
+        assert!(opened);
+        let (mut second, opened) = b.add(tf, vec![sym("QQQ"), sym("IWM")], 50);
+        assert!(!opened, "the second request joins the open batch");
+        let (request, waiters) = b.take(tf).unwrap();
+        assert_eq!(request.symbols, vec![sym("IWM"), sym("QQQ"), sym("SPY")]);
+        assert_eq!(request.depth, 50);
+        assert_eq!(waiters.len(), 2);
+        let fetched: BarsBySymbol = [sym("SPY"), sym("QQQ"), sym("IWM")]
+            .into_iter()
+            .map(|s| (s, series(50)))
+            .collect();
+        waiters.deliver(&Ok(fetched));
+        let first = first.try_recv().unwrap().unwrap();
+        assert_eq!(first.len(), 2);
+        assert_eq!(
+            first[&sym("SPY")].len(),
+            20,
+            "trimmed to this requester's depth"
+        );
+        assert_eq!(
+            first[&sym("SPY")].last().unwrap().close,
+            49.0,
+            "the newest bars"
+        );
+        let second = second.try_recv().unwrap().unwrap();
+        assert_eq!(second[&sym("IWM")].len(), 50);
+        assert!(b.take(tf).is_none(), "the batch is closed");
+    }
+
+    #[test]
+    fn every_requester_hears_the_error_and_other_timeframes_are_separate_batches() {
+        let mut b = BarBatcher::default();
+        let (mut five, _) = b.add(Timeframe::Minutes(5), vec![sym("SPY")], 20);
+        let (_, opened) = b.add(Timeframe::Day, vec![sym("SPY")], 60);
+        assert!(opened, "another timeframe opens its own batch");
+        let (_, waiters) = b.take(Timeframe::Minutes(5)).unwrap();
+        waiters.deliver(&Err(BrokerError::Draining));
+        assert!(matches!(
+            five.try_recv().unwrap(),
+            Err(BrokerError::Draining)
+        ));
+        assert_eq!(b.open_timeframes(), vec![Timeframe::Day]);
+    }
+}

@@ -1,0 +1,219 @@
+//! The resilient way to the venue: every read through the outbound limiter, its operation's
+//! circuit breaker and the retry policy; every order submission through the limiter (with
+//! order priority) and its breaker, exactly once.
+//!
+//! Invariants:
+//! - Nothing but this module calls [`AlpacaClient`] once the BrokerActor runs (the start-up
+//!   probe in `app.rs` is the one call before it).
+//! - An order submission is never retried here: [`Gateway::submit_once`] makes at most one
+//!   POST, and says whether it was sent at all, so `submit.rs` can decide what is safe.
+//! - Each page of a bars query is its own guarded read: the quota and the breaker see every
+//!   request that goes out.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::alpaca::models::{Account, Clock, Order, OrderRequest, Position};
+use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery, Operation};
+use super::breaker::{BreakerObserver, BreakerOpen, BreakerSet, LogTransitions, Transition};
+use super::limiter::{OutboundLimiter, RequestClass, Saturated};
+use super::retry::{ReadGuards, ReadOp, RetryBudget, RetryError, RetryPolicy, retry_read};
+use crate::domain::{Bar, Symbol};
+use crate::metrics::Metrics;
+use crate::settings::BrokerSettings;
+
+/// Pages followed for one bars query before giving up: a venue that keeps returning tokens
+/// must not trap a tick in an endless loop.
+const MAX_BAR_PAGES: usize = 100;
+
+/// Why a submission did not produce an order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// Not sent: the order quota had no token in time.
+    #[error("not sent: {0}")]
+    Saturated(Saturated),
+    /// Not sent: the submit breaker is open.
+    #[error("not sent: {0}")]
+    BreakerOpen(BreakerOpen),
+    /// Sent; the venue's answer (which may leave the outcome unknown).
+    #[error(transparent)]
+    Venue(AlpacaError),
+}
+
+/// Logs every breaker transition and keeps the breaker metrics current.
+struct MetricsObserver(Arc<Metrics>);
+
+impl BreakerObserver for MetricsObserver {
+    fn on_transition(&self, t: &Transition) {
+        LogTransitions.on_transition(t);
+        self.0.breaker_state(t.op, t.to.as_str());
+        self.0
+            .breaker_transition(t.op, t.from.as_str(), t.to.as_str());
+    }
+}
+
+/// Cheap to clone: every part is shared.
+#[derive(Clone)]
+pub struct Gateway {
+    client: AlpacaClient,
+    policy: Arc<RetryPolicy>,
+    budget: Arc<RetryBudget>,
+    breakers: BreakerSet,
+    /// The trading API's quota: account, clock, positions, orders.
+    trading: Arc<OutboundLimiter>,
+    /// The market-data API's quota, counted separately by Alpaca.
+    data: Arc<OutboundLimiter>,
+    metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    pub fn new(client: AlpacaClient, settings: &BrokerSettings, metrics: Arc<Metrics>) -> Self {
+        let observer = Arc::new(MetricsObserver(Arc::clone(&metrics)));
+        Self {
+            client,
+            policy: Arc::new(RetryPolicy::new(&settings.retry)),
+            budget: Arc::new(RetryBudget::from_config(&settings.retry)),
+            breakers: BreakerSet::new(&settings.breaker, observer),
+            trading: Arc::new(OutboundLimiter::new(&settings.limiter)),
+            data: Arc::new(OutboundLimiter::new(&settings.data_limiter)),
+            metrics,
+        }
+    }
+
+    pub fn client(&self) -> &AlpacaClient {
+        &self.client
+    }
+
+    /// For `/health` and the admin API (reset, force open).
+    pub fn breakers(&self) -> &BreakerSet {
+        &self.breakers
+    }
+
+    async fn read<T, F, Fut>(
+        &self,
+        op: ReadOp,
+        limiter: &OutboundLimiter,
+        call: F,
+    ) -> Result<T, RetryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AlpacaError>>,
+    {
+        let guards = ReadGuards {
+            policy: &self.policy,
+            budget: &self.budget,
+            breakers: &self.breakers,
+            limiter: Some(limiter),
+        };
+        let retried = retry_read(guards, op, call).await;
+        let operation = Operation::from(op);
+        self.metrics
+            .limiter_wait(RequestClass::Read.as_str(), retried.limiter_wait);
+        if retried.retries > 0 {
+            self.metrics.retries(operation, retried.retries);
+        }
+        if let Err(e) = &retried.result {
+            self.metrics.read_failure(operation, e.label());
+            match e {
+                RetryError::BreakerOpen { .. } => self.metrics.breaker_rejection(operation),
+                RetryError::Saturated { .. } => {
+                    self.metrics.limiter_saturated(RequestClass::Read.as_str())
+                }
+                RetryError::GaveUp { .. } => {}
+            }
+        }
+        retried.result
+    }
+
+    pub async fn clock(&self) -> Result<Clock, RetryError> {
+        self.read(ReadOp::Clock, &self.trading, || self.client.clock())
+            .await
+    }
+
+    pub async fn account(&self) -> Result<Account, RetryError> {
+        self.read(ReadOp::Account, &self.trading, || self.client.account())
+            .await
+    }
+
+    pub async fn positions(&self) -> Result<Vec<Position>, RetryError> {
+        self.read(ReadOp::Positions, &self.trading, || self.client.positions())
+            .await
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Order, RetryError> {
+        self.read(ReadOp::GetOrder, &self.trading, || self.client.order(id))
+            .await
+    }
+
+    pub async fn order_by_client_id(
+        &self,
+        client_order_id: &str,
+    ) -> Result<Option<Order>, RetryError> {
+        self.read(ReadOp::OrderByClientId, &self.trading, || {
+            self.client.order_by_client_id(client_order_id)
+        })
+        .await
+    }
+
+    pub async fn orders_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Order>, RetryError> {
+        self.read(ReadOp::ListOrders, &self.trading, || {
+            self.client.orders_after(after)
+        })
+        .await
+    }
+
+    /// Every bar of the query, following `next_page_token`, per symbol in the order received.
+    pub async fn bars(&self, query: &BarsQuery) -> Result<HashMap<Symbol, Vec<Bar>>, RetryError> {
+        let mut out: HashMap<Symbol, Vec<Bar>> = HashMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_BAR_PAGES {
+            let page = self
+                .read(ReadOp::Bars, &self.data, || {
+                    self.client.bars_page(query, token.as_deref())
+                })
+                .await?;
+            for (symbol, bars) in page.bars {
+                if let Ok(symbol) = Symbol::parse(&symbol) {
+                    out.entry(symbol).or_default().extend(bars);
+                }
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
+                _ => return Ok(out),
+            }
+        }
+        Err(RetryError::GaveUp {
+            error: AlpacaError::Malformed {
+                op: Operation::Bars,
+                detail: format!("more than {MAX_BAR_PAGES} pages of bars; narrow the query"),
+            },
+            reason: super::retry::GiveUp::NotRetryable,
+        })
+    }
+
+    /// One POST of an order, if the quota and the breaker allow it now.
+    pub async fn submit_once(&self, order: &OrderRequest) -> Result<Order, SubmitError> {
+        let class = RequestClass::Order.as_str();
+        match self.trading.acquire(RequestClass::Order).await {
+            Ok(waited) => self.metrics.limiter_wait(class, waited),
+            Err(saturated) => {
+                self.metrics.limiter_saturated(class);
+                return Err(SubmitError::Saturated(saturated));
+            }
+        }
+        let permit = self
+            .breakers
+            .acquire(Operation::SubmitOrder)
+            .map_err(|open| {
+                self.metrics.breaker_rejection(Operation::SubmitOrder);
+                SubmitError::BreakerOpen(open)
+            })?;
+        let result = self.client.submit_order(order).await;
+        permit.record_result(&result);
+        result.map_err(SubmitError::Venue)
+    }
+}

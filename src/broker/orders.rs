@@ -1,0 +1,320 @@
+//! Orders: the risk gate, the idempotent submission, and the refresh that follows every order
+//! until it is final (fills move the instance's position in the book).
+//!
+//! Invariants:
+//! - An order is checked against the trading state and the risk limits with fresh account and
+//!   position figures; if those cannot be read, the order is refused (fail closed).
+//! - A refused order is recorded in the book with its reason, logged and counted, never sent.
+//! - The refresh makes one listing call for all unsettled orders the venue has acknowledged,
+//!   and looks up by client id only those whose fate is unknown.
+
+use std::collections::HashMap;
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
+
+use super::alpaca::models::{Order, OrderRequest};
+use super::book::{Begin, OrderRecord, OrderState};
+use super::market::account_position;
+use super::risk::{OrderContext, check_order, daily_pnl};
+use super::submit::{self, SubmitOutcome};
+use super::{BrokerActor, BrokerError, client_order_id, guarded};
+use crate::cache::CacheKey;
+use crate::domain::{ClientOrderId, InstanceId};
+use crate::strategy::OrderIntent;
+
+/// How soon after a submission its fill is looked up (real time): the simulator and Alpaca
+/// usually fill market orders within moments.
+const FIRST_FILL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+/// Listing orders "after" the oldest unsettled one, with this much margin (venue clocks and
+/// Alpaca's exclusive `after`).
+const LIST_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// Places one order intent of one instance.
+#[derive(Message)]
+#[rtype(result = "Result<OrderRecord, BrokerError>")]
+pub struct SubmitOrder {
+    pub instance: InstanceId,
+    pub intent: OrderIntent,
+}
+
+/// What the gate needs to know besides the limits, read before the order is sent.
+struct RiskInputs {
+    account_position: Decimal,
+    daily_pnl: Decimal,
+}
+
+impl Handler<SubmitOrder> for BrokerActor {
+    type Result = ResponseActFuture<Self, Result<OrderRecord, BrokerError>>;
+
+    fn handle(&mut self, msg: SubmitOrder, _: &mut Self::Context) -> Self::Result {
+        let SubmitOrder { instance, intent } = msg;
+        if self.draining {
+            return Box::pin(fut::ready(Err(BrokerError::Draining)));
+        }
+        let cid = client_order_id(&instance, &intent.symbol, intent.side, intent.decided_on);
+        let record = match self.deps.book.begin(&instance, &intent, cid.clone()) {
+            Begin::Existing(record) => return Box::pin(fut::ready(Ok(record))),
+            Begin::New(record) => record,
+        };
+        // Own position plus what is still working, so two quick orders cannot each pass a
+        // limit that together they break.
+        let (own, pending) = self
+            .deps
+            .book
+            .instance_view(&instance, std::slice::from_ref(&intent.symbol));
+        let instance_position = own
+            .values()
+            .chain(pending.values())
+            .copied()
+            .sum::<Decimal>();
+        let snapshots = self.deps.snapshots.clone();
+        let symbol = intent.symbol.clone();
+        let inputs = async move {
+            let held = snapshots.positions().await?;
+            let account = snapshots.account().await?;
+            let last = account.last_equity.unwrap_or(account.equity);
+            Ok::<_, BrokerError>(RiskInputs {
+                account_position: account_position(&held, &symbol),
+                daily_pnl: daily_pnl(account.equity, last),
+            })
+        };
+        let fut = guarded(inputs)
+            .into_actor(self)
+            .then(move |inputs, act, ctx| -> Self::Result {
+                let inputs = match inputs {
+                    Ok(Ok(i)) => i,
+                    Ok(Err(e)) => {
+                        let refusal = format!("risk inputs unavailable: {e}");
+                        return Box::pin(fut::ready(act.refuse(
+                            &record,
+                            "risk_inputs_unavailable",
+                            refusal,
+                        )));
+                    }
+                    Err(panic) => {
+                        act.deps.book.mark(
+                            &record.client_order_id,
+                            OrderState::Refused,
+                            format!("panic: {panic}"),
+                        );
+                        act.die(ctx, panic.clone());
+                        return Box::pin(fut::ready(Err(BrokerError::Panicked(panic))));
+                    }
+                };
+                let check = OrderContext {
+                    side: intent.side,
+                    qty: intent.qty,
+                    price: intent.reference_price.and_then(Decimal::from_f64),
+                    instance_position,
+                    account_position: inputs.account_position,
+                    daily_pnl: inputs.daily_pnl,
+                };
+                let trading = act.deps.process.trading();
+                if let Err(refusal) = check_order(&check, &act.deps.risk, trading.state) {
+                    let reason = match &trading.reason {
+                        Some(why) if refusal.reason_label() == "halted" => {
+                            format!("{refusal}: {why}")
+                        }
+                        _ => refusal.to_string(),
+                    };
+                    return Box::pin(fut::ready(act.refuse(
+                        &record,
+                        refusal.reason_label(),
+                        reason,
+                    )));
+                }
+                act.place(record, intent, cid, ctx)
+            });
+        Box::pin(fut)
+    }
+}
+
+impl BrokerActor {
+    /// Records, logs and counts an order refused before sending.
+    fn refuse(
+        &mut self,
+        record: &OrderRecord,
+        label: &'static str,
+        reason: String,
+    ) -> Result<OrderRecord, BrokerError> {
+        self.deps.metrics.order_refused(label);
+        self.deps
+            .metrics
+            .order(record.instance.as_str(), record.side.as_str(), "refused");
+        tracing::warn!(
+            event = "order_refused", instance = %record.instance, client_order_id = %record.client_order_id,
+            symbol = %record.symbol, side = %record.side, qty = %record.qty, reason = label,
+            detail = %reason, "order refused before sending"
+        );
+        self.deps
+            .book
+            .mark(&record.client_order_id, OrderState::Refused, reason.clone());
+        Err(BrokerError::Refused(reason))
+    }
+
+    /// Sends an order that passed the gate, idempotently, and records the outcome.
+    fn place(
+        &mut self,
+        record: OrderRecord,
+        intent: OrderIntent,
+        cid: ClientOrderId,
+        _: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<OrderRecord, BrokerError>> {
+        let request = OrderRequest {
+            symbol: intent.symbol.to_string(),
+            qty: intent.qty,
+            side: intent.side,
+            order_type: "market",
+            time_in_force: "day",
+            client_order_id: cid.to_string(),
+        };
+        let gateway = self.deps.gateway.clone();
+        let submission = self
+            .in_flight
+            .track_future(async move { submit::submit_idempotent(&gateway, &request).await });
+        Box::pin(guarded(submission).into_actor(self).map(move |outcome, act, ctx| {
+            if act.deps.process.phase() == crate::process::Phase::Draining {
+                act.completed_while_draining += 1;
+            }
+            let instance = record.instance.clone();
+            let side = record.side.as_str();
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(panic) => {
+                    act.deps.book.mark(&cid, OrderState::Unknown, format!("panic while submitting: {panic}"));
+                    act.die(ctx, panic.clone());
+                    return Err(BrokerError::Panicked(panic));
+                }
+            };
+            let (label, result) = match outcome {
+                SubmitOutcome::Placed(order) | SubmitOutcome::Adopted(order) => {
+                    act.observe(None);
+                    act.apply(&cid, &order);
+                    ctx.run_later(FIRST_FILL_CHECK, |act, ctx| act.refresh_unsettled(ctx));
+                    ("accepted", Ok(()))
+                }
+                SubmitOutcome::Rejected(e) => {
+                    let e = BrokerError::Upstream(e);
+                    act.observe(Some(&e));
+                    act.deps.book.mark(&cid, OrderState::Rejected, e.to_string());
+                    ("rejected", Err(e))
+                }
+                SubmitOutcome::NotSent(why) => {
+                    let label = match why {
+                        super::gateway::SubmitError::BreakerOpen(_) => "breaker_open",
+                        _ => "rate_limit_saturated",
+                    };
+                    return act.refuse(&record, label, why.to_string());
+                }
+                SubmitOutcome::Unknown(why) => {
+                    act.deps.book.mark(&cid, OrderState::Unknown, why.clone());
+                    ("unknown", Err(BrokerError::Unavailable(format!("order outcome unknown: {why}"))))
+                }
+            };
+            act.deps.metrics.order(instance.as_str(), side, label);
+            let record = act.deps.book.get(&cid).unwrap_or(record);
+            tracing::info!(
+                event = "order", instance = %record.instance, client_order_id = %cid,
+                order_id = record.order_id.as_deref(), symbol = %record.symbol, side = %record.side,
+                qty = %record.qty, state = record.state.as_str(), reason = %record.reason,
+                decided_on = %record.decided_on, error = record.error.as_deref(), "order placed"
+            );
+            result.map(|()| record)
+        }))
+    }
+
+    /// Applies what the venue says about one of herd's orders.
+    fn apply(&mut self, cid: &ClientOrderId, order: &Order) {
+        if let Some((record, filled)) = self.deps.book.apply_venue(cid, order)
+            && !filled.is_zero()
+        {
+            self.deps.cache.invalidate(&CacheKey::Positions);
+            self.deps.cache.invalidate(&CacheKey::Account);
+            tracing::info!(
+                event = "order_fill", instance = %record.instance, client_order_id = %cid,
+                symbol = %record.symbol, side = %record.side, filled_qty = %filled,
+                total_filled = %record.filled_qty,
+                avg_price = record.filled_avg_price.map(tracing::field::display),
+                state = record.state.as_str(), "order filled"
+            );
+        }
+    }
+
+    /// Looks up every order that is not final and applies what the venue says.
+    pub(super) fn refresh_unsettled(&mut self, ctx: &mut Context<Self>) {
+        if self.refreshing {
+            return;
+        }
+        let unsettled = self.deps.book.unsettled();
+        if unsettled.is_empty() {
+            return;
+        }
+        self.refreshing = true;
+        let gateway = self.deps.gateway.clone();
+        let fut = async move {
+            let (known, unknown): (Vec<_>, Vec<_>) = unsettled
+                .into_iter()
+                .partition(|r| r.submitted_at.is_some());
+            let mut answers: Vec<(OrderRecord, Result<Option<Order>, BrokerError>)> = Vec::new();
+            if let Some(oldest) = known.iter().filter_map(|r| r.submitted_at).min() {
+                match gateway.orders_after(oldest - LIST_MARGIN).await {
+                    Ok(listed) => {
+                        let mut by_cid: HashMap<String, Order> = listed
+                            .into_iter()
+                            .map(|o| (o.client_order_id.clone(), o))
+                            .collect();
+                        for r in known {
+                            // Not in the list (e.g. more than a page of orders): ask directly.
+                            let answer =
+                                match (by_cid.remove(r.client_order_id.as_str()), &r.order_id) {
+                                    (Some(o), _) => Ok(Some(o)),
+                                    (None, Some(id)) => {
+                                        gateway.order(id).await.map(Some).map_err(BrokerError::from)
+                                    }
+                                    (None, None) => Ok(None),
+                                };
+                            answers.push((r, answer));
+                        }
+                    }
+                    Err(e) => answers.extend(
+                        known
+                            .into_iter()
+                            .map(|r| (r, Err(BrokerError::from(e.clone())))),
+                    ),
+                }
+            }
+            for r in unknown {
+                let answer = submit::lookup(&gateway, r.client_order_id.as_str())
+                    .await
+                    .map_err(BrokerError::from);
+                answers.push((r, answer));
+            }
+            answers
+        };
+        ctx.spawn(guarded(fut).into_actor(self).map(|answers, act, ctx| {
+            act.refreshing = false;
+            let answers = match answers {
+                Ok(a) => a,
+                Err(panic) => return act.die(ctx, panic),
+            };
+            for (record, answer) in answers {
+                act.observe(answer.as_ref().err());
+                match answer {
+                    Ok(Some(order)) => act.apply(&record.client_order_id, &order),
+                    // The venue never received it: the decision was not executed.
+                    Ok(None) if record.state == OrderState::Unknown => {
+                        act.deps.book.mark(
+                            &record.client_order_id,
+                            OrderState::Rejected,
+                            "the venue has no order with this client_order_id".into(),
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(client_order_id = %record.client_order_id, error = %e, "order lookup failed"),
+                }
+            }
+        }));
+    }
+}
