@@ -183,3 +183,45 @@ fn an_invalid_configuration_exits_2_with_one_line_naming_the_key() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_an_order_in_flight_lets_it_complete_then_exits_zero() {
+    // A venue that outlives herd, so the order can be checked there afterwards; every order
+    // POST takes 500 ms, so a SIGTERM right after a decision catches the order in flight.
+    let venue = Herd::start_sim(&["--speed", "600"]);
+    let url = venue.sim.clone().unwrap();
+    common::set_faults(
+        &url,
+        serde_json::json!({"orders": {"latency": "500ms", "methods": ["POST"]}}),
+    )
+    .await;
+    let config = common::eager_momentum("m", "1s");
+    let env = [
+        ("ALPACA_API_KEY", "drain-test"),
+        ("ALPACA_SECRET_KEY", "secret"),
+        ("ALPACA_BASE_URL", url.as_str()),
+        ("ALPACA_DATA_URL", url.as_str()),
+    ];
+    let mut herd = Herd::start(&config, &env);
+    let decision = herd.wait_log(|v| v["message"] == "signal");
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    let placed = herd.wait_log(|v| v["event"] == "order");
+    let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
+    assert!(
+        summary["orders_completed"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert_eq!(placed["symbol"], decision["symbol"]);
+    let cid = placed["client_order_id"].as_str().unwrap();
+    let at_venue = common::venue_orders_of(&url, "drain-test").await;
+    let found: Vec<_> = at_venue
+        .iter()
+        .filter(|o| o["client_order_id"] == cid)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{cid} not at the venue exactly once: {at_venue:?}"
+    );
+}

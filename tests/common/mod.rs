@@ -27,11 +27,34 @@ pub struct Herd {
 impl Herd {
     /// Starts `herd run --config <file with config_toml>` on 127.0.0.1:0.
     pub fn start(config_toml: &str, env: &[(&str, &str)]) -> Herd {
+        let mut herd = Herd::launch(&["run"], config_toml, env);
+        let listening = herd.wait_log(|v| v["message"] == "http listening");
+        herd.http = format!("http://{}", listening["addr"].as_str().expect("addr"));
+        herd.sim = herd
+            .seen_log(|v| v["message"] == "simulator listening")
+            .map(|v| format!("http://{}", v["addr"].as_str().unwrap_or_default()));
+        herd
+    }
+
+    /// Starts `herd sim --port 0 <args>` alone; its address is in `sim`.
+    pub fn start_sim(args: &[&str]) -> Herd {
+        let mut all = vec!["sim", "--port", "0"];
+        all.extend_from_slice(args);
+        let mut sim = Herd::launch(&all, "", &[]);
+        let listening = sim.wait_log(|v| v["message"] == "simulator listening");
+        sim.sim = Some(format!(
+            "http://{}",
+            listening["addr"].as_str().expect("addr")
+        ));
+        sim
+    }
+
+    fn launch(args: &[&str], config_toml: &str, env: &[(&str, &str)]) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("test.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
-        cmd.arg("run")
+        cmd.args(args)
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
@@ -65,20 +88,14 @@ impl Herd {
                 sink.lock().unwrap().push(format!("stderr: {line}"));
             }
         });
-        let mut herd = Herd {
+        Herd {
             child,
             lines,
             log,
             http: String::new(),
             sim: None,
             _dir: dir,
-        };
-        let listening = herd.wait_log(|v| v["message"] == "http listening");
-        herd.http = format!("http://{}", listening["addr"].as_str().expect("addr"));
-        herd.sim = herd
-            .seen_log(|v| v["message"] == "simulator listening")
-            .map(|v| format!("http://{}", v["addr"].as_str().unwrap_or_default()));
-        herd
+        }
     }
 
     fn seen_log(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
@@ -135,7 +152,7 @@ impl Herd {
                 "herd did not exit within {PATIENCE:?}\n{}",
                 self.dump()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -201,4 +218,109 @@ pub fn assert_openmetrics(text: &str) {
             assert!(series.ends_with('}'), "unterminated labels in: {line}");
         }
     }
+}
+
+/// `GET` a JSON document from herd or the simulator's control plane.
+pub async fn get_json(url: &str) -> Option<serde_json::Value> {
+    let response = reqwest::get(url).await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+/// Sets simulator faults (`{"orders": {...}}`, see README "Faults"); panics if refused.
+pub async fn set_faults(sim: &str, faults: serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{sim}/__sim/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "faults refused: {}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+pub async fn clear_faults(sim: &str) {
+    let r = reqwest::Client::new()
+        .delete(format!("{sim}/__sim/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// Requests the simulator served on `route` (e.g. `GET /v2/stocks/bars`).
+pub async fn sim_requests(sim: &str, route: &str) -> u64 {
+    let stats = get_json(&format!("{sim}/__sim/stats"))
+        .await
+        .expect("sim stats");
+    stats["routes"][route]["requests"].as_u64().unwrap_or(0)
+}
+
+/// A metric from `/metrics`: `name` sums every series of that name, `name{labels}` is the one
+/// series with exactly those labels (0 when absent).
+pub async fn metric(herd: &Herd, wanted: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", herd.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            *series == wanted
+                || (!wanted.contains('{') && series.starts_with(&format!("{wanted}{{")))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
+/// herd's own orders (`/orders`), newest first.
+pub async fn herd_orders(herd: &Herd) -> Vec<serde_json::Value> {
+    let body = get_json(&format!("{}/orders?limit=1000", herd.http))
+        .await
+        .expect("orders");
+    body["orders"].as_array().cloned().unwrap_or_default()
+}
+
+/// The simulator's orders for herd's embedded account, every status.
+pub async fn venue_orders(sim: &str) -> Vec<serde_json::Value> {
+    venue_orders_of(sim, herd::app::SIM_KEY).await
+}
+
+/// The simulator's orders of the account of API key `key`, every status.
+pub async fn venue_orders_of(sim: &str, key: &str) -> Vec<serde_json::Value> {
+    reqwest::Client::new()
+        .get(format!("{sim}/v2/orders?status=all&limit=500"))
+        .header("APCA-API-KEY-ID", key)
+        .header("APCA-API-SECRET-KEY", key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Vec<serde_json::Value>>()
+        .await
+        .unwrap()
+}
+
+/// A `momentum` instance `id` on SPY, QQQ and IWM that trades one share on almost any move,
+/// ticking `every` (venue time): the quickest way to make herd place orders in a test.
+pub fn eager_momentum(id: &str, every: &str) -> String {
+    format!(
+        r#"
+[[strategies]]
+id = "{id}"
+kind = "momentum"
+symbols = ["SPY", "QQQ", "IWM"]
+every = "{every}"
+[strategies.params]
+threshold = 0.0001
+position_size = 1
+"#
+    )
 }

@@ -1,0 +1,330 @@
+//! The BrokerActor against the simulator's fault injection: retries, breakers, idempotent
+//! orders under lost responses, the outbound quota, and batching across instances.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{
+    Herd, clear_faults, eventually, get_json, herd_orders, metric, set_faults, sim_requests,
+    venue_orders,
+};
+use serde_json::json;
+
+/// One instance that trades on almost any move, ticking twice a (real) second.
+fn trading(extra: &str) -> String {
+    format!(
+        "[sim]\nspeed = 600.0\n\n{extra}\n{}",
+        common::eager_momentum("m", "5m")
+    )
+}
+
+const OK_TICKS: &str = "herd_strategy_ticks_total{instance=\"m\",kind=\"momentum\",outcome=\"ok\"}";
+
+async fn ok_ticks_beyond(herd: &Herd, base: f64, more: f64) {
+    eventually("successful ticks", herd, || async {
+        (metric(herd, OK_TICKS).await >= base + more).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_succeed_through_retries_when_30_percent_of_requests_fail() {
+    // A 30 % error rate is under the breakers' 50 %, but over 10-call windows chance alone can
+    // reach 50 % now and then; a larger volume threshold keeps this test about retries.
+    let breaker = r#"
+[broker.breaker]
+error_threshold = 0.5
+volume_threshold = 40
+window = "10s"
+buckets = 10
+reset_timeout = "30s"
+half_open_trials = 2
+half_open_max = "10s"
+"#;
+    let herd = Herd::start(&trading(breaker), &[]);
+    let sim = herd.sim.clone().unwrap();
+    ok_ticks_beyond(&herd, 0.0, 1.0).await;
+    set_faults(
+        &sim,
+        json!({"trading": {"error_rate": 0.3}, "data": {"error_rate": 0.3}}),
+    )
+    .await;
+    let base = metric(&herd, OK_TICKS).await;
+    ok_ticks_beyond(&herd, base, 10.0).await;
+    let server_errors = metric(
+        &herd,
+        "herd_broker_requests_total{operation=\"clock\",outcome=\"server_error\"}",
+    )
+    .await
+        + metric(
+            &herd,
+            "herd_broker_requests_total{operation=\"bars\",outcome=\"server_error\"}",
+        )
+        .await
+        + metric(
+            &herd,
+            "herd_broker_requests_total{operation=\"positions\",outcome=\"server_error\"}",
+        )
+        .await;
+    assert!(
+        server_errors > 0.0,
+        "the faults never reached herd:\n{}",
+        herd.dump()
+    );
+    assert!(
+        metric(&herd, "herd_broker_retries_total").await > 0.0,
+        "nothing was retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_failures_opens_the_breaker_and_it_recovers() {
+    // Ticks come every 500 ms: the reset timeout is longer, so calls meet the breaker open.
+    let config = trading(
+        r#"
+[broker]
+call_timeout = "500ms"
+[broker.breaker]
+error_threshold = 0.5
+volume_threshold = 4
+window = "2s"
+buckets = 4
+reset_timeout = "1500ms"
+half_open_trials = 1
+half_open_max = "1s"
+"#,
+    );
+    let mut herd = Herd::start(&config, &[]);
+    let sim = herd.sim.clone().unwrap();
+    ok_ticks_beyond(&herd, 0.0, 1.0).await;
+    set_faults(&sim, json!({"all": {"error_rate": 1.0}})).await;
+    let opened = herd.wait_log(|v| v["event"] == "breaker_transition" && v["to"] == "open");
+    let op = opened["operation"].as_str().unwrap().to_owned();
+    let open = format!("herd_breaker_state{{operation=\"{op}\",state=\"open\"}}");
+    assert_eq!(metric(&herd, &open).await, 1.0);
+    let health = get_json(&format!("{}/health", herd.http)).await.unwrap();
+    let breaker = health["broker"]["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["operation"] == op.as_str())
+        .unwrap();
+    assert_eq!(breaker["state"], "open", "{health}");
+    eventually("an open breaker rejects calls", &herd, || async {
+        (metric(&herd, "herd_breaker_rejections_total").await > 0.0).then_some(())
+    })
+    .await;
+
+    clear_faults(&sim).await;
+    let closed = format!("herd_breaker_state{{operation=\"{op}\",state=\"closed\"}}");
+    eventually("the breaker closes again", &herd, || async {
+        (metric(&herd, &closed).await == 1.0).then_some(())
+    })
+    .await;
+    let base = metric(&herd, OK_TICKS).await;
+    ok_ticks_beyond(&herd, base, 2.0).await;
+}
+
+/// Every order herd knows the venue has appears there exactly once.
+async fn assert_one_venue_order_per_decision(herd: &Herd, sim: &str) {
+    let venue = venue_orders(sim).await;
+    let mut copies: HashMap<String, u32> = HashMap::new();
+    for o in &venue {
+        *copies
+            .entry(o["client_order_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let duplicated: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "duplicate orders at the venue: {duplicated:?}"
+    );
+    let placed: Vec<_> = herd_orders(herd)
+        .await
+        .into_iter()
+        .filter(|o| !matches!(o["state"].as_str(), Some("refused" | "rejected")))
+        .collect();
+    for o in &placed {
+        let cid = o["client_order_id"].as_str().unwrap();
+        assert_eq!(
+            copies.get(cid),
+            Some(&1),
+            "{cid} ({}) is not at the venue exactly once",
+            o["state"]
+        );
+    }
+    assert_eq!(
+        placed.len(),
+        venue.len(),
+        "herd and the venue disagree on the orders placed"
+    );
+}
+
+async fn lost_responses_never_duplicate(lost_as: &str, extra: &str) {
+    let mut herd = Herd::start(&trading(extra), &[]);
+    let sim = herd.sim.clone().unwrap();
+    let faults = json!({"orders": {
+        "lost_response_rate": 1.0, "lost_response_as": lost_as, "hang": "2s",
+        "methods": ["POST"], "count": 3
+    }});
+    set_faults(&sim, faults).await;
+    herd.wait_log(|v| {
+        v["message"] == "order submit outcome unknown; looking it up by client_order_id"
+    });
+    eventually("three lost responses", &herd, || async {
+        let stats = get_json(&format!("{sim}/__sim/stats")).await?;
+        (stats["faults"]["lost"].as_u64()? >= 3).then_some(())
+    })
+    .await;
+    eventually("several orders placed", &herd, || async {
+        (herd_orders(&herd).await.len() >= 4).then_some(())
+    })
+    .await;
+    assert!(
+        metric(
+            &herd,
+            "herd_broker_requests_total{operation=\"order_by_client_id\",outcome=\"ok\"}"
+        )
+        .await
+            >= 1.0
+    );
+    assert_one_venue_order_per_decision(&herd, &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_lost_as_server_errors_never_duplicate_an_order() {
+    lost_responses_never_duplicate("error", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_lost_as_timeouts_never_duplicate_an_order() {
+    lost_responses_never_duplicate("timeout", "[broker]\ncall_timeout = \"500ms\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn herd_stays_under_the_venues_request_quota() {
+    let config = trading(
+        r#"
+[broker.limiter]
+requests_per_minute = 60
+headroom = 0.9
+read_share = 0.8
+read_max_wait = "200ms"
+order_max_wait = "2s"
+[broker.data_limiter]
+requests_per_minute = 60
+headroom = 0.9
+read_share = 1.0
+read_max_wait = "200ms"
+order_max_wait = "200ms"
+"#,
+    )
+    .replace("speed = 600.0", "speed = 600.0\nrate_limit = 60");
+    let herd = Herd::start(&config, &[]);
+    let sim = herd.sim.clone().unwrap();
+    // Ticking twice a second needs far more than 60 requests a minute: herd must hold back.
+    eventually("the limiter holds reads back", &herd, || async {
+        (metric(&herd, "herd_limiter_saturated_total").await > 0.0).then_some(())
+    })
+    .await;
+    let stats = get_json(&format!("{sim}/__sim/stats")).await.unwrap();
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "herd exceeded the venue's quota: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bursts_of_429_are_waited_out_and_reads_go_on() {
+    let herd = Herd::start(&trading(""), &[]);
+    let sim = herd.sim.clone().unwrap();
+    ok_ticks_beyond(&herd, 0.0, 1.0).await;
+    set_faults(
+        &sim,
+        json!({"data": {"throttle_rate": 0.5, "throttle_burst": 2}}),
+    )
+    .await;
+    eventually("a throttled read retried", &herd, || async {
+        (metric(&herd, "herd_broker_retries_total{operation=\"bars\"}").await > 0.0).then_some(())
+    })
+    .await;
+    assert!(
+        metric(
+            &herd,
+            "herd_broker_requests_total{operation=\"bars\",outcome=\"rate_limited\"}"
+        )
+        .await
+            > 0.0
+    );
+    let base = metric(&herd, OK_TICKS).await;
+    ok_ticks_beyond(&herd, base, 3.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_instances_share_one_bars_request_per_window() {
+    let mut config = String::from("[sim]\nspeed = 600.0\n");
+    for i in 0..10 {
+        config.push_str(&format!(
+            "\n[[strategies]]\nid = \"m{i}\"\nkind = \"momentum\"\nsymbols = [\"SPY\", \"QQQ\", \"IWM\", \"DIA\"]\nevery = \"5m\"\n"
+        ));
+    }
+    let herd = Herd::start(&config, &[]);
+    let sim = herd.sim.clone().unwrap();
+    let ticks = "herd_strategy_ticks_total";
+    eventually("ten instances tick five times", &herd, || async {
+        (metric(&herd, ticks).await >= 50.0).then_some(())
+    })
+    .await;
+    let ticks = metric(&herd, ticks).await;
+    let bars = sim_requests(&sim, "GET /v2/stocks/bars").await as f64;
+    let positions = sim_requests(&sim, "GET /v2/positions").await as f64;
+    // One request per 5-minute bar (the cycle), for all ten instances: ~ticks/10, never ticks.
+    let cycles = ticks / 10.0;
+    assert!(
+        bars <= 2.0 * cycles + 2.0,
+        "{bars} bars requests for {cycles} cycles of 10 instances"
+    );
+    assert!(
+        positions <= 2.0 * cycles + 2.0,
+        "{positions} positions requests for {cycles} cycles"
+    );
+    let batched = metric(&herd, "herd_bar_batch_requests_total").await
+        / metric(&herd, "herd_bar_batches_total").await;
+    assert!(
+        batched >= 5.0,
+        "a batch served only {batched} instance requests on average"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_over_a_risk_limit_is_refused_counted_and_never_sent() {
+    let mut herd = Herd::start(&trading(""), &[("MAX_ORDER_VALUE_USD", "1")]);
+    let sim = herd.sim.clone().unwrap();
+    let refused = herd.wait_log(|v| v["event"] == "order_refused");
+    assert_eq!(refused["reason"], "max_order_value", "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds max_order_value"),
+        "{refused}"
+    );
+    let orders = herd_orders(&herd).await;
+    assert!(!orders.is_empty());
+    assert!(orders.iter().all(|o| o["state"] == "refused"), "{orders:?}");
+    assert!(
+        metric(
+            &herd,
+            "herd_orders_refused_total{reason=\"max_order_value\"}"
+        )
+        .await
+            >= 1.0
+    );
+    assert_eq!(
+        sim_requests(&sim, "POST /v2/orders").await,
+        0,
+        "a refused order reached the venue"
+    );
+    assert!(venue_orders(&sim).await.is_empty());
+}
