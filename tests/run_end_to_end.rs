@@ -225,3 +225,21 @@ async fn sigterm_with_an_order_in_flight_lets_it_complete_then_exits_zero() {
         "{cid} not at the venue exactly once: {at_venue:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_configuration_trades_on_the_simulator_within_seconds() {
+    // What `cargo run` runs: built-in defaults, no credentials; only the port is moved to 0.
+    // The wait limit (20 s) is inside the 30 s the foundation promises a new user.
+    let herd = Herd::start("", &[]);
+    let order = eventually(
+        "an order from the default momentum instance",
+        &herd,
+        || async { common::herd_orders(&herd).await.first().cloned() },
+    )
+    .await;
+    assert_eq!(order["instance"], "momentum-etf");
+    assert!(
+        ["SPY", "QQQ", "IWM"].contains(&order["symbol"].as_str().unwrap()),
+        "{order}"
+    );
+}
