@@ -60,7 +60,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     let metrics_slot: Slot<MetricsActor> = Slot::default();
     let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
     let deps = BrokerDeps {
-        snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics)),
+        snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics), speed),
         gateway,
         cache: cache.clone(),
         book: Arc::new(OrderBook::new()),

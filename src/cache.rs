@@ -43,7 +43,8 @@ pub enum CacheValue {
         bars: Arc<[Bar]>,
         depth: usize,
     },
-    Clock(Clock),
+    /// The venue clock and when (real time) it was read, so readers can extrapolate it.
+    Clock(Clock, Instant),
     Positions(Arc<[Position]>),
     Account(Box<Account>),
 }

@@ -11,13 +11,21 @@ use common::{
 };
 use serde_json::json;
 
-/// One instance that trades on almost any move, ticking twice a (real) second.
+/// One instance that trades on almost any move, ticking ten times a (real) second.
 fn trading(extra: &str) -> String {
     format!(
-        "[sim]\nspeed = 600.0\n\n{extra}\n{}",
+        "[sim]\nspeed = 3000.0\n\n{extra}\n{}",
         common::eager_momentum("m", "5m")
     )
 }
+
+/// Lifts the simulator's and herd's request quotas (real time), which a simulator running at
+/// 3000x would otherwise exhaust; only the quota test keeps them.
+const UNLIMITED: &[(&str, &str)] = &[
+    ("HERD__SIM__RATE_LIMIT", "0"),
+    ("HERD__BROKER__LIMITER__REQUESTS_PER_MINUTE", "100000"),
+    ("HERD__BROKER__DATA_LIMITER__REQUESTS_PER_MINUTE", "100000"),
+];
 
 const OK_TICKS: &str = "herd_strategy_ticks_total{instance=\"m\",kind=\"momentum\",outcome=\"ok\"}";
 
@@ -42,7 +50,7 @@ reset_timeout = "30s"
 half_open_trials = 2
 half_open_max = "10s"
 "#;
-    let herd = Herd::start(&trading(breaker), &[]);
+    let herd = Herd::start(&trading(breaker), UNLIMITED);
     let sim = herd.sim.clone().unwrap();
     ok_ticks_beyond(&herd, 0.0, 1.0).await;
     set_faults(
@@ -80,7 +88,7 @@ half_open_max = "10s"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_failures_opens_the_breaker_and_it_recovers() {
-    // Ticks come every 500 ms: the reset timeout is longer, so calls meet the breaker open.
+    // Ticks come every 100 ms: the reset timeout is longer, so calls meet the breaker open.
     let config = trading(
         r#"
 [broker]
@@ -90,12 +98,12 @@ error_threshold = 0.5
 volume_threshold = 4
 window = "2s"
 buckets = 4
-reset_timeout = "1500ms"
+reset_timeout = "600ms"
 half_open_trials = 1
 half_open_max = "1s"
 "#,
     );
-    let mut herd = Herd::start(&config, &[]);
+    let mut herd = Herd::start(&config, UNLIMITED);
     let sim = herd.sim.clone().unwrap();
     ok_ticks_beyond(&herd, 0.0, 1.0).await;
     set_faults(&sim, json!({"all": {"error_rate": 1.0}})).await;
@@ -162,7 +170,7 @@ async fn assert_one_venue_order_per_decision(herd: &Herd, sim: &str) {
 }
 
 async fn lost_responses_never_duplicate(lost_as: &str, extra: &str) {
-    let mut herd = Herd::start(&trading(extra), &[]);
+    let mut herd = Herd::start(&trading(extra), UNLIMITED);
     let sim = herd.sim.clone().unwrap();
     let faults = json!({"orders": {
         "lost_response_rate": 1.0, "lost_response_as": lost_as, "hang": "2s",
@@ -220,10 +228,10 @@ read_max_wait = "200ms"
 order_max_wait = "200ms"
 "#,
     )
-    .replace("speed = 600.0", "speed = 600.0\nrate_limit = 60");
+    .replace("speed = 3000.0", "speed = 3000.0\nrate_limit = 60");
     let herd = Herd::start(&config, &[]);
     let sim = herd.sim.clone().unwrap();
-    // Ticking twice a second needs far more than 60 requests a minute: herd must hold back.
+    // Ticking ten times a second needs far more than 60 requests a minute: herd must hold back.
     eventually("the limiter holds reads back", &herd, || async {
         (metric(&herd, "herd_limiter_saturated_total").await > 0.0).then_some(())
     })
@@ -237,7 +245,7 @@ order_max_wait = "200ms"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bursts_of_429_are_waited_out_and_reads_go_on() {
-    let herd = Herd::start(&trading(""), &[]);
+    let herd = Herd::start(&trading(""), UNLIMITED);
     let sim = herd.sim.clone().unwrap();
     ok_ticks_beyond(&herd, 0.0, 1.0).await;
     set_faults(

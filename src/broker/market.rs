@@ -130,7 +130,8 @@ async fn fetch_window(
         symbols: symbols.to_vec(),
         timeframe,
         start: now - span,
-        end: Some(now),
+        // The venue's own "now": herd's reading of its clock may be a moment old.
+        end: None,
         sort: SortOrder::Asc,
     };
     gateway.bars(&query).await

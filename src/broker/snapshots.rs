@@ -1,8 +1,12 @@
 //! The venue's clock, positions and account as every instance shares them: from the cache
 //! while fresh, else from one upstream call shared by everyone asking at the same moment.
 //!
-//! Invariant: however many instances tick together, each of these is fetched at most once per
-//! cache lifetime (`SNAPSHOT_TTL`), and herd's own fills invalidate positions and account.
+//! Invariants:
+//! - However many instances tick together, each of these is fetched at most once per cache
+//!   lifetime (`SNAPSHOT_TTL`), and herd's own fills invalidate positions and account.
+//! - The clock is never stale: a cached reading is advanced by the real time since it was taken
+//!   times the venue's speed (an accelerated simulator moves minutes in 500 ms), and it is
+//!   read afresh once that would cross the next open or close.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use super::alpaca::Operation;
 use super::alpaca::models::{Account, Clock, Position};
 use super::dedup::Inflight;
 use super::gateway::Gateway;
+use super::market::VenueSpeed;
 use super::retry::RetryError;
 use crate::cache::{Cache, CacheKey, CacheValue};
 use crate::metrics::Metrics;
@@ -25,21 +30,30 @@ pub struct Snapshots {
     cache: Cache,
     inflight: Inflight<CacheKey, Result<CacheValue, RetryError>>,
     metrics: Arc<Metrics>,
+    speed: VenueSpeed,
 }
 
 impl Snapshots {
-    pub fn new(gateway: Gateway, cache: Cache, metrics: Arc<Metrics>) -> Self {
+    pub fn new(gateway: Gateway, cache: Cache, metrics: Arc<Metrics>, speed: VenueSpeed) -> Self {
         Self {
             gateway,
             cache,
             inflight: Inflight::default(),
             metrics,
+            speed,
         }
     }
 
+    /// The venue clock now: a cached reading advanced to the present, or a fresh one.
     pub async fn clock(&self) -> Result<Clock, RetryError> {
+        if let Some(CacheValue::Clock(c, read_at)) = self.cache.get(&CacheKey::Clock)
+            && let Some(now) = advance(&c, read_at.elapsed(), self.speed)
+        {
+            return Ok(now);
+        }
+        self.cache.invalidate(&CacheKey::Clock);
         match self.get(CacheKey::Clock, Operation::Clock).await? {
-            CacheValue::Clock(c) => Ok(c),
+            CacheValue::Clock(c, _) => Ok(c),
             other => unreachable_value(other),
         }
     }
@@ -65,7 +79,10 @@ impl Snapshots {
         let (gateway, cache, k) = (self.gateway.clone(), self.cache.clone(), key.clone());
         let (call, joined) = self.inflight.run(key, move || async move {
             let value = match k {
-                CacheKey::Clock => gateway.clock().await.map(CacheValue::Clock),
+                CacheKey::Clock => gateway
+                    .clock()
+                    .await
+                    .map(|c| CacheValue::Clock(c, tokio::time::Instant::now())),
                 CacheKey::Positions => gateway
                     .positions()
                     .await
@@ -85,6 +102,17 @@ impl Snapshots {
     }
 }
 
+/// `clock` as it reads `real` later at `speed`, or `None` once that crosses the next open or
+/// close (the session state may have changed: read it again).
+fn advance(clock: &Clock, real: Duration, speed: VenueSpeed) -> Option<Clock> {
+    let venue = chrono::TimeDelta::from_std(real.mul_f64(speed.0.max(0.0))).ok()?;
+    let now = clock.timestamp + venue;
+    (now < clock.next_open.min(clock.next_close)).then(|| Clock {
+        timestamp: now,
+        ..clock.clone()
+    })
+}
+
 /// Each key is only ever stored with its own kind of value.
 fn unreachable_value<T>(value: CacheValue) -> Result<T, RetryError> {
     Err(RetryError::GaveUp {
@@ -94,4 +122,33 @@ fn unreachable_value<T>(value: CacheValue) -> Result<T, RetryError> {
         },
         reason: super::retry::GiveUp::NotRetryable,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    #[test]
+    fn a_cached_clock_moves_with_the_venue_until_the_session_changes() {
+        let t = |h, m| Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0).unwrap();
+        let open = Clock {
+            timestamp: t(15, 0),
+            is_open: true,
+            next_open: t(23, 0) + chrono::TimeDelta::hours(10),
+            next_close: t(21, 0),
+        };
+        let later = advance(&open, Duration::from_secs(3), VenueSpeed(100.0)).unwrap();
+        assert_eq!(
+            later.timestamp,
+            t(15, 5),
+            "3 real seconds at 100x are 5 venue minutes"
+        );
+        assert!(later.is_open);
+        assert!(
+            advance(&open, Duration::from_secs(216), VenueSpeed(100.0)).is_none(),
+            "past the close: read again"
+        );
+    }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::OpsState;
+use crate::broker::breaker::BreakerState;
 use crate::broker::{BrokerStatus, GetBrokerStatus, ListOrders};
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, RenderMetrics};
 use crate::process::Phase;
@@ -110,9 +111,10 @@ async fn health(state: web::Data<OpsState>) -> HttpResponse {
     let degraded = children
         .iter()
         .any(|c| matches!(c.state, Lifecycle::Failed | Lifecycle::Restarting))
-        || broker
-            .as_ref()
-            .is_none_or(|b| b.health.consecutive_failures > 0);
+        || broker.as_ref().is_none_or(|b| {
+            b.health.consecutive_failures > 0
+                || b.breakers.iter().any(|br| br.state != BreakerState::Closed)
+        });
     let status = match p.phase() {
         Phase::Starting => "starting",
         Phase::Draining => "draining",

@@ -183,9 +183,12 @@ impl StrategyActor {
         });
         ctx.spawn(join_all(submits).into_actor(self).map(|results, act, _| {
             let orders = results.iter().filter(|r| r.is_ok()).count() as u64;
+            // A refusal by the risk gate is the gate working, not the tick failing; the
+            // broker has logged and counted it.
             let errors: Vec<String> = results
                 .into_iter()
                 .filter_map(Result::err)
+                .filter(|e| !matches!(e, BrokerError::Refused(_)))
                 .map(|e| e.to_string())
                 .collect();
             act.status.orders += orders;

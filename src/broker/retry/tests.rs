@@ -21,6 +21,24 @@ fn config() -> RetryConfig {
     }
 }
 
+/// A seeded policy, a fresh budget and breakers: what every driver test starts from.
+fn guards(seed: u64) -> (RetryPolicy, RetryBudget, BreakerSet) {
+    (
+        RetryPolicy::seeded(&config(), seed),
+        RetryBudget::from_config(&config()),
+        breakers(),
+    )
+}
+
+/// A 429 with the quota spent until `secs` from now.
+fn limited_for(secs: i64) -> AlpacaError {
+    AlpacaError::RateLimited {
+        op: OP,
+        reset_at: Some(Utc::now() + chrono::Duration::seconds(secs)),
+        quota_left: None,
+    }
+}
+
 fn breakers() -> BreakerSet {
     let config = BreakerConfig {
         error_threshold: 0.5,
@@ -150,11 +168,7 @@ fn budget_stops_retries_at_half_its_tokens_and_refills_on_success() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_read_retries_venue_faults_until_success() {
-    let (policy, budget, breakers) = (
-        RetryPolicy::seeded(&config(), 3),
-        RetryBudget::from_config(&config()),
-        breakers(),
-    );
+    let (policy, budget, breakers) = guards(3);
     let start = Instant::now();
     let timeout = AlpacaError::Timeout {
         op: OP,
@@ -179,11 +193,7 @@ async fn retry_read_retries_venue_faults_until_success() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_read_returns_business_answers_without_retrying() {
-    let (policy, budget, breakers) = (
-        RetryPolicy::seeded(&config(), 3),
-        RetryBudget::from_config(&config()),
-        breakers(),
-    );
+    let (policy, budget, breakers) = guards(3);
     let not_found = AlpacaError::NotFound {
         op: OP,
         message: "position does not exist".into(),
@@ -197,11 +207,7 @@ async fn retry_read_returns_business_answers_without_retrying() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_read_stops_after_max_attempts() {
-    let (policy, budget, breakers) = (
-        RetryPolicy::seeded(&config(), 3),
-        RetryBudget::from_config(&config()),
-        breakers(),
-    );
+    let (policy, budget, breakers) = guards(3);
     let script = vec![
         Err(server_error()),
         Err(server_error()),
@@ -276,16 +282,8 @@ async fn retry_read_stops_when_the_budget_is_spent_but_always_makes_the_first_ca
 
 #[tokio::test(start_paused = true)]
 async fn retry_read_waits_for_the_rate_limit_reset_before_retrying() {
-    let (policy, budget, breakers) = (
-        RetryPolicy::seeded(&config(), 3),
-        RetryBudget::from_config(&config()),
-        breakers(),
-    );
-    let limited = AlpacaError::RateLimited {
-        op: OP,
-        reset_at: Some(Utc::now() + chrono::Duration::seconds(4)),
-        quota_left: None,
-    };
+    let (policy, budget, breakers) = guards(3);
+    let limited = limited_for(4);
     let start = Instant::now();
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Err(limited), Ok(9)]).await;
     assert_eq!((out.result.unwrap(), out.retries, calls), (9, 1, 2));
@@ -306,16 +304,8 @@ async fn retry_read_waits_for_the_rate_limit_reset_before_retrying() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_read_gives_up_at_once_when_the_reset_is_beyond_max_wait() {
-    let (policy, budget, breakers) = (
-        RetryPolicy::seeded(&config(), 3),
-        RetryBudget::from_config(&config()),
-        breakers(),
-    );
-    let limited = AlpacaError::RateLimited {
-        op: OP,
-        reset_at: Some(Utc::now() + chrono::Duration::seconds(50)),
-        quota_left: None,
-    };
+    let (policy, budget, breakers) = guards(3);
+    let limited = limited_for(50);
     let start = Instant::now();
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Err(limited), Ok(9)]).await;
     assert_eq!(
@@ -327,11 +317,7 @@ async fn retry_read_gives_up_at_once_when_the_reset_is_beyond_max_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn retry_read_fails_without_a_call_when_the_quota_is_saturated() {
-    let (policy, budget, breakers) = (
-        RetryPolicy::seeded(&config(), 3),
-        RetryBudget::from_config(&config()),
-        breakers(),
-    );
+    let (policy, budget, breakers) = guards(3);
     let limiter = OutboundLimiter::new(&LimiterConfig {
         requests_per_minute: 200,
         headroom: 0.9,
