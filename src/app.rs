@@ -37,6 +37,8 @@ pub enum StartError {
     },
     #[error("the venue refused herd's credentials: {0}")]
     Credentials(AlpacaError),
+    #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// The credentials herd presents to its own embedded simulator (its account there is per key).
@@ -44,6 +46,7 @@ pub const SIM_KEY: &str = "herd-embedded";
 
 /// Runs until a signal and the drain; returns the process exit code.
 pub async fn run(settings: Settings) -> Result<u8, StartError> {
+    let mut signals = shutdown::Signals::install().map_err(StartError::Signals)?;
     let process = ProcessState::new();
     let metrics = Metrics::new();
     let venue = settings.venue();
@@ -112,14 +115,14 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     process.advance(Phase::Running);
     tracing::info!(addr = %addr, "http listening");
 
-    let signal = shutdown::signal().await;
+    let signal = signals.next().await;
     let running = Running {
         process,
         supervisor,
         http,
         sim,
     };
-    Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal).await)
+    Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal, signals).await)
 }
 
 /// Where the broker connects: Alpaca from the settings, or a freshly started simulator.

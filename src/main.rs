@@ -111,6 +111,13 @@ fn main() -> ExitCode {
 }
 
 async fn run_sim(config: herd::sim::SimConfig, addr: SocketAddr) -> ExitCode {
+    let mut signals = match herd::shutdown::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herd: cannot install the SIGTERM/SIGINT handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let sim = match herd::sim::SimServer::start(config, addr).await {
         Ok(sim) => sim,
         Err(e) => {
@@ -118,7 +125,7 @@ async fn run_sim(config: herd::sim::SimConfig, addr: SocketAddr) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let signal = herd::shutdown::signal().await;
+    let signal = signals.next().await;
     tracing::info!(signal, "simulator stopping");
     sim.stop().await;
     ExitCode::SUCCESS

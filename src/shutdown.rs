@@ -30,28 +30,46 @@ pub const EXIT_DRAIN_TIMEOUT: u8 = 1;
 /// Exit code of a forced exit (second signal), as shells report SIGINT.
 pub const EXIT_FORCED: u8 = 130;
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn signal() -> &'static str {
+/// SIGTERM and SIGINT, listened for from the moment this is built: a signal that arrives
+/// during start-up waits here for the drain instead of killing the process (the default action).
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; only Ctrl-C will stop herd");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; call it first thing, inside the runtime.
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+
+    /// Resolves on the next SIGTERM or SIGINT (received since `install`), naming it.
+    pub async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
@@ -64,7 +82,7 @@ pub struct Running {
 }
 
 /// Runs the drain; returns the process exit code.
-pub async fn drain(running: Running, grace: Duration, signal: &str) -> u8 {
+pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals: Signals) -> u8 {
     let started = Instant::now();
     let deadline = started + grace;
     running.process.advance(Phase::Draining);
@@ -73,8 +91,8 @@ pub async fn drain(running: Running, grace: Duration, signal: &str) -> u8 {
         grace_ms = grace.as_millis() as u64,
         "shutdown: draining"
     );
-    actix::spawn(async {
-        let second = self::signal().await;
+    actix::spawn(async move {
+        let second = signals.next().await;
         tracing::warn!(signal = second, "second signal: exiting immediately");
         std::process::exit(i32::from(EXIT_FORCED));
     });

@@ -243,3 +243,13 @@ async fn the_default_configuration_trades_on_the_simulator_within_seconds() {
         "{order}"
     );
 }
+
+#[test]
+fn sigterm_during_start_up_waits_for_start_up_then_drains_and_exits_zero() {
+    let mut herd = Herd::launch(&["run"], "", &[]);
+    // The first log line comes after the signal handlers are installed, long before HTTP is up.
+    herd.wait_log(|_| true);
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    herd.wait_log(|v| v["event"] == "shutdown_summary");
+}

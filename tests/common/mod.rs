@@ -49,7 +49,8 @@ impl Herd {
         sim
     }
 
-    fn launch(args: &[&str], config_toml: &str, env: &[(&str, &str)]) -> Herd {
+    /// Starts `herd <args> --config <file>` without waiting for anything.
+    pub fn launch(args: &[&str], config_toml: &str, env: &[(&str, &str)]) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("test.toml");
         std::fs::write(&config, config_toml).expect("write config");
