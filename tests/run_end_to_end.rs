@@ -253,3 +253,29 @@ fn sigterm_during_start_up_waits_for_start_up_then_drains_and_exits_zero() {
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
     herd.wait_log(|v| v["event"] == "shutdown_summary");
 }
+
+#[test]
+fn refused_credentials_stop_herd_at_start_with_a_clear_message() {
+    let pinned = [
+        ("HERD__SIM__KEY_ID", "right-key"),
+        ("HERD__SIM__SECRET_KEY", "right-secret"),
+    ];
+    let mut venue = Herd::launch(&["sim", "--port", "0"], "", &pinned);
+    let listening = venue.wait_log(|v| v["message"] == "simulator listening");
+    let url = format!("http://{}", listening["addr"].as_str().unwrap());
+    let env = [
+        ("ALPACA_API_KEY", "wrong-key"),
+        ("ALPACA_SECRET_KEY", "wrong-secret"),
+        ("ALPACA_BASE_URL", url.as_str()),
+        ("ALPACA_DATA_URL", url.as_str()),
+    ];
+    let mut herd = Herd::launch(&["run"], "", &env);
+    assert_eq!(herd.wait_exit().code(), Some(1), "{}", herd.dump());
+    let log = herd.dump();
+    let stderr: Vec<&str> = log.lines().filter(|l| l.starts_with("stderr: ")).collect();
+    assert_eq!(stderr.len(), 1, "{log}");
+    assert!(
+        stderr[0].contains("refused herd's credentials") && stderr[0].contains("ALPACA_API_KEY"),
+        "{log}"
+    );
+}

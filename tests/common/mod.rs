@@ -21,6 +21,8 @@ pub struct Herd {
     pub log: Arc<Mutex<Vec<String>>>,
     pub http: String,
     pub sim: Option<String>,
+    /// The stdout and stderr readers, joined once the process has exited.
+    readers: Vec<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -75,7 +77,7 @@ impl Herd {
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let out = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line.clone());
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
@@ -84,7 +86,7 @@ impl Herd {
             }
         });
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let err = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(format!("stderr: {line}"));
             }
@@ -95,6 +97,7 @@ impl Herd {
             log,
             http: String::new(),
             sim: None,
+            readers: vec![out, err],
             _dir: dir,
         }
     }
@@ -141,11 +144,14 @@ impl Herd {
         assert!(status.success(), "kill -{name} failed");
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit, and for everything it wrote to be read.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(
