@@ -191,6 +191,9 @@ impl BrokerActor {
             let (label, result) = match outcome {
                 SubmitOutcome::Placed(order) | SubmitOutcome::Adopted(order) => {
                     act.observe(None);
+                    // An accepted order already holds buying power and shares at the venue.
+                    act.deps.cache.invalidate(&CacheKey::Account);
+                    act.deps.cache.invalidate(&CacheKey::Positions);
                     act.apply(&cid, &order);
                     ctx.run_later(FIRST_FILL_CHECK, |act, ctx| act.refresh_unsettled(ctx));
                     ("accepted", Ok(()))
