@@ -52,42 +52,43 @@ impl Snapshots {
             return Ok(now);
         }
         self.cache.invalidate(&CacheKey::Clock);
-        match self.get(CacheKey::Clock, Operation::Clock).await? {
+        match self.get(Snapshot::Clock).await? {
             CacheValue::Clock(c, _) => Ok(c),
             other => unreachable_value(other),
         }
     }
 
     pub async fn positions(&self) -> Result<Arc<[Position]>, RetryError> {
-        match self.get(CacheKey::Positions, Operation::Positions).await? {
+        match self.get(Snapshot::Positions).await? {
             CacheValue::Positions(p) => Ok(p),
             other => unreachable_value(other),
         }
     }
 
     pub async fn account(&self) -> Result<Account, RetryError> {
-        match self.get(CacheKey::Account, Operation::Account).await? {
+        match self.get(Snapshot::Account).await? {
             CacheValue::Account(a) => Ok(*a),
             other => unreachable_value(other),
         }
     }
 
-    async fn get(&self, key: CacheKey, op: Operation) -> Result<CacheValue, RetryError> {
+    async fn get(&self, which: Snapshot) -> Result<CacheValue, RetryError> {
+        let (key, op) = which.key_and_operation();
         if let Some(v) = self.cache.get(&key) {
             return Ok(v);
         }
         let (gateway, cache, k) = (self.gateway.clone(), self.cache.clone(), key.clone());
         let (call, joined) = self.inflight.run(key, move || async move {
-            let value = match k {
-                CacheKey::Clock => gateway
+            let value = match which {
+                Snapshot::Clock => gateway
                     .clock()
                     .await
                     .map(|c| CacheValue::Clock(c, tokio::time::Instant::now())),
-                CacheKey::Positions => gateway
+                Snapshot::Positions => gateway
                     .positions()
                     .await
                     .map(|p| CacheValue::Positions(p.into())),
-                _ => gateway
+                Snapshot::Account => gateway
                     .account()
                     .await
                     .map(|a| CacheValue::Account(Box::new(a))),
@@ -99,6 +100,24 @@ impl Snapshots {
             self.metrics.shared_read(op);
         }
         call.await
+    }
+}
+
+/// What [`Snapshots`] fetches.
+#[derive(Debug, Clone, Copy)]
+enum Snapshot {
+    Clock,
+    Positions,
+    Account,
+}
+
+impl Snapshot {
+    fn key_and_operation(self) -> (CacheKey, Operation) {
+        match self {
+            Snapshot::Clock => (CacheKey::Clock, Operation::Clock),
+            Snapshot::Positions => (CacheKey::Positions, Operation::Positions),
+            Snapshot::Account => (CacheKey::Account, Operation::Account),
+        }
     }
 }
 

@@ -28,12 +28,8 @@ pub type ChildId = Arc<str>;
 pub enum ExitReason {
     /// Finished its work after a `Drain`.
     Drained,
-    /// Stopped on its own, cleanly.
-    Stopped,
     /// A panic was caught at the actor boundary.
     Panicked(String),
-    /// The child gave up on an error it cannot recover from.
-    Failed(String),
     /// The actor was dropped without saying why: a panic outside any `catch_unwind`.
     Crashed,
 }
@@ -41,7 +37,7 @@ pub enum ExitReason {
 impl ExitReason {
     /// Abnormal exits are restarted; normal ones are not.
     pub fn is_abnormal(&self) -> bool {
-        matches!(self, Self::Panicked(_) | Self::Failed(_) | Self::Crashed)
+        matches!(self, Self::Panicked(_) | Self::Crashed)
     }
 }
 
@@ -49,9 +45,7 @@ impl fmt::Display for ExitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Drained => f.write_str("drained"),
-            Self::Stopped => f.write_str("stopped"),
             Self::Panicked(m) => write!(f, "panicked: {m}"),
-            Self::Failed(m) => write!(f, "failed: {m}"),
             Self::Crashed => f.write_str("crashed (dropped without a reason)"),
         }
     }
@@ -191,7 +185,7 @@ mod tests {
     fn the_first_reason_wins() {
         let (mut n, mut rx) = ExitNotifier::new();
         n.set(ExitReason::Panicked("boom".into()));
-        n.set(ExitReason::Stopped);
+        n.set(ExitReason::Drained);
         drop(n);
         assert_eq!(rx.try_recv().unwrap(), ExitReason::Panicked("boom".into()));
     }
