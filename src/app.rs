@@ -10,18 +10,18 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::broker::{
-    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, OrderBook, Snapshots,
-    VenueSpeed,
+    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
+    MarketCacheActor, OrderBook, Snapshots, VenueSpeed,
 };
-use crate::cache::{Cache, CacheActor};
+use crate::domain::{Secret, Slot, StatusReport, Venue};
 use crate::http::{self, OpsState};
 use crate::metrics::{Metrics, MetricsActor};
 use crate::process::{Phase, ProcessState};
-use crate::settings::{Secret, Settings, Venue};
+use crate::settings::Settings;
 use crate::shutdown::{self, Running};
 use crate::sim::SimServer;
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
-use crate::supervisor::{ChildRole, ChildSpec, RestartPolicy, Slot, StatusReport, Supervisor};
+use crate::supervisor::{ChildRole, ChildSpec, RestartPolicy, Supervisor};
 
 /// Why herd could not start. The binary prints it and exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +58,8 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     let client = AlpacaClient::new(endpoint, Arc::clone(&metrics))?;
     probe_venue(&client, &process).await?;
 
-    let cache = Cache::new(Arc::clone(&metrics));
-    let broker_slot: Slot<BrokerActor> = Slot::default();
-    let metrics_slot: Slot<MetricsActor> = Slot::default();
+    let cache = MarketCache::new(Arc::clone(&metrics));
+    let slots = Slots::default();
     let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
     let deps = BrokerDeps {
         snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics), speed),
@@ -77,14 +76,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     };
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();
-        let specs = child_specs(
-            &settings,
-            &deps,
-            &metrics_slot,
-            &broker_slot,
-            reports,
-            speed,
-        );
+        let specs = child_specs(&settings, &deps, &slots, reports, speed);
         Supervisor::new(
             specs,
             RestartPolicy::from(&settings.supervisor),
@@ -96,9 +88,9 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     let state = OpsState {
         process: Arc::clone(&process),
         supervisor: supervisor.clone(),
-        broker: broker_slot,
-        metrics: metrics_slot,
-        cache,
+        broker: slots.broker,
+        metrics: slots.metrics,
+        cache: slots.cache,
         venue,
     };
     let (server, addr) =
@@ -177,16 +169,24 @@ async fn probe_venue(client: &AlpacaClient, process: &ProcessState) -> Result<()
     }
 }
 
+/// Where the HTTP layer and the strategy instances find the service actors, whichever
+/// incarnation is running.
+#[derive(Default)]
+struct Slots {
+    metrics: Slot<MetricsActor>,
+    cache: Slot<MarketCacheActor>,
+    broker: Slot<BrokerActor>,
+}
+
 fn child_specs(
     settings: &Settings,
     deps: &BrokerDeps,
-    metrics_slot: &Slot<MetricsActor>,
-    broker_slot: &Slot<BrokerActor>,
+    slots: &Slots,
     reports: Recipient<StatusReport>,
     speed: VenueSpeed,
 ) -> Vec<ChildSpec> {
     let mut specs = Vec::with_capacity(settings.instances.len() + 3);
-    let (metrics, slot) = (Arc::clone(&deps.metrics), metrics_slot.clone());
+    let (metrics, slot) = (Arc::clone(&deps.metrics), slots.metrics.clone());
     specs.push(ChildSpec {
         id: "metrics".into(),
         role: ChildRole::Metrics,
@@ -196,13 +196,17 @@ fn child_specs(
             addr.recipient()
         }),
     });
-    let cache = deps.cache.clone();
+    let (cache, slot) = (deps.cache.clone(), slots.cache.clone());
     specs.push(ChildSpec {
         id: "cache".into(),
         role: ChildRole::Cache,
-        start: Box::new(move |c| CacheActor::new(cache.clone(), c.exit).start().recipient()),
+        start: Box::new(move |c| {
+            let addr = MarketCacheActor::new(cache.clone(), c.exit).start();
+            slot.set(addr.clone());
+            addr.recipient()
+        }),
     });
-    let (broker_deps, slot) = (deps.clone(), broker_slot.clone());
+    let (broker_deps, slot) = (deps.clone(), slots.broker.clone());
     specs.push(ChildSpec {
         id: "broker".into(),
         role: ChildRole::Broker,
@@ -215,11 +219,11 @@ fn child_specs(
     for spec in &settings.instances {
         let spec = Arc::new(spec.clone());
         let role = ChildRole::Strategy {
-            kind: spec.kind,
+            kind: spec.kind.as_str(),
             symbols: spec.symbols.clone(),
         };
         let (broker, metrics, reports) = (
-            broker_slot.clone(),
+            slots.broker.clone(),
             Arc::clone(&deps.metrics),
             reports.clone(),
         );

@@ -1,16 +1,17 @@
-//! The market-data cache and the CacheActor that owns its upkeep.
+//! The in-process cache and the CacheActor that owns its upkeep.
 //!
-//! Readers on the hot path (the BrokerActor's futures) use [`Cache`] directly: a `DashMap`
-//! lookup needs no actor round trip. The CacheActor sweeps expired entries, answers stats and
-//! clears the map.
+//! The cache knows nothing of what it holds: the broker decides the keys and values (market
+//! bars, the venue clock, positions, the account) and how long each lives. Readers on the hot
+//! path (the BrokerActor's futures) use [`Cache`] directly: a `DashMap` lookup needs no actor
+//! round trip. The CacheActor sweeps expired entries and answers [`GetCacheStats`] and
+//! [`ClearCache`].
 //!
 //! Invariants:
 //! - An entry is never served after its expiry, swept or not.
-//! - Bars expire at the next bar boundary of the venue's clock, not after an arbitrary TTL:
-//!   a closed bar never changes, and a new one appears exactly at the boundary.
 //! - Hit, miss and eviction counts only grow (`clear` empties the map, not the counters; the
 //!   seed reset them, so its "counters" went backwards).
 
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,50 +20,31 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::broker::alpaca::models::{Account, Clock, Position};
-use crate::domain::{Bar, Symbol, Timeframe};
+use crate::domain::{Drain, DrainAck, ExitNotifier, ExitReason};
 use crate::metrics::Metrics;
-use crate::supervisor::{Drain, DrainAck, ExitNotifier, ExitReason};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum CacheKey {
-    Bars {
-        symbol: Symbol,
-        timeframe: Timeframe,
-    },
-    Clock,
-    Positions,
-    Account,
-}
 
 #[derive(Debug, Clone)]
-pub enum CacheValue {
-    /// The newest closed bars, oldest first, and how many were asked for: a later request for
-    /// more bars than that is a miss.
-    Bars {
-        bars: Arc<[Bar]>,
-        depth: usize,
-    },
-    /// The venue clock and when (real time) it was read, so readers can extrapolate it.
-    Clock(Clock, Instant),
-    Positions(Arc<[Position]>),
-    Account(Box<Account>),
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    value: CacheValue,
+struct Entry<V> {
+    value: V,
     expires_at: Instant,
 }
 
 /// Shared by the CacheActor and every reader; cloning shares the map.
-#[derive(Clone)]
-pub struct Cache {
-    map: Arc<DashMap<CacheKey, Entry>>,
+pub struct Cache<K, V> {
+    map: Arc<DashMap<K, Entry<V>>>,
     metrics: Arc<Metrics>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            map: Arc::clone(&self.map),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct CacheStats {
     pub entries: usize,
     pub hits: u64,
@@ -70,7 +52,7 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-impl Cache {
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             map: Arc::new(DashMap::new()),
@@ -79,40 +61,29 @@ impl Cache {
     }
 
     /// The live value for `key`, counting a hit or a miss.
-    pub fn get(&self, key: &CacheKey) -> Option<CacheValue> {
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.get_if(key, |_| true)
+    }
+
+    /// The live value for `key` if `usable` accepts it (e.g. enough bars), counting a hit or a
+    /// miss: a value the caller cannot use is a miss.
+    pub fn get_if(&self, key: &K, usable: impl FnOnce(&V) -> bool) -> Option<V> {
         let now = Instant::now();
         let value = self
             .map
             .get(key)
-            .filter(|e| e.expires_at > now)
+            .filter(|e| e.expires_at > now && usable(&e.value))
             .map(|e| e.value.clone());
         self.metrics.cache_lookup(value.is_some());
         value
     }
 
-    /// The cached bars for `symbol` if at least `depth` were fetched, counting a hit or miss.
-    pub fn bars(&self, symbol: &Symbol, timeframe: Timeframe, depth: usize) -> Option<Arc<[Bar]>> {
-        let key = CacheKey::Bars {
-            symbol: symbol.clone(),
-            timeframe,
-        };
-        let now = Instant::now();
-        let hit = self.map.get(&key).and_then(|e| match &e.value {
-            CacheValue::Bars { bars, depth: d } if *d >= depth && e.expires_at > now => {
-                Some(Arc::clone(bars))
-            }
-            _ => None,
-        });
-        self.metrics.cache_lookup(hit.is_some());
-        hit
-    }
-
-    pub fn put(&self, key: CacheKey, value: CacheValue, ttl: Duration) {
+    pub fn put(&self, key: K, value: V, ttl: Duration) {
         let expires_at = Instant::now() + ttl;
         self.map.insert(key, Entry { value, expires_at });
     }
 
-    pub fn invalidate(&self, key: &CacheKey) {
+    pub fn invalidate(&self, key: &K) {
         self.map.remove(key);
     }
 
@@ -147,19 +118,23 @@ impl Cache {
 /// How often expired entries are swept (lookups already ignore them; this frees memory).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-pub struct CacheActor {
-    cache: Cache,
+pub struct CacheActor<K, V> {
+    cache: Cache<K, V>,
     /// Tells the Supervisor why this incarnation ended.
     exit: ExitNotifier,
 }
 
-impl CacheActor {
-    pub fn new(cache: Cache, exit: ExitNotifier) -> Self {
+impl<K, V> CacheActor<K, V> {
+    pub fn new(cache: Cache<K, V>, exit: ExitNotifier) -> Self {
         Self { cache, exit }
     }
 }
 
-impl Actor for CacheActor {
+impl<K, V> Actor for CacheActor<K, V>
+where
+    K: Eq + Hash + Unpin + 'static,
+    V: Clone + Unpin + 'static,
+{
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -169,15 +144,20 @@ impl Actor for CacheActor {
     }
 }
 
+/// The cache's size and its lifetime hit, miss and eviction counts.
 #[derive(Message)]
 #[rtype(result = "CacheStats")]
 pub struct GetCacheStats;
 
-impl Handler<GetCacheStats> for CacheActor {
-    type Result = MessageResult<GetCacheStats>;
+impl<K, V> Handler<GetCacheStats> for CacheActor<K, V>
+where
+    K: Eq + Hash + Unpin + 'static,
+    V: Clone + Unpin + 'static,
+{
+    type Result = CacheStats;
 
-    fn handle(&mut self, _: GetCacheStats, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.cache.stats())
+    fn handle(&mut self, _: GetCacheStats, _: &mut Self::Context) -> CacheStats {
+        self.cache.stats()
     }
 }
 
@@ -186,7 +166,11 @@ impl Handler<GetCacheStats> for CacheActor {
 #[rtype(result = "usize")]
 pub struct ClearCache;
 
-impl Handler<ClearCache> for CacheActor {
+impl<K, V> Handler<ClearCache> for CacheActor<K, V>
+where
+    K: Eq + Hash + Unpin + 'static,
+    V: Clone + Unpin + 'static,
+{
     type Result = usize;
 
     fn handle(&mut self, _: ClearCache, _: &mut Self::Context) -> usize {
@@ -196,7 +180,11 @@ impl Handler<ClearCache> for CacheActor {
     }
 }
 
-impl Handler<Drain> for CacheActor {
+impl<K, V> Handler<Drain> for CacheActor<K, V>
+where
+    K: Eq + Hash + Unpin + 'static,
+    V: Clone + Unpin + 'static,
+{
     type Result = DrainAck;
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> DrainAck {
@@ -210,53 +198,46 @@ impl Handler<Drain> for CacheActor {
 mod tests {
     use super::*;
 
-    fn cache() -> Cache {
+    fn cache() -> Cache<&'static str, u32> {
         Cache::new(Metrics::new())
     }
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_at_their_deadline_and_counters_survive_clear() {
         let c = cache();
-        c.put(
-            CacheKey::Positions,
-            CacheValue::Positions(Arc::from(vec![])),
-            Duration::from_secs(2),
-        );
-        assert!(c.get(&CacheKey::Positions).is_some());
+        c.put("positions", 1, Duration::from_secs(2));
+        assert_eq!(c.get(&"positions"), Some(1));
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(c.get(&CacheKey::Positions).is_none());
+        assert_eq!(c.get(&"positions"), None);
         assert_eq!(c.sweep(), 1);
         let before = c.stats();
         assert_eq!((before.hits, before.misses, before.evictions), (1, 1, 1));
-        c.put(
-            CacheKey::Positions,
-            CacheValue::Positions(Arc::from(vec![])),
-            Duration::from_secs(2),
-        );
+        c.put("positions", 2, Duration::from_secs(2));
         assert_eq!(c.clear(), 1);
         let after = c.stats();
         assert_eq!((after.hits, after.misses, after.entries), (1, 1, 0));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_deeper_bars_request_than_cached_is_a_miss() {
+    async fn a_value_the_reader_cannot_use_is_a_miss() {
         let c = cache();
-        let spy = Symbol::parse("SPY").unwrap();
-        let tf = Timeframe::Minutes(5);
-        let key = CacheKey::Bars {
-            symbol: spy.clone(),
-            timeframe: tf,
-        };
-        c.put(
-            key,
-            CacheValue::Bars {
-                bars: Arc::from(vec![]),
-                depth: 20,
-            },
-            Duration::from_secs(60),
-        );
-        assert!(c.bars(&spy, tf, 20).is_some());
-        assert!(c.bars(&spy, tf, 10).is_some());
-        assert!(c.bars(&spy, tf, 21).is_none());
+        c.put("bars", 20, Duration::from_secs(60));
+        assert_eq!(c.get_if(&"bars", |depth| *depth >= 20), Some(20));
+        assert_eq!(c.get_if(&"bars", |depth| *depth >= 21), None);
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses), (1, 1));
+    }
+
+    #[actix_web::test]
+    async fn the_actor_answers_stats_and_clear_by_message() {
+        let c = cache();
+        c.put("clock", 1, Duration::from_secs(60));
+        c.put("account", 2, Duration::from_secs(60));
+        let (exit, _exited) = ExitNotifier::new();
+        let actor = CacheActor::new(c.clone(), exit).start();
+        assert_eq!(actor.send(GetCacheStats).await.unwrap().entries, 2);
+        assert_eq!(actor.send(ClearCache).await.unwrap(), 2);
+        assert_eq!(actor.send(GetCacheStats).await.unwrap().entries, 0);
+        assert_eq!(c.get(&"clock"), None, "readers share the cleared map");
     }
 }

@@ -55,12 +55,17 @@ fn load(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
     })
 }
 
+/// Installs logging, then says what configuration validation normalised.
 fn init_logs(settings: &Settings) -> Result<(), ExitCode> {
     let rust_log = std::env::var("RUST_LOG").ok();
     herd::telemetry::init(&settings.log, rust_log.as_deref()).map_err(|e| {
         eprintln!("herd: {e}");
         ExitCode::from(EXIT_CONFIG)
-    })
+    })?;
+    for notice in &settings.notices {
+        tracing::warn!(event = "config_normalised", notice = %notice, "configuration value normalised");
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,9 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run { config: None }) {
         Command::CheckConfig { config } => match load(config) {
             Ok(settings) => {
+                for notice in &settings.notices {
+                    eprintln!("herd: note: {notice}");
+                }
                 print!("{}", settings.to_redacted_toml());
                 ExitCode::SUCCESS
             }

@@ -2,9 +2,8 @@
 //! running, draining), the trading state (active, reducing, halted) and whether the venue has
 //! been reached.
 //!
-//! This is the one piece of shared mutable state besides the cache map and the metric handles
-//! (design.md): `/readyz` must turn 503 the instant SIGTERM arrives, even while every actor is
-//! busy draining, so readiness cannot depend on an actor answering a message.
+//! Shared mutable state, because `/readyz` must turn 503 the instant SIGTERM arrives, even while
+//! every actor is busy draining: readiness cannot depend on an actor answering a message.
 //!
 //! Invariant: the phase only moves forward (Starting → Running → Draining).
 
@@ -15,7 +14,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::broker::risk::TradingState;
+use crate::domain::{Trading, TradingState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,13 +101,6 @@ impl ProcessState {
     pub fn is_ready(&self) -> bool {
         self.phase() == Phase::Running && self.venue_reached() && !self.essential_failed()
     }
-}
-
-/// The trading state and why it was set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Trading {
-    pub state: TradingState,
-    pub reason: Option<String>,
 }
 
 #[cfg(test)]

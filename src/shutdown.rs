@@ -1,4 +1,4 @@
-//! Signals and the drain (design.md "Shutdown"), bounded by `shutdown.grace`.
+//! Signals and the drain, bounded by `shutdown.grace`.
 //!
 //! 1. `/readyz` turns 503 at once (the process phase becomes Draining).
 //! 2. The Supervisor drains every child in order: strategies finish their tick in flight,
@@ -15,11 +15,27 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::dev::ServerHandle;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::domain::{HumanDuration, InvalidSetting, positive};
 use crate::process::{Phase, ProcessState};
 use crate::sim::SimServer;
 use crate::supervisor::{DrainAll, Supervisor};
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// The whole drain must finish within this; keep it under Kubernetes' 30 s grace period.
+    pub grace: HumanDuration,
+}
+
+impl ShutdownSettings {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        positive("shutdown.grace", self.grace)
+    }
+}
 
 /// The actors' drain ends this much before the grace period (at most a tenth of it), so the
 /// Supervisor can still report which actors missed it.

@@ -8,7 +8,53 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
 
-use crate::settings::{LogFormat, LogSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{InvalidSetting, panic_message};
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `herd=debug,info`); `RUST_LOG` overrides it.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl LogSettings {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        EnvFilter::try_new(&self.level).map(|_| ()).map_err(|e| {
+            InvalidSetting::new(
+                "log.level",
+                format!("{:?}", self.level),
+                format!("not a log filter ({e}); use e.g. \"info\" or \"herd=debug,info\""),
+            )
+        })
+    }
+}
+
+/// How log lines are written. Parsed from text so that a wrong value is answered with the
+/// allowed ones (serde's enum error from the config crate names neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum LogFormat {
+    /// One JSON object per line: for log pipelines.
+    Json,
+    /// Human-readable lines: for a terminal.
+    Text,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        match raw.trim() {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err(format!("{raw:?} is not a log format; allowed: json, text")),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -47,7 +93,7 @@ pub fn init(settings: &LogSettings, rust_log: Option<&str>) -> Result<(), Teleme
 
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let payload = crate::supervisor::panic_message(info.payload());
+        let payload = panic_message(info.payload());
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()));

@@ -20,8 +20,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::alpaca::models::{Order, OrderStatus};
-use crate::domain::{ClientOrderId, InstanceId, Side, Symbol};
-use crate::strategy::OrderIntent;
+use crate::domain::{ClientOrderId, InstanceId, OrderIntent, Side, Symbol};
 
 /// Final records kept in memory for `/orders`; older ones are dropped first.
 const KEEP_FINAL: usize = 10_000;

@@ -1,7 +1,12 @@
-//! What a caller of the BrokerActor gets when a request cannot be served.
+//! What a caller of the BrokerActor gets when a request cannot be served, typed by what it does
+//! next: try again on the next tick, count a refusal, or look at the venue's answer.
 
 use super::alpaca::AlpacaError;
+use super::breaker::BreakerOpen;
+use super::limiter::Saturated;
 use super::retry::RetryError;
+use super::risk::Refusal;
+use crate::metrics::RefusalReason;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
@@ -14,10 +19,9 @@ pub enum BrokerError {
     /// An order submission's venue answer.
     #[error(transparent)]
     Upstream(#[from] AlpacaError),
-    /// herd refused the order before sending it (risk gate, halt, quota, breaker): nothing
-    /// left the process.
+    /// herd refused the order before sending it: nothing left the process.
     #[error("order refused: {0}")]
-    Refused(String),
+    Refused(#[from] NotSent),
     /// Shutting down: no new work is taken.
     #[error("broker is draining; no new work")]
     Draining,
@@ -33,6 +37,35 @@ impl BrokerError {
             Self::Read(e) => e.upstream(),
             Self::Upstream(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+/// Why herd did not send an order. Each is the gate working, not the tick failing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotSent {
+    /// The pre-trade risk gate said no.
+    #[error(transparent)]
+    Risk(#[from] Refusal),
+    /// The account or positions the gate needs could not be read: fail closed.
+    #[error("risk inputs unavailable: {0}")]
+    RiskInputs(Box<BrokerError>),
+    /// The submit breaker is open.
+    #[error("not sent: {0}")]
+    BreakerOpen(BreakerOpen),
+    /// The order quota had no token in time.
+    #[error("not sent: {0}")]
+    Saturated(Saturated),
+}
+
+impl NotSent {
+    /// The bounded label of `herd_orders_refused_total{reason}`.
+    pub fn reason(&self) -> RefusalReason {
+        match self {
+            Self::Risk(refusal) => refusal.reason(),
+            Self::RiskInputs(_) => RefusalReason::RiskInputsUnavailable,
+            Self::BreakerOpen(_) => RefusalReason::BreakerOpen,
+            Self::Saturated(_) => RefusalReason::RateLimitSaturated,
         }
     }
 }

@@ -15,13 +15,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::alpaca::models::{Account, Clock, Order, OrderRequest, Position};
-use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery, Operation};
+use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery};
 use super::breaker::{BreakerObserver, BreakerOpen, BreakerSet, LogTransitions, Transition};
-use super::limiter::{OutboundLimiter, RequestClass, Saturated};
+use super::error::NotSent;
+use super::limiter::{OutboundLimiter, Saturated};
 use super::retry::{ReadGuards, ReadOp, RetryBudget, RetryError, RetryPolicy, retry_read};
-use crate::domain::{Bar, Symbol};
+use super::settings::BrokerSettings;
+use crate::domain::{Bar, Operation, RequestClass, Symbol};
 use crate::metrics::Metrics;
-use crate::settings::BrokerSettings;
 
 /// Pages followed for one bars query before giving up: a venue that keeps returning tokens
 /// must not trap a tick in an endless loop.
@@ -41,15 +42,25 @@ pub enum SubmitError {
     Venue(AlpacaError),
 }
 
+impl SubmitError {
+    /// Why nothing was sent, or the venue's answer when the order was.
+    pub fn into_not_sent(self) -> Result<NotSent, AlpacaError> {
+        match self {
+            Self::Saturated(s) => Ok(NotSent::Saturated(s)),
+            Self::BreakerOpen(open) => Ok(NotSent::BreakerOpen(open)),
+            Self::Venue(e) => Err(e),
+        }
+    }
+}
+
 /// Logs every breaker transition and keeps the breaker metrics current.
 struct MetricsObserver(Arc<Metrics>);
 
 impl BreakerObserver for MetricsObserver {
     fn on_transition(&self, t: &Transition) {
         LogTransitions.on_transition(t);
-        self.0.breaker_state(t.op, t.to.as_str());
-        self.0
-            .breaker_transition(t.op, t.from.as_str(), t.to.as_str());
+        self.0.breaker_state(t.op, t.to);
+        self.0.breaker_transition(t.op, t.from, t.to);
     }
 }
 
@@ -109,17 +120,15 @@ impl Gateway {
         let retried = retry_read(guards, op, call).await;
         let operation = Operation::from(op);
         self.metrics
-            .limiter_wait(RequestClass::Read.as_str(), retried.limiter_wait);
+            .limiter_wait(RequestClass::Read, retried.limiter_wait);
         if retried.retries > 0 {
             self.metrics.retries(operation, retried.retries);
         }
         if let Err(e) = &retried.result {
-            self.metrics.read_failure(operation, e.label());
+            self.metrics.read_failure(operation, e.failure());
             match e {
                 RetryError::BreakerOpen { .. } => self.metrics.breaker_rejection(operation),
-                RetryError::Saturated { .. } => {
-                    self.metrics.limiter_saturated(RequestClass::Read.as_str())
-                }
+                RetryError::Saturated { .. } => self.metrics.limiter_saturated(RequestClass::Read),
                 RetryError::GaveUp { .. } => {}
             }
         }
@@ -197,8 +206,8 @@ impl Gateway {
 
     /// One POST of an order, if the quota and the breaker allow it now.
     pub async fn submit_once(&self, order: &OrderRequest) -> Result<Order, SubmitError> {
-        let class = RequestClass::Order.as_str();
-        match self.trading.acquire(RequestClass::Order).await {
+        let class = RequestClass::Order;
+        match self.trading.acquire(class).await {
             Ok(waited) => self.metrics.limiter_wait(class, waited),
             Err(saturated) => {
                 self.metrics.limiter_saturated(class);

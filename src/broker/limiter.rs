@@ -16,7 +16,6 @@
 //! - Time is tokio time (see [`TokioClock`]): waits are `tokio::time::sleep`, so paused-time tests
 //!   are exact and a cancelled acquire holds nothing.
 
-use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -28,8 +27,7 @@ use governor::{Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::breaker::{invalid, positive};
-use crate::settings::HumanDuration;
+use crate::domain::{HumanDuration, InvalidSetting, RequestClass, positive};
 
 /// `[broker.limiter]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,23 +48,27 @@ pub struct LimiterConfig {
 
 impl LimiterConfig {
     /// `key` is where the section sits in the configuration (`broker.limiter`, `broker.data_limiter`).
-    pub fn check(&self, key: &str) -> Result<(), String> {
+    pub fn check(&self, key: &str) -> Result<(), InvalidSetting> {
         let rpm = self.requests_per_minute;
         if !(2..=100_000).contains(&rpm) {
             let allowed = "must be between 2 and 100000";
-            return Err(invalid(&format!("{key}.requests_per_minute"), rpm, allowed));
+            return Err(InvalidSetting::new(
+                format!("{key}.requests_per_minute"),
+                rpm,
+                allowed,
+            ));
         }
         let h = self.headroom;
         if !(h > 0.0 && h < 1.0) {
             let allowed =
                 "must be between 0 and 1 (both exclusive): the rest of the quota absorbs bursts";
-            return Err(invalid(&format!("{key}.headroom"), h, allowed));
+            return Err(InvalidSetting::new(format!("{key}.headroom"), h, allowed));
         }
         let s = self.read_share;
         // 1 reserves nothing for orders: right for the market-data API, which takes none.
         if !(s > 0.0 && s <= 1.0) {
             let allowed = "must be greater than 0 and at most 1: the rest is reserved for orders";
-            return Err(invalid(&format!("{key}.read_share"), s, allowed));
+            return Err(InvalidSetting::new(format!("{key}.read_share"), s, allowed));
         }
         positive(&format!("{key}.read_max_wait"), self.read_max_wait)?;
         positive(&format!("{key}.order_max_wait"), self.order_max_wait)?;
@@ -76,34 +78,13 @@ impl LimiterConfig {
                 "must be at least {key}.read_max_wait ({}): orders have priority",
                 self.read_max_wait
             );
-            return Err(invalid(&format!("{key}.order_max_wait"), value, &allowed));
+            return Err(InvalidSetting::new(
+                format!("{key}.order_max_wait"),
+                value,
+                &allowed,
+            ));
         }
         Ok(())
-    }
-}
-
-/// Which share of the quota a request draws on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestClass {
-    /// Any GET (and cancels' lookups): queues briefly, then fails.
-    Read,
-    /// Submits and cancels: draws on the whole quota, including the share reads cannot take.
-    Order,
-}
-
-impl RequestClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Read => "read",
-            Self::Order => "order",
-        }
-    }
-}
-
-impl fmt::Display for RequestClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -424,6 +405,7 @@ mod tests {
             no_headroom
                 .check("broker.limiter")
                 .unwrap_err()
+                .to_string()
                 .starts_with("broker.limiter.headroom = 1: must be between 0 and 1")
         );
         let all_reads = LimiterConfig {
@@ -443,6 +425,7 @@ mod tests {
             no_reads
                 .check("broker.data_limiter")
                 .unwrap_err()
+                .to_string()
                 .starts_with("broker.data_limiter.read_share = 0")
         );
         let impatient = LimiterConfig {
@@ -450,7 +433,7 @@ mod tests {
             ..config()
         };
         assert_eq!(
-            impatient.check("broker.limiter").unwrap_err(),
+            impatient.check("broker.limiter").unwrap_err().to_string(),
             "broker.limiter.order_max_wait = \"1s\": must be at least broker.limiter.read_max_wait (2s): orders have priority"
         );
     }

@@ -19,9 +19,9 @@ use rust_decimal::Decimal;
 use super::alpaca::models::Position;
 use super::alpaca::{BarsQuery, SortOrder};
 use super::batch::BarsBySymbol;
+use super::cached::{CacheKey, CacheValue, MarketCache};
 use super::gateway::Gateway;
 use super::retry::RetryError;
-use crate::cache::{Cache, CacheKey, CacheValue};
 use crate::domain::{Bar, Symbol, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
@@ -51,7 +51,7 @@ impl VenueSpeed {
 
 /// The cached series among `symbols` (hits) and the symbols to fetch (misses).
 pub fn cached_bars(
-    cache: &Cache,
+    cache: &MarketCache,
     symbols: &[Symbol],
     timeframe: Timeframe,
     depth: usize,
@@ -59,11 +59,17 @@ pub fn cached_bars(
     let mut hits = HashMap::with_capacity(symbols.len());
     let mut misses = Vec::new();
     for s in symbols {
-        match cache.bars(s, timeframe, depth) {
-            Some(b) => {
-                hits.insert(s.clone(), b);
+        let key = CacheKey::Bars {
+            symbol: s.clone(),
+            timeframe,
+        };
+        let deep_enough =
+            |v: &CacheValue| matches!(v, CacheValue::Bars { depth: d, .. } if *d >= depth);
+        match cache.get_if(&key, deep_enough) {
+            Some(CacheValue::Bars { bars, .. }) => {
+                hits.insert(s.clone(), bars);
             }
-            None => misses.push(s.clone()),
+            _ => misses.push(s.clone()),
         }
     }
     (hits, misses)
@@ -73,7 +79,7 @@ pub fn cached_bars(
 /// wider window), cached until the next bar boundary.
 pub async fn fetch_bars(
     gateway: &Gateway,
-    cache: &Cache,
+    cache: &MarketCache,
     speed: VenueSpeed,
     symbols: &[Symbol],
     timeframe: Timeframe,

@@ -1,7 +1,7 @@
 //! The BrokerActor: the only owner of broker I/O.
 //!
-//! Strategy instances ask it for a [`MarketView`](crate::strategy::MarketView) (`view.rs`) and
-//! hand it order intents (`orders.rs`); it serves views from the cache, batched bars requests
+//! Strategy instances ask it for a `MarketView` (`view.rs`) and hand it order intents
+//! (`orders.rs`); it serves views from the cache, batched bars requests
 //! and shared snapshots, places orders idempotently behind the risk gate, tracks them until
 //! final, and keeps each instance's position in the [`OrderBook`].
 //!
@@ -26,6 +26,7 @@ pub mod alpaca;
 mod batch;
 mod book;
 pub mod breaker;
+mod cached;
 mod dedup;
 mod error;
 mod gateway;
@@ -35,6 +36,7 @@ mod order_id;
 mod orders;
 pub mod retry;
 pub mod risk;
+mod settings;
 mod snapshots;
 mod submit;
 mod view;
@@ -49,32 +51,32 @@ use futures::FutureExt;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
-pub use alpaca::{AlpacaClient, AlpacaError, Endpoint, Operation};
+pub use alpaca::{AlpacaClient, AlpacaError, Endpoint};
 pub use book::{OrderBook, OrderRecord, OrderState};
 pub use breaker::BreakerSnapshot;
-pub use error::BrokerError;
+pub use cached::{CacheKey, CacheValue, MarketCache, MarketCacheActor};
+pub use error::{BrokerError, NotSent};
 pub use gateway::Gateway;
 pub use market::VenueSpeed;
-pub use order_id::client_order_id;
 pub use orders::SubmitOrder;
+pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
 pub use snapshots::Snapshots;
 pub use view::GetMarketView;
 
 use batch::BarBatcher;
+use order_id::client_order_id;
 use risk::RiskLimits;
 
-use crate::cache::Cache;
+use crate::domain::{Drain, DrainAck, ExitNotifier, ExitReason, Trading, Venue, panic_message};
 use crate::metrics::Metrics;
-use crate::process::{ProcessState, Trading};
-use crate::settings::Venue;
-use crate::supervisor::{Drain, DrainAck, ExitNotifier, ExitReason, panic_message};
+use crate::process::ProcessState;
 
 /// What the BrokerActor needs; everything in here outlives an incarnation.
 #[derive(Clone)]
 pub struct BrokerDeps {
     pub gateway: Gateway,
     pub snapshots: Snapshots,
-    pub cache: Cache,
+    pub cache: MarketCache,
     pub book: Arc<OrderBook>,
     pub process: Arc<ProcessState>,
     pub metrics: Arc<Metrics>,
@@ -154,20 +156,30 @@ impl BrokerActor {
         }
     }
 
-    /// A panic was caught: record it and stop, so the Supervisor restarts a fresh incarnation.
-    fn die(&mut self, ctx: &mut Context<Self>, panic: String) {
-        tracing::error!(panic = %panic, "panic in the broker; stopping for a restart");
-        self.exit.set(ExitReason::Panicked(panic));
-        ctx.stop();
+    /// Runs `fut` in this actor's context under `catch_unwind`: the one way the broker's
+    /// handlers await work. A panic inside `fut` stops this incarnation (the Supervisor starts
+    /// a fresh one) and reaches the caller as [`BrokerError::Panicked`], never as a hang.
+    fn guard<T, F>(
+        &self,
+        fut: F,
+    ) -> impl ActorFuture<Self, Output = Result<T, BrokerError>> + use<T, F>
+    where
+        T: 'static,
+        F: Future<Output = Result<T, BrokerError>> + 'static,
+    {
+        AssertUnwindSafe(fut)
+            .catch_unwind()
+            .into_actor(self)
+            .map(|caught, act, ctx| {
+                caught.unwrap_or_else(|payload| {
+                    let panic = panic_message(&*payload);
+                    tracing::error!(panic = %panic, "panic in the broker; stopping for a restart");
+                    act.exit.set(ExitReason::Panicked(panic.clone()));
+                    ctx.stop();
+                    Err(BrokerError::Panicked(panic))
+                })
+            })
     }
-}
-
-/// Runs a future, turning a panic inside it into an error with the panic's message.
-async fn guarded<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
-    AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .map_err(|p| panic_message(&*p))
 }
 
 impl Actor for BrokerActor {

@@ -16,13 +16,14 @@ use rust_decimal::prelude::FromPrimitive;
 
 use super::alpaca::models::{Order, OrderRequest};
 use super::book::{Begin, OrderRecord, OrderState};
+use super::cached::CacheKey;
 use super::market::account_position;
 use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};
-use super::{BrokerActor, BrokerError, client_order_id, guarded};
-use crate::cache::CacheKey;
-use crate::domain::{ClientOrderId, InstanceId};
-use crate::strategy::OrderIntent;
+use super::{BrokerActor, BrokerError, NotSent, client_order_id};
+use crate::domain::{ClientOrderId, InstanceId, OrderIntent};
+use crate::metrics::OrderOutcome;
+use crate::process::Phase;
 
 /// How soon after a submission its fill is looked up (real time): the simulator and Alpaca
 /// usually fill market orders within moments.
@@ -80,27 +81,21 @@ impl Handler<SubmitOrder> for BrokerActor {
                 daily_pnl: daily_pnl(account.equity, last),
             })
         };
-        let fut = guarded(inputs)
-            .into_actor(self)
-            .then(move |inputs, act, ctx| -> Self::Result {
+        let fut = self
+            .guard(inputs)
+            .then(move |inputs, act, _| -> Self::Result {
                 let inputs = match inputs {
-                    Ok(Ok(i)) => i,
-                    Ok(Err(e)) => {
-                        let refusal = format!("risk inputs unavailable: {e}");
-                        return Box::pin(fut::ready(act.refuse(
-                            &record,
-                            "risk_inputs_unavailable",
-                            refusal,
-                        )));
-                    }
-                    Err(panic) => {
-                        act.deps.book.mark(
-                            &record.client_order_id,
-                            OrderState::Refused,
-                            format!("panic: {panic}"),
-                        );
-                        act.die(ctx, panic.clone());
+                    Ok(i) => i,
+                    Err(BrokerError::Panicked(panic)) => {
+                        let why = format!("panic: {panic}");
+                        act.deps
+                            .book
+                            .mark(&record.client_order_id, OrderState::Refused, why);
                         return Box::pin(fut::ready(Err(BrokerError::Panicked(panic))));
+                    }
+                    Err(e) => {
+                        let refused = act.refuse(&record, NotSent::RiskInputs(Box::new(e)));
+                        return Box::pin(fut::ready(refused));
                     }
                 };
                 let check = OrderContext {
@@ -112,20 +107,10 @@ impl Handler<SubmitOrder> for BrokerActor {
                     daily_pnl: inputs.daily_pnl,
                 };
                 let trading = act.deps.process.trading();
-                if let Err(refusal) = check_order(&check, &act.deps.risk, trading.state) {
-                    let reason = match &trading.reason {
-                        Some(why) if refusal.reason_label() == "halted" => {
-                            format!("{refusal}: {why}")
-                        }
-                        _ => refusal.to_string(),
-                    };
-                    return Box::pin(fut::ready(act.refuse(
-                        &record,
-                        refusal.reason_label(),
-                        reason,
-                    )));
+                if let Err(refusal) = check_order(&check, &act.deps.risk, &trading) {
+                    return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
                 }
-                act.place(record, intent, cid, ctx)
+                act.place(record, intent, cid)
             });
         Box::pin(fut)
     }
@@ -133,25 +118,23 @@ impl Handler<SubmitOrder> for BrokerActor {
 
 impl BrokerActor {
     /// Records, logs and counts an order refused before sending.
-    fn refuse(
-        &mut self,
-        record: &OrderRecord,
-        label: &'static str,
-        reason: String,
-    ) -> Result<OrderRecord, BrokerError> {
-        self.deps.metrics.order_refused(label);
+    fn refuse(&mut self, record: &OrderRecord, why: NotSent) -> Result<OrderRecord, BrokerError> {
+        let reason = why.reason();
+        self.deps.metrics.order_refused(reason);
         self.deps
             .metrics
-            .order(record.instance.as_str(), record.side.as_str(), "refused");
+            .order(record.instance.as_str(), record.side, OrderOutcome::Refused);
         tracing::warn!(
             event = "order_refused", instance = %record.instance, client_order_id = %record.client_order_id,
-            symbol = %record.symbol, side = %record.side, qty = %record.qty, reason = label,
-            detail = %reason, "order refused before sending"
+            symbol = %record.symbol, side = %record.side, qty = %record.qty, reason = reason.as_str(),
+            detail = %why, "order refused before sending"
         );
-        self.deps
-            .book
-            .mark(&record.client_order_id, OrderState::Refused, reason.clone());
-        Err(BrokerError::Refused(reason))
+        self.deps.book.mark(
+            &record.client_order_id,
+            OrderState::Refused,
+            why.to_string(),
+        );
+        Err(BrokerError::Refused(why))
     }
 
     /// Sends an order that passed the gate, idempotently, and records the outcome.
@@ -160,7 +143,6 @@ impl BrokerActor {
         record: OrderRecord,
         intent: OrderIntent,
         cid: ClientOrderId,
-        _: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<OrderRecord, BrokerError>> {
         let request = OrderRequest {
             symbol: intent.symbol.to_string(),
@@ -174,58 +156,54 @@ impl BrokerActor {
         let submission = self
             .in_flight
             .track_future(async move { submit::submit_idempotent(&gateway, &request).await });
-        Box::pin(guarded(submission).into_actor(self).map(move |outcome, act, ctx| {
-            if act.deps.process.phase() == crate::process::Phase::Draining {
-                act.completed_while_draining += 1;
-            }
-            let instance = record.instance.clone();
-            let side = record.side.as_str();
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(panic) => {
-                    act.deps.book.mark(&cid, OrderState::Unknown, format!("panic while submitting: {panic}"));
-                    act.die(ctx, panic.clone());
-                    return Err(BrokerError::Panicked(panic));
+        let placed = self
+            .guard(async move { Ok(submission.await) })
+            .map(move |outcome, act, ctx| {
+                if act.deps.process.phase() == Phase::Draining {
+                    act.completed_while_draining += 1;
                 }
-            };
-            let (label, result) = match outcome {
-                SubmitOutcome::Placed(order) | SubmitOutcome::Adopted(order) => {
-                    act.observe(None);
-                    // An accepted order already holds buying power and shares at the venue.
-                    act.deps.cache.invalidate(&CacheKey::Account);
-                    act.deps.cache.invalidate(&CacheKey::Positions);
-                    act.apply(&cid, &order);
-                    ctx.run_later(FIRST_FILL_CHECK, |act, ctx| act.refresh_unsettled(ctx));
-                    ("accepted", Ok(()))
-                }
-                SubmitOutcome::Rejected(e) => {
-                    let e = BrokerError::Upstream(e);
-                    act.observe(Some(&e));
-                    act.deps.book.mark(&cid, OrderState::Rejected, e.to_string());
-                    ("rejected", Err(e))
-                }
-                SubmitOutcome::NotSent(why) => {
-                    let label = match why {
-                        super::gateway::SubmitError::BreakerOpen(_) => "breaker_open",
-                        _ => "rate_limit_saturated",
-                    };
-                    return act.refuse(&record, label, why.to_string());
-                }
-                SubmitOutcome::Unknown(why) => {
-                    act.deps.book.mark(&cid, OrderState::Unknown, why.clone());
-                    ("unknown", Err(BrokerError::Unavailable(format!("order outcome unknown: {why}"))))
-                }
-            };
-            act.deps.metrics.order(instance.as_str(), side, label);
-            let record = act.deps.book.get(&cid).unwrap_or(record);
-            tracing::info!(
-                event = "order", instance = %record.instance, client_order_id = %cid,
-                order_id = record.order_id.as_deref(), symbol = %record.symbol, side = %record.side,
-                qty = %record.qty, state = record.state.as_str(), reason = %record.reason,
-                decided_on = %record.decided_on, error = record.error.as_deref(), "order placed"
-            );
-            result.map(|()| record)
-        }))
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let why = format!("panic while submitting: {e}");
+                        act.deps.book.mark(&cid, OrderState::Unknown, why);
+                        return Err(e);
+                    }
+                };
+                let (label, result) = match outcome {
+                    SubmitOutcome::Placed(order) | SubmitOutcome::Adopted(order) => {
+                        act.observe(None);
+                        // An accepted order already holds buying power and shares at the venue.
+                        act.deps.cache.invalidate(&CacheKey::Account);
+                        act.deps.cache.invalidate(&CacheKey::Positions);
+                        act.apply(&cid, &order);
+                        ctx.run_later(FIRST_FILL_CHECK, |act, ctx| act.refresh_unsettled(ctx));
+                        (OrderOutcome::Accepted, Ok(()))
+                    }
+                    SubmitOutcome::Rejected(e) => {
+                        let e = BrokerError::Upstream(e);
+                        act.observe(Some(&e));
+                        act.deps.book.mark(&cid, OrderState::Rejected, e.to_string());
+                        (OrderOutcome::Rejected, Err(e))
+                    }
+                    SubmitOutcome::NotSent(why) => return act.refuse(&record, why),
+                    SubmitOutcome::Unknown(why) => {
+                        act.deps.book.mark(&cid, OrderState::Unknown, why.clone());
+                        let e = BrokerError::Unavailable(format!("order outcome unknown: {why}"));
+                        (OrderOutcome::Unknown, Err(e))
+                    }
+                };
+                act.deps.metrics.order(record.instance.as_str(), record.side, label);
+                let record = act.deps.book.get(&cid).unwrap_or(record);
+                tracing::info!(
+                    event = "order", instance = %record.instance, client_order_id = %cid,
+                    order_id = record.order_id.as_deref(), symbol = %record.symbol, side = %record.side,
+                    qty = %record.qty, state = record.state.as_str(), reason = %record.reason,
+                    decided_on = %record.decided_on, error = record.error.as_deref(), "order placed"
+                );
+                result.map(|()| record)
+            });
+        Box::pin(placed)
     }
 
     /// Applies what the venue says about one of herd's orders.
@@ -296,11 +274,11 @@ impl BrokerActor {
             }
             answers
         };
-        ctx.spawn(guarded(fut).into_actor(self).map(|answers, act, ctx| {
+        ctx.spawn(self.guard(async move { Ok(fut.await) }).map(|answers, act, _| {
             act.refreshing = false;
-            let answers = match answers {
-                Ok(a) => a,
-                Err(panic) => return act.die(ctx, panic),
+            // A panic has already stopped this incarnation; the next one refreshes afresh.
+            let Ok(answers) = answers else {
+                return;
             };
             for (record, answer) in answers {
                 act.observe(answer.as_ref().err());

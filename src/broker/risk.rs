@@ -6,7 +6,7 @@
 //! Invariants:
 //! - [`check_order`] is pure: no I/O, no clock, no randomness; the same inputs always give the
 //!   same answer, so every refusal is reproducible from its log line.
-//! - A refused order is never sent; the caller logs and counts it with [`Refusal::reason_label`].
+//! - A refused order is never sent; the caller logs and counts it with [`Refusal::reason`].
 //! - An order that reduces exposure ([`OrderContext::is_reducing`]) passes the position limits,
 //!   the daily-loss limit and the `Reducing` state: risk controls must never trap a position.
 //!   Only `Halted` and `max_order_value` (a fat-finger guard on any single order) stop it.
@@ -19,19 +19,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::{RoundingStrategy, Signed};
 use serde::{Deserialize, Serialize};
 
-use super::breaker::invalid;
-use crate::domain::Side;
-
-/// What the operator allows right now (the admin halt switch sets it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TradingState {
-    Active,
-    /// Only orders that reduce exposure: wind down without opening anything new.
-    Reducing,
-    /// No order at all.
-    Halted,
-}
+use crate::domain::{InvalidSetting, Side, Trading, TradingState};
+use crate::metrics::RefusalReason;
 
 /// `[broker.risk]`: each limit is optional; an absent key means no limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -51,7 +40,7 @@ pub struct RiskLimits {
 }
 
 impl RiskLimits {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
         let limits = [
             ("broker.risk.max_order_value", self.max_order_value),
             (
@@ -68,7 +57,7 @@ impl RiskLimits {
             if let Some(v) = value
                 && v <= Decimal::ZERO
             {
-                return Err(invalid(
+                return Err(InvalidSetting::new(
                     key,
                     v,
                     "must be greater than zero (leave the key out for no limit)",
@@ -130,8 +119,11 @@ impl OrderContext {
 /// `herd_orders_refused_total{reason}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("trading is halted")]
-    Halted,
+    #[error("trading is halted{}", why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
+    Halted {
+        /// What the operator (or the Supervisor, on losing the broker) said.
+        why: Option<String>,
+    },
     #[error(
         "trading is reducing-only: {side} {qty} would not reduce the position \
          (instance {instance_position}, account {account_position})"
@@ -174,27 +166,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const LABELS: &[&str] = &[
-        "halted",
-        "reducing_only",
-        "invalid_quantity",
-        "no_price",
-        "max_order_value",
-        "max_daily_loss",
-        "max_position_symbol",
-        "max_position_instance",
-    ];
-
-    pub fn reason_label(&self) -> &'static str {
+    /// The bounded label of `herd_orders_refused_total{reason}`.
+    pub fn reason(&self) -> RefusalReason {
         match self {
-            Self::Halted => "halted",
-            Self::ReducingOnly { .. } => "reducing_only",
-            Self::InvalidQuantity { .. } => "invalid_quantity",
-            Self::NoPrice => "no_price",
-            Self::MaxOrderValue { .. } => "max_order_value",
-            Self::MaxDailyLoss { .. } => "max_daily_loss",
-            Self::MaxPositionSymbol { .. } => "max_position_symbol",
-            Self::MaxPositionInstance { .. } => "max_position_instance",
+            Self::Halted { .. } => RefusalReason::Halted,
+            Self::ReducingOnly { .. } => RefusalReason::ReducingOnly,
+            Self::InvalidQuantity { .. } => RefusalReason::InvalidQuantity,
+            Self::NoPrice => RefusalReason::NoPrice,
+            Self::MaxOrderValue { .. } => RefusalReason::MaxOrderValue,
+            Self::MaxDailyLoss { .. } => RefusalReason::MaxDailyLoss,
+            Self::MaxPositionSymbol { .. } => RefusalReason::MaxPositionSymbol,
+            Self::MaxPositionInstance { .. } => RefusalReason::MaxPositionInstance,
         }
     }
 }
@@ -230,10 +212,13 @@ impl fmt::Display for Usd {
 pub fn check_order(
     ctx: &OrderContext,
     limits: &RiskLimits,
-    state: TradingState,
+    trading: &Trading,
 ) -> Result<(), Refusal> {
+    let state = trading.state;
     if state == TradingState::Halted {
-        return Err(Refusal::Halted);
+        return Err(Refusal::Halted {
+            why: trading.reason.clone(),
+        });
     }
     if ctx.qty <= Decimal::ZERO {
         return Err(Refusal::InvalidQuantity { qty: ctx.qty });
@@ -327,8 +312,18 @@ mod tests {
         }
     }
 
-    fn refusal(ctx: &OrderContext, limits: &RiskLimits, state: TradingState) -> &'static str {
-        check_order(ctx, limits, state).unwrap_err().reason_label()
+    fn trading(state: TradingState) -> Trading {
+        Trading {
+            state,
+            reason: None,
+        }
+    }
+
+    fn refusal(ctx: &OrderContext, limits: &RiskLimits, state: &Trading) -> &'static str {
+        check_order(ctx, limits, state)
+            .unwrap_err()
+            .reason()
+            .as_str()
     }
 
     use TradingState::{Active, Halted, Reducing};
@@ -338,16 +333,19 @@ mod tests {
         let sell_long = ctx(Side::Sell, d("5"), d("10"), d("10"));
         assert!(sell_long.is_reducing());
         assert_eq!(
-            refusal(&sell_long, &RiskLimits::default(), Halted),
+            refusal(&sell_long, &RiskLimits::default(), &trading(Halted)),
             "halted"
         );
     }
 
     #[test]
     fn non_positive_quantity_is_refused() {
-        assert_eq!(refusal(&buy(d("0")), &limits(), Active), "invalid_quantity");
         assert_eq!(
-            refusal(&buy(d("-3")), &limits(), Active),
+            refusal(&buy(d("0")), &limits(), &trading(Active)),
+            "invalid_quantity"
+        );
+        assert_eq!(
+            refusal(&buy(d("-3")), &limits(), &trading(Active)),
             "invalid_quantity"
         );
     }
@@ -357,14 +355,14 @@ mod tests {
         let none = RiskLimits::default();
         let sell_long = ctx(Side::Sell, d("10"), d("10"), d("10"));
         let cover_short = ctx(Side::Buy, d("4"), d("-10"), d("-10"));
-        assert_eq!(check_order(&sell_long, &none, Reducing), Ok(()));
-        assert_eq!(check_order(&cover_short, &none, Reducing), Ok(()));
+        assert_eq!(check_order(&sell_long, &none, &trading(Reducing)), Ok(()));
+        assert_eq!(check_order(&cover_short, &none, &trading(Reducing)), Ok(()));
         let open = buy(d("1"));
         let add_to_long = ctx(Side::Buy, d("1"), d("10"), d("10"));
         let flip_to_short = ctx(Side::Sell, d("15"), d("10"), d("10"));
         for order in [open, add_to_long, flip_to_short] {
             assert_eq!(
-                refusal(&order, &none, Reducing),
+                refusal(&order, &none, &trading(Reducing)),
                 "reducing_only",
                 "{order:?}"
             );
@@ -376,7 +374,7 @@ mod tests {
         // Another instance is short the same 10: selling would open a short at the venue.
         let order = ctx(Side::Sell, d("10"), d("10"), d("0"));
         assert!(!order.is_reducing());
-        let refused = check_order(&order, &RiskLimits::default(), Reducing).unwrap_err();
+        let refused = check_order(&order, &RiskLimits::default(), &trading(Reducing)).unwrap_err();
         assert_eq!(
             refused.to_string(),
             "trading is reducing-only: sell 10 would not reduce the position (instance 10, account 0)"
@@ -385,14 +383,14 @@ mod tests {
 
     #[test]
     fn max_order_value_refuses_above_the_limit_with_the_numbers() {
-        let refused = check_order(&buy(d("123.45")), &limits(), Active).unwrap_err();
-        assert_eq!(refused.reason_label(), "max_order_value");
+        let refused = check_order(&buy(d("123.45")), &limits(), &trading(Active)).unwrap_err();
+        assert_eq!(refused.reason().as_str(), "max_order_value");
         assert_eq!(
             refused.to_string(),
             "order value 12,345.00 USD exceeds max_order_value 10,000.00"
         );
         assert_eq!(
-            check_order(&buy(d("100")), &limits(), Active),
+            check_order(&buy(d("100")), &limits(), &trading(Active)),
             Ok(()),
             "exactly at the limit"
         );
@@ -401,28 +399,37 @@ mod tests {
     #[test]
     fn max_order_value_applies_to_reducing_orders_too() {
         let dump = ctx(Side::Sell, d("500"), d("500"), d("500"));
-        assert_eq!(refusal(&dump, &limits(), Active), "max_order_value");
+        assert_eq!(
+            refusal(&dump, &limits(), &trading(Active)),
+            "max_order_value"
+        );
     }
 
     #[test]
     fn an_order_needing_a_value_without_a_price_is_refused() {
         let mut order = buy(d("1"));
         order.price = None;
-        assert_eq!(refusal(&order, &limits(), Active), "no_price");
+        assert_eq!(refusal(&order, &limits(), &trading(Active)), "no_price");
         order.price = Some(Decimal::ZERO);
-        assert_eq!(refusal(&order, &limits(), Active), "no_price");
+        assert_eq!(refusal(&order, &limits(), &trading(Active)), "no_price");
         let only_positions = RiskLimits {
             max_order_value: None,
             max_daily_loss: None,
             ..limits()
         };
-        assert_eq!(refusal(&order, &only_positions, Active), "no_price");
+        assert_eq!(
+            refusal(&order, &only_positions, &trading(Active)),
+            "no_price"
+        );
         // A reducing order needs no value under position limits.
         let mut sell_long = ctx(Side::Sell, d("5"), d("10"), d("10"));
         sell_long.price = None;
-        assert_eq!(check_order(&sell_long, &only_positions, Active), Ok(()));
         assert_eq!(
-            check_order(&order, &RiskLimits::default(), Active),
+            check_order(&sell_long, &only_positions, &trading(Active)),
+            Ok(())
+        );
+        assert_eq!(
+            check_order(&order, &RiskLimits::default(), &trading(Active)),
             Ok(()),
             "no limits, no price needed"
         );
@@ -432,8 +439,8 @@ mod tests {
     fn account_wide_position_limit_counts_every_instance() {
         // This instance holds 50 shares, the account 498 (others hold the rest).
         let order = ctx(Side::Buy, d("5"), d("50"), d("498"));
-        let refused = check_order(&order, &limits(), Active).unwrap_err();
-        assert_eq!(refused.reason_label(), "max_position_symbol");
+        let refused = check_order(&order, &limits(), &trading(Active)).unwrap_err();
+        assert_eq!(refused.reason().as_str(), "max_position_symbol");
         assert_eq!(
             refused.to_string(),
             "account position would be 503 shares, 50,300.00 USD, above max_position_per_symbol 50,000.00"
@@ -443,10 +450,13 @@ mod tests {
     #[test]
     fn instance_position_limit_caps_one_instance() {
         let order = ctx(Side::Buy, d("10"), d("245"), d("245"));
-        assert_eq!(refusal(&order, &limits(), Active), "max_position_instance");
+        assert_eq!(
+            refusal(&order, &limits(), &trading(Active)),
+            "max_position_instance"
+        );
         let short = ctx(Side::Sell, d("10"), d("-245"), d("-245"));
         assert_eq!(
-            refusal(&short, &limits(), Active),
+            refusal(&short, &limits(), &trading(Active)),
             "max_position_instance",
             "shorts count by size"
         );
@@ -460,32 +470,38 @@ mod tests {
         };
         let sell_long = ctx(Side::Sell, d("100"), d("900"), d("900"));
         let cover_short = ctx(Side::Buy, d("100"), d("-900"), d("-900"));
-        assert_eq!(check_order(&sell_long, &no_order_cap, Active), Ok(()));
-        assert_eq!(check_order(&cover_short, &no_order_cap, Active), Ok(()));
+        assert_eq!(
+            check_order(&sell_long, &no_order_cap, &trading(Active)),
+            Ok(())
+        );
+        assert_eq!(
+            check_order(&cover_short, &no_order_cap, &trading(Active)),
+            Ok(())
+        );
     }
 
     #[test]
     fn daily_loss_breach_refuses_new_exposure_but_allows_reducing() {
         let mut open = buy(d("1"));
         open.daily_pnl = d("-2000");
-        let refused = check_order(&open, &limits(), Active).unwrap_err();
-        assert_eq!(refused.reason_label(), "max_daily_loss");
+        let refused = check_order(&open, &limits(), &trading(Active)).unwrap_err();
+        assert_eq!(refused.reason().as_str(), "max_daily_loss");
         assert_eq!(
             refused.to_string(),
             "daily loss 2,000.00 USD reaches max_daily_loss 2,000.00: only orders that reduce exposure are allowed"
         );
         let mut sell_long = ctx(Side::Sell, d("10"), d("10"), d("10"));
         sell_long.daily_pnl = d("-5000");
-        assert_eq!(check_order(&sell_long, &limits(), Active), Ok(()));
+        assert_eq!(check_order(&sell_long, &limits(), &trading(Active)), Ok(()));
         open.daily_pnl = d("-1999.99");
         assert_eq!(
-            check_order(&open, &limits(), Active),
+            check_order(&open, &limits(), &trading(Active)),
             Ok(()),
             "below the limit"
         );
         open.daily_pnl = d("30000");
         assert_eq!(
-            check_order(&open, &limits(), Active),
+            check_order(&open, &limits(), &trading(Active)),
             Ok(()),
             "a profit is no loss"
         );
@@ -513,7 +529,7 @@ mod tests {
     #[test]
     fn reason_labels_are_a_bounded_distinct_set() {
         let refusals = [
-            Refusal::Halted,
+            Refusal::Halted { why: None },
             Refusal::ReducingOnly {
                 side: Side::Buy,
                 qty: d("1"),
@@ -541,8 +557,10 @@ mod tests {
                 limit: d("1"),
             },
         ];
-        let labels: Vec<_> = refusals.iter().map(Refusal::reason_label).collect();
-        assert_eq!(labels, Refusal::LABELS);
+        let reasons: Vec<_> = refusals.iter().map(Refusal::reason).collect();
+        for (i, r) in reasons.iter().enumerate() {
+            assert!(!reasons[i + 1..].contains(r), "{r:?} twice");
+        }
     }
 
     #[test]
@@ -565,7 +583,7 @@ mod tests {
             ..RiskLimits::default()
         };
         assert_eq!(
-            negative.check().unwrap_err(),
+            negative.check().unwrap_err().to_string(),
             "broker.risk.max_position_per_symbol = -5: must be greater than zero (leave the key out for no limit)"
         );
         assert_eq!(limits().check(), Ok(()));

@@ -11,13 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::alpaca::Operation;
 use super::alpaca::models::{Account, Clock, Position};
+use super::cached::{CacheKey, CacheValue, MarketCache};
 use super::dedup::Inflight;
 use super::gateway::Gateway;
 use super::market::VenueSpeed;
 use super::retry::RetryError;
-use crate::cache::{Cache, CacheKey, CacheValue};
+use crate::domain::Operation;
 use crate::metrics::Metrics;
 
 /// How long (real time) the clock, positions and account stay cached: short, because herd's
@@ -27,14 +27,19 @@ pub const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub struct Snapshots {
     gateway: Gateway,
-    cache: Cache,
+    cache: MarketCache,
     inflight: Inflight<CacheKey, Result<CacheValue, RetryError>>,
     metrics: Arc<Metrics>,
     speed: VenueSpeed,
 }
 
 impl Snapshots {
-    pub fn new(gateway: Gateway, cache: Cache, metrics: Arc<Metrics>, speed: VenueSpeed) -> Self {
+    pub fn new(
+        gateway: Gateway,
+        cache: MarketCache,
+        metrics: Arc<Metrics>,
+        speed: VenueSpeed,
+    ) -> Self {
         Self {
             gateway,
             cache,

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::alpaca::AlpacaError;
 use super::alpaca::models::{Order, OrderRequest};
+use super::error::NotSent;
 use super::gateway::{Gateway, SubmitError};
 use super::retry::RetryError;
 
@@ -35,7 +36,7 @@ pub enum SubmitOutcome {
     /// The venue refused it on its merits.
     Rejected(AlpacaError),
     /// herd did not send it (quota or breaker); the decision was not executed.
-    NotSent(SubmitError),
+    NotSent(NotSent),
     /// Whether the venue has it is still unknown; the refresh loop keeps looking it up.
     Unknown(String),
 }
@@ -43,16 +44,20 @@ pub enum SubmitOutcome {
 pub async fn submit_idempotent(gateway: &Gateway, request: &OrderRequest) -> SubmitOutcome {
     let mut last_error: Option<AlpacaError> = None;
     for _ in 0..MAX_SUBMITS {
-        let error = match gateway.submit_once(request).await {
+        let error = match gateway
+            .submit_once(request)
+            .await
+            .map_err(SubmitError::into_not_sent)
+        {
             Ok(order) => return SubmitOutcome::Placed(order),
-            Err(not_sent @ (SubmitError::Saturated(_) | SubmitError::BreakerOpen(_))) => {
+            Err(Ok(not_sent)) => {
                 // After an unknown outcome the first attempt may have landed: find out first.
                 return match last_error {
                     None => SubmitOutcome::NotSent(not_sent),
                     Some(_) => resolve(gateway, &request.client_order_id).await,
                 };
             }
-            Err(SubmitError::Venue(e)) => e,
+            Err(Err(venue)) => venue,
         };
         if error.is_duplicate_client_order_id() {
             return match lookup(gateway, &request.client_order_id).await {

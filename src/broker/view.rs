@@ -1,18 +1,24 @@
 //! Serving `GetMarketView`: the venue clock, then bars (cache first; misses join the timeframe's
 //! open batch), positions and, if asked, the account, all shared between instances.
 //!
+//! A view is built in two steps, each a method: [`Handler::handle`] reads the clock,
+//! [`BrokerActor::view_at`] assembles the rest at that clock's time.
+//!
 //! Invariant: however many instances tick within one `batch_window`, they cause at most one
 //! bars request per timeframe (two when some symbols need a wider window), one clock, one
 //! positions and one account call.
 
+use std::collections::HashMap;
+
 use actix::prelude::*;
 use futures::future::Either;
+use rust_decimal::Decimal;
 
+use super::alpaca::models::Clock;
 use super::batch::BarsReply;
 use super::market::{self, cap_to_account};
-use super::{BrokerActor, BrokerError, guarded};
-use crate::domain::{InstanceId, Symbol, Timeframe};
-use crate::strategy::{AccountSnapshot, DataNeeds, MarketView};
+use super::{BrokerActor, BrokerError};
+use crate::domain::{AccountSnapshot, DataNeeds, InstanceId, MarketView, Symbol, Timeframe};
 
 /// Asks for the market as one instance should see it.
 #[derive(Message)]
@@ -23,6 +29,12 @@ pub struct GetMarketView {
     pub needs: DataNeeds,
 }
 
+/// This instance's own positions and working quantities, read from the book up front.
+struct Own {
+    positions: HashMap<Symbol, Decimal>,
+    pending: HashMap<Symbol, Decimal>,
+}
+
 impl Handler<GetMarketView> for BrokerActor {
     type Result = ResponseActFuture<Self, Result<MarketView, BrokerError>>;
 
@@ -30,70 +42,61 @@ impl Handler<GetMarketView> for BrokerActor {
         if self.draining {
             return Box::pin(fut::ready(Err(BrokerError::Draining)));
         }
-        let GetMarketView {
-            instance,
-            symbols,
-            needs,
-        } = msg;
-        let (own, pending) = self.deps.book.instance_view(&instance, &symbols);
+        let (positions, pending) = self.deps.book.instance_view(&msg.instance, &msg.symbols);
+        let own = Own { positions, pending };
         let snapshots = self.deps.snapshots.clone();
-        let clock = guarded(async move { snapshots.clock().await });
-        let view = clock
-            .into_actor(self)
-            .then(move |clock, act, ctx| -> Self::Result {
-                let clock = match clock {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return Box::pin(fut::ready(Err(e.into()))),
-                    Err(panic) => {
-                        act.die(ctx, panic.clone());
-                        return Box::pin(fut::ready(Err(BrokerError::Panicked(panic))));
-                    }
-                };
-                let mut view = MarketView {
-                    now: clock.timestamp,
-                    market_open: clock.is_open,
-                    pending,
-                    ..MarketView::default()
-                };
-                if !clock.is_open && needs.only_when_open {
-                    return Box::pin(fut::ready(Ok(view)));
-                }
-                let bars = act.request_bars(symbols, needs, ctx);
-                let snapshots = act.deps.snapshots.clone();
-                let rest = async move {
-                    view.bars = bars.await?;
-                    let held = snapshots.positions().await?;
-                    view.positions = cap_to_account(own, &held);
-                    if needs.account {
-                        let a = snapshots.account().await?;
-                        view.account = Some(AccountSnapshot {
-                            equity: a.equity,
-                            cash: a.cash,
-                            buying_power: a.buying_power,
-                        });
-                    }
-                    Ok(view)
-                };
-                Box::pin(
-                    guarded(rest)
-                        .into_actor(act)
-                        .map(|result, act, ctx| match result {
-                            Ok(view) => view,
-                            Err(panic) => {
-                                act.die(ctx, panic.clone());
-                                Err(BrokerError::Panicked(panic))
-                            }
-                        }),
-                )
+        let view = self
+            .guard(async move { Ok(snapshots.clock().await?) })
+            .then(move |clock, act, ctx| match clock {
+                Ok(clock) => act.view_at(clock, msg, own, ctx),
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            })
+            .map(|result, act, _| {
+                act.observe(result.as_ref().err());
+                result
             });
-        Box::pin(view.map(|result, act, _| {
-            act.observe(result.as_ref().err());
-            result
-        }))
+        Box::pin(view)
     }
 }
 
 impl BrokerActor {
+    /// The view at `clock`: nothing more while the market is closed for a kind that trades only
+    /// when open; otherwise bars, the positions (own, capped by the account's) and the account.
+    fn view_at(
+        &mut self,
+        clock: Clock,
+        request: GetMarketView,
+        own: Own,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<MarketView, BrokerError>> {
+        let needs = request.needs;
+        let mut view = MarketView {
+            now: clock.timestamp,
+            market_open: clock.is_open,
+            pending: own.pending,
+            ..MarketView::default()
+        };
+        if !clock.is_open && needs.only_when_open {
+            return Box::pin(fut::ready(Ok(view)));
+        }
+        let bars = self.request_bars(request.symbols, needs, ctx);
+        let snapshots = self.deps.snapshots.clone();
+        Box::pin(self.guard(async move {
+            view.bars = bars.await?;
+            let held = snapshots.positions().await?;
+            view.positions = cap_to_account(own.positions, &held);
+            if needs.account {
+                let a = snapshots.account().await?;
+                view.account = Some(AccountSnapshot {
+                    equity: a.equity,
+                    cash: a.cash,
+                    buying_power: a.buying_power,
+                });
+            }
+            Ok(view)
+        }))
+    }
+
     /// The newest `needs.bars` closed bars of each symbol: cached ones at once, the rest through
     /// the open batch of the timeframe (opening it, and scheduling its flush, if there is none).
     fn request_bars(
@@ -137,7 +140,7 @@ impl BrokerActor {
         );
         let fetch = async move {
             let now = snapshots.clock().await?.timestamp;
-            market::fetch_bars(
+            let bars = market::fetch_bars(
                 &gateway,
                 &cache,
                 speed,
@@ -146,21 +149,12 @@ impl BrokerActor {
                 request.depth,
                 now,
             )
-            .await
+            .await?;
+            Ok(bars)
         };
         ctx.spawn(
-            guarded(fetch)
-                .into_actor(self)
-                .map(move |result, act, ctx| {
-                    let reply: BarsReply = match result {
-                        Ok(bars) => bars.map_err(BrokerError::from),
-                        Err(panic) => {
-                            act.die(ctx, panic.clone());
-                            Err(BrokerError::Panicked(panic))
-                        }
-                    };
-                    waiters.deliver(&reply);
-                }),
+            self.guard(fetch)
+                .map(move |reply: BarsReply, _, _| waiters.deliver(&reply)),
         );
     }
 }

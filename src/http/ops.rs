@@ -15,11 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::OpsState;
-use crate::broker::breaker::BreakerState;
 use crate::broker::{BrokerStatus, GetBrokerStatus, ListOrders};
+use crate::cache::{CacheStats, GetCacheStats};
+use crate::domain::{BreakerState, Lifecycle, Venue};
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, RenderMetrics};
 use crate::process::Phase;
-use crate::supervisor::{ChildRole, ChildView, Lifecycle, ListChildren};
+use crate::supervisor::{ChildRole, ChildView, ListChildren};
 
 pub const LIVEZ: &str = "/livez";
 pub const LIVE: &str = "/live";
@@ -92,12 +93,12 @@ async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
 struct Health {
     status: &'static str,
     phase: Phase,
-    venue: crate::settings::Venue,
+    venue: Venue,
     uptime_seconds: f64,
     halted: Option<String>,
     broker: Option<BrokerStatus>,
     children: Vec<ChildView>,
-    cache: crate::cache::CacheStats,
+    cache: Option<CacheStats>,
 }
 
 async fn health(state: web::Data<OpsState>) -> HttpResponse {
@@ -135,7 +136,7 @@ async fn health(state: web::Data<OpsState>) -> HttpResponse {
         halted,
         broker,
         children,
-        cache: state.cache.stats(),
+        cache: cache_stats_of(&state).await,
     })
 }
 
@@ -210,6 +211,15 @@ async fn orders(state: web::Data<OpsState>, query: web::Query<OrdersQuery>) -> H
     }
 }
 
+/// The CacheActor's answer; `None` while it restarts or does not answer in time.
+async fn cache_stats_of(state: &OpsState) -> Option<CacheStats> {
+    let actor = state.cache.get()?;
+    actor.send(GetCacheStats).timeout(ACTOR_TIMEOUT).await.ok()
+}
+
 async fn cache_stats(state: web::Data<OpsState>) -> HttpResponse {
-    HttpResponse::Ok().json(state.cache.stats())
+    match cache_stats_of(&state).await {
+        Some(stats) => HttpResponse::Ok().json(stats),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the cache does not answer"),
+    }
 }

@@ -78,7 +78,7 @@ fn seed_environment_names_are_honoured_and_herd_names_win() {
 #[test]
 fn symbols_threshold_and_size_configure_every_momentum_instance() {
     let env = [
-        ("SYMBOLS", " spy, qqq ,"),
+        ("SYMBOLS", " spy, QQQ "),
         ("MOMENTUM_THRESHOLD", "0.05"),
         ("POSITION_SIZE", "3"),
     ];
@@ -89,6 +89,48 @@ fn symbols_threshold_and_size_configure_every_momentum_instance() {
     assert_eq!(
         momentum(&s, 0).position_size,
         rust_decimal::Decimal::from(3)
+    );
+    assert_eq!(
+        s.notices,
+        [
+            "SYMBOLS: \" spy\" is traded as \"SPY\"",
+            "SYMBOLS: \" QQQ \" is traded as \"QQQ\""
+        ]
+    );
+}
+
+#[test]
+fn an_empty_or_invalid_symbols_entry_is_refused_naming_the_entry() {
+    let e = error(&[("SYMBOLS", "spy,,QQQ")], None);
+    assert!(
+        e.contains("SYMBOLS = \"spy,,QQQ\": entry 2 is empty"),
+        "{e}"
+    );
+    let e = error(&[("SYMBOLS", "SPY,")], None);
+    assert!(e.contains("entry 2 is empty"), "{e}");
+    let e = error(&[("SYMBOLS", "SPY,S P Y")], None);
+    assert!(
+        e.contains("SYMBOLS = \"SPY,S P Y\": entry 2: a symbol is"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_lower_case_symbol_in_a_file_is_traded_upper_case_and_said_so() {
+    let s = load(&[], Some(&ONE.replace("[\"SPY\"]", "[\"spy\"]"))).unwrap();
+    assert_eq!(s.instances.last().unwrap().symbols[0].as_str(), "SPY");
+    assert_eq!(
+        s.notices,
+        ["strategies[0].symbols: \"spy\" is traded as \"SPY\""]
+    );
+}
+
+#[test]
+fn an_unknown_log_format_names_the_allowed_ones() {
+    let e = error(&[("HERD__LOG__FORMAT", "xml")], None);
+    assert!(
+        e.contains("log.format") && e.contains("\"xml\" is not a log format; allowed: json, text"),
+        "{e}"
     );
 }
 

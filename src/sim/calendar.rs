@@ -14,14 +14,37 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, 
 use chrono_tz::America::New_York;
 use serde::{Deserialize, Serialize};
 
-/// When the simulated market trades.
+/// When the simulated market trades. Parsed from text so that a wrong value is answered with the
+/// allowed ones (the config crate's enum error names neither).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum MarketHours {
     /// Open around the clock, every day.
     Always,
     /// 09:30–16:00 New York time, weekdays.
     Regular,
+}
+
+impl std::str::FromStr for MarketHours {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "always" => Ok(Self::Always),
+            "regular" => Ok(Self::Regular),
+            _ => Err(format!(
+                "{text:?} is not a market_hours; allowed: always, regular"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for MarketHours {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
 }
 
 /// One trading session.

@@ -36,19 +36,11 @@ pub struct SimArgs {
     #[arg(long)]
     pub start: Option<String>,
     /// "always" or "regular" (sim.market_hours).
-    #[arg(long, value_parser = parse_hours)]
+    #[arg(long)]
     pub market_hours: Option<MarketHours>,
     /// Directory of SYMBOL.csv files to replay (sim.csv_dir).
     #[arg(long)]
     pub csv_dir: Option<std::path::PathBuf>,
-}
-
-fn parse_hours(text: &str) -> Result<MarketHours, String> {
-    match text {
-        "always" => Ok(MarketHours::Always),
-        "regular" => Ok(MarketHours::Regular),
-        _ => Err(format!("{text:?}: use always or regular")),
-    }
 }
 
 impl SimArgs {

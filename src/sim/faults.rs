@@ -50,9 +50,10 @@ impl Group {
     }
 }
 
-/// How a lost response shows itself to the client.
+/// How a lost response shows itself to the client. Parsed from text so that a wrong value is
+/// answered with the allowed ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum LostAs {
     /// A 5xx (`error_status`) with an Alpaca-like body.
     #[default]
@@ -61,6 +62,21 @@ pub enum LostAs {
     Timeout,
     /// The connection is closed without a complete response.
     Reset,
+}
+
+impl TryFrom<String> for LostAs {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.trim() {
+            "error" => Ok(Self::Error),
+            "timeout" => Ok(Self::Timeout),
+            "reset" => Ok(Self::Reset),
+            _ => Err(format!(
+                "{text:?} is not a lost_response_as; allowed: error, timeout, reset"
+            )),
+        }
+    }
 }
 
 /// Faults of one endpoint group. Every rate is a probability per request in [0, 1].

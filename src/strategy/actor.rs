@@ -23,14 +23,13 @@ use chrono::Utc;
 use futures::future::join_all;
 use tokio::sync::oneshot;
 
-use super::{Action, DataNeeds, Decision, MarketView, Strategy};
+use super::{Strategy, StrategySpec};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
-use crate::metrics::Metrics;
-use crate::settings::StrategySpec;
-use crate::supervisor::{
-    ChildId, Drain, DrainAck, ExitNotifier, ExitReason, InstanceStatus, Slot, StatusReport,
-    panic_message,
+use crate::domain::{
+    Action, ChildId, DataNeeds, Decision, Drain, DrainAck, ExitNotifier, ExitReason,
+    InstanceStatus, MarketView, OrderIntent, Slot, StatusReport, panic_message,
 };
+use crate::metrics::{Metrics, TickOutcome};
 
 /// Everything an incarnation needs besides its fresh core.
 pub struct StrategyDeps {
@@ -43,7 +42,7 @@ pub struct StrategyDeps {
 }
 
 /// How a tick ended, for metrics and the status report.
-enum TickOutcome {
+enum TickEnd {
     Done { orders: u64 },
     MarketClosed,
     Failed(String),
@@ -104,14 +103,15 @@ impl StrategyActor {
         if self.in_flight {
             self.deps
                 .metrics
-                .tick(self.id.as_ref(), self.kind(), "overlap_skipped");
+                .tick(self.id.as_ref(), self.kind(), TickOutcome::OverlapSkipped);
             tracing::warn!(instance = %self.id, "previous tick still running; skipping this one");
             return;
         }
         let Some(broker) = self.deps.broker.get() else {
-            return self.finish(TickOutcome::Failed("broker unavailable".into()));
+            return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
         self.in_flight = true;
+        tracing::debug!(instance = %self.id, "tick started");
         let request = GetMarketView {
             instance: self.deps.spec.id.clone(),
             symbols: self.deps.spec.symbols.clone(),
@@ -127,13 +127,13 @@ impl StrategyActor {
     fn on_view(&mut self, view: Result<MarketView, BrokerError>, ctx: &mut Context<Self>) {
         let view = match view {
             Ok(v) => v,
-            Err(e) => return self.finish(TickOutcome::Failed(e.to_string())),
+            Err(e) => return self.finish(TickEnd::Failed(e.to_string())),
         };
         if !view.market_open && self.needs.only_when_open {
-            return self.finish(TickOutcome::MarketClosed);
+            return self.finish(TickEnd::MarketClosed);
         }
         let Some(mut core) = self.core.take() else {
-            return self.finish(TickOutcome::Failed("strategy core is busy".into()));
+            return self.finish(TickEnd::Failed("strategy core is busy".into()));
         };
         let decide = tokio::task::spawn_blocking(move || {
             let decided = std::panic::catch_unwind(AssertUnwindSafe(|| core.decide(&view)));
@@ -167,10 +167,10 @@ impl StrategyActor {
             .filter_map(|d| self.log_decision(d))
             .collect();
         if intents.is_empty() {
-            return self.finish(TickOutcome::Done { orders: 0 });
+            return self.finish(TickEnd::Done { orders: 0 });
         }
         let Some(broker) = self.deps.broker.get() else {
-            return self.finish(TickOutcome::Failed("broker unavailable".into()));
+            return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
         let instance = self.deps.spec.id.clone();
         let submits = intents.into_iter().map(move |intent| {
@@ -182,26 +182,31 @@ impl StrategyActor {
             async move { flatten(broker.send(msg).await) }
         });
         ctx.spawn(join_all(submits).into_actor(self).map(|results, act, _| {
-            let orders = results.iter().filter(|r| r.is_ok()).count() as u64;
-            // A refusal by the risk gate is the gate working, not the tick failing; the
-            // broker has logged and counted it.
-            let errors: Vec<String> = results
-                .into_iter()
-                .filter_map(Result::err)
-                .filter(|e| !matches!(e, BrokerError::Refused(_)))
-                .map(|e| e.to_string())
-                .collect();
+            let mut orders = 0;
+            let mut errors = Vec::new();
+            for result in results {
+                match result {
+                    Ok(_) => orders += 1,
+                    // A refusal is the gate working, not the tick failing; the broker has
+                    // logged and counted it, the instance's status shows the latest.
+                    Err(BrokerError::Refused(why)) => {
+                        act.status.refused += 1;
+                        act.status.last_refusal = Some(why.to_string());
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
             act.status.orders += orders;
             if errors.is_empty() {
-                act.finish(TickOutcome::Done { orders });
+                act.finish(TickEnd::Done { orders });
             } else {
-                act.finish(TickOutcome::Failed(errors.join("; ")));
+                act.finish(TickEnd::Failed(errors.join("; ")));
             }
         }));
     }
 
     /// Logs one decision; returns its order intent if it has one.
-    fn log_decision(&self, d: Decision) -> Option<super::OrderIntent> {
+    fn log_decision(&self, d: Decision) -> Option<OrderIntent> {
         match d.action {
             Action::Order(intent) => {
                 tracing::info!(
@@ -221,21 +226,21 @@ impl StrategyActor {
         }
     }
 
-    fn finish(&mut self, outcome: TickOutcome) {
+    fn finish(&mut self, outcome: TickEnd) {
         self.in_flight = false;
         self.status.ticks += 1;
         self.status.last_tick_at = Some(Utc::now());
         let label = match &outcome {
-            TickOutcome::Done { .. } => "ok",
-            TickOutcome::MarketClosed => "market_closed",
-            TickOutcome::Failed(_) => "error",
+            TickEnd::Done { .. } => TickOutcome::Ok,
+            TickEnd::MarketClosed => TickOutcome::MarketClosed,
+            TickEnd::Failed(_) => TickOutcome::Error,
         };
         match outcome {
-            TickOutcome::Failed(error) => {
+            TickEnd::Failed(error) => {
                 tracing::warn!(instance = %self.id, error = %error, "tick failed");
                 self.status.last_error = Some(error);
             }
-            TickOutcome::Done { orders } if orders > 0 => {
+            TickEnd::Done { orders } if orders > 0 => {
                 tracing::info!(instance = %self.id, orders, "tick placed orders");
             }
             _ => {}

@@ -8,8 +8,8 @@
 
 use serde::Deserialize;
 
-use super::{DataNeeds, Decision, MarketView, Strategy};
-use crate::domain::Timeframe;
+use super::Strategy;
+use crate::domain::{DataNeeds, Decision, MarketView, Timeframe};
 
 /// `[strategies.params]` of a `chaos` instance.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

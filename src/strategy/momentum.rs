@@ -14,8 +14,10 @@
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{Action, DataNeeds, Decision, MarketView, OrderIntent, Strategy};
-use crate::domain::{Side, Symbol, Timeframe};
+use super::Strategy;
+use crate::domain::{
+    Action, DataNeeds, Decision, MarketView, OrderIntent, Side, Symbol, Timeframe,
+};
 
 /// `[strategies.params]` of a `momentum` instance.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -3,13 +3,27 @@
 //! Invariant: adding a kind means one variant here, one params type and one core file; nothing
 //! else in herd matches on kinds.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::Strategy;
 #[cfg(feature = "chaos")]
 use super::chaos::{Chaos, ChaosParams};
 use super::momentum::{Momentum, MomentumParams};
-use crate::settings::StrategySpec;
+use crate::domain::{InstanceId, Symbol};
+
+/// One configured strategy instance, validated and ready to build (the settings loader makes
+/// it from a `[[strategies]]` entry).
+#[derive(Debug, Clone)]
+pub struct StrategySpec {
+    pub id: InstanceId,
+    pub kind: StrategyKind,
+    pub symbols: Vec<Symbol>,
+    /// Tick period in venue time.
+    pub every: Duration,
+    pub params: StrategyParams,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,21 +6,13 @@
 //!    └──────crashed────────┴──▶ Restarting ──start──▶ Starting    │ exited cleanly
 //!                          └──▶ Failed (over its restart intensity; admin `start` revives it)
 //! ```
+//! The states themselves are [`Lifecycle`], shared vocabulary in `domain`; the transitions are
+//! here, with the Supervisor that drives them.
+//!
 //! Invariant: an event that is not allowed in the current state is an error, and the state
 //! stays as it was.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Lifecycle {
-    Starting,
-    Running,
-    Draining,
-    Stopped,
-    Restarting,
-    Failed,
-}
+use crate::domain::Lifecycle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleEvent {
@@ -44,26 +36,6 @@ pub struct InvalidTransition {
 }
 
 impl Lifecycle {
-    pub const ALL: &[Lifecycle] = &[
-        Lifecycle::Starting,
-        Lifecycle::Running,
-        Lifecycle::Draining,
-        Lifecycle::Stopped,
-        Lifecycle::Restarting,
-        Lifecycle::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lifecycle::Starting => "starting",
-            Lifecycle::Running => "running",
-            Lifecycle::Draining => "draining",
-            Lifecycle::Stopped => "stopped",
-            Lifecycle::Restarting => "restarting",
-            Lifecycle::Failed => "failed",
-        }
-    }
-
     pub fn on(self, event: LifecycleEvent) -> Result<Lifecycle, InvalidTransition> {
         use Lifecycle::*;
         use LifecycleEvent as E;
@@ -86,8 +58,8 @@ impl Lifecycle {
 
 #[cfg(test)]
 mod tests {
-    use super::Lifecycle::*;
     use super::LifecycleEvent as E;
+    use crate::domain::Lifecycle::*;
 
     #[test]
     fn a_crash_restarts_until_intensity_is_exceeded() {

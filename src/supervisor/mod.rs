@@ -1,9 +1,11 @@
 //! The Supervisor: starts every child from its spec, restarts abnormal exits with backoff
 //! within a restart intensity, and runs the drain on shutdown.
 //!
-//! Design decisions (design.md, "Facts about actix"): actix's own `Supervisor` neither restarts
-//! after a panic nor rebuilds state, so herd supervises by *watching* each incarnation's
-//! [`ExitNotifier`] and calling the spec's start function again, which builds fresh state.
+//! Design decisions: actix's own `Supervisor` neither restarts after a panic nor rebuilds state
+//! (actix 0.13: a panic in a handler kills the actor's task, queued messages are lost, and its
+//! restarts reuse the old actor value without limit or backoff), so herd supervises by
+//! *watching* each incarnation's [`ExitNotifier`] and calling the spec's start function again,
+//! which builds fresh state.
 //!
 //! Invariants:
 //! - One-for-one: only the child that ended is restarted; its siblings never notice.
@@ -18,25 +20,53 @@ mod child;
 mod intensity;
 mod lifecycle;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
 use futures::future::join_all;
-use serde::Serialize;
-use std::sync::Arc;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-pub use child::{
-    ChildContext, ChildId, ChildRole, ChildSpec, Drain, DrainAck, ExitNotifier, ExitReason, Slot,
-    StartFn,
-};
+pub use child::{ChildContext, ChildRole, ChildSpec, StartFn};
 pub use intensity::{RestartIntensity, backoff};
-pub use lifecycle::{InvalidTransition, Lifecycle, LifecycleEvent};
+pub use lifecycle::{InvalidTransition, LifecycleEvent};
 
+use crate::domain::{
+    ChildId, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
+    InvalidSetting, Lifecycle, StatusReport, panic_message, positive,
+};
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
-use crate::settings::SupervisorSettings;
+
+/// `[supervisor]`: the restart policy of every supervised actor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSettings {
+    /// More restarts than this within `restart_window` leaves the child `failed`.
+    pub max_restarts: u32,
+    pub restart_window: HumanDuration,
+    pub backoff_base: HumanDuration,
+    pub backoff_cap: HumanDuration,
+}
+
+impl SupervisorSettings {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        positive("supervisor.restart_window", self.restart_window)?;
+        positive("supervisor.backoff_base", self.backoff_base)?;
+        if self.backoff_cap < self.backoff_base {
+            return Err(InvalidSetting::new(
+                "supervisor.backoff_cap",
+                format!("{:?}", self.backoff_cap.to_string()),
+                format!(
+                    "must be at least supervisor.backoff_base ({})",
+                    self.backoff_base
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Restart policy shared by all children.
 #[derive(Debug, Clone, Copy)]
@@ -56,17 +86,6 @@ impl From<&SupervisorSettings> for RestartPolicy {
             backoff_cap: s.backoff_cap.get(),
         }
     }
-}
-
-/// What a strategy instance reports after each tick.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct InstanceStatus {
-    /// Ticks of the current incarnation (a restart starts again from 0).
-    pub ticks: u64,
-    pub last_tick_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    /// Orders this incarnation handed to the broker.
-    pub orders: u64,
 }
 
 struct Child {
@@ -129,8 +148,7 @@ impl Supervisor {
         match child.state.on(event) {
             Ok(next) => {
                 child.state = next;
-                self.metrics
-                    .child_state(&child.spec.id, next.as_str(), &lifecycle_names());
+                self.metrics.child_state(&child.spec.id, next);
             }
             Err(e) => {
                 tracing::error!(child = %child.spec.id, error = %e, "invalid lifecycle transition")
@@ -243,21 +261,6 @@ impl Supervisor {
     }
 }
 
-fn lifecycle_names() -> Vec<&'static str> {
-    Lifecycle::ALL.iter().map(|l| l.as_str()).collect()
-}
-
-/// The text of a caught panic payload.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
-}
-
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
@@ -292,15 +295,6 @@ impl Handler<ListChildren> for Supervisor {
     fn handle(&mut self, _: ListChildren, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.view())
     }
-}
-
-/// Sent by a strategy instance after every tick.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StatusReport {
-    pub id: ChildId,
-    pub incarnation: u64,
-    pub status: InstanceStatus,
 }
 
 impl Handler<StatusReport> for Supervisor {

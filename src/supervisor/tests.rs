@@ -1,4 +1,5 @@
-//! The Supervisor with real actix actors that panic on command.
+//! The Supervisor with real actix actors that panic on command, on paused tokio time: restart
+//! backoffs, intensity windows and drain deadlines elapse exactly and at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use actix::prelude::*;
 
 use super::Supervisor;
 use super::*;
+use crate::domain::Slot;
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
 
@@ -89,7 +91,7 @@ fn policy(max_restarts: u32) -> RestartPolicy {
 
 fn strategy_role() -> ChildRole {
     ChildRole::Strategy {
-        kind: crate::strategy::StrategyKind::Momentum,
+        kind: "momentum",
         symbols: vec![],
     }
 }
@@ -122,6 +124,7 @@ async fn live(slot: &Slot<Dummy>) -> Addr<Dummy> {
 
 #[actix_web::test]
 async fn a_panicking_child_is_restarted_with_fresh_state_and_siblings_are_untouched() {
+    tokio::time::pause();
     let (a, b) = (Slot::default(), Slot::default());
     let specs = vec![
         dummy_spec("a", strategy_role(), a.clone(), Duration::ZERO),
@@ -174,6 +177,7 @@ async fn until_incarnation(sup: &Addr<Supervisor>, child: &str, n: u64) -> Child
 
 #[actix_web::test]
 async fn a_child_over_its_intensity_is_left_failed_while_the_rest_runs() {
+    tokio::time::pause();
     let (a, b) = (Slot::default(), Slot::default());
     let specs = vec![
         dummy_spec("a", strategy_role(), a.clone(), Duration::ZERO),
@@ -208,6 +212,7 @@ async fn a_child_over_its_intensity_is_left_failed_while_the_rest_runs() {
 
 #[actix_web::test]
 async fn an_essential_child_over_its_intensity_halts_trading_and_unreadies_the_process() {
+    tokio::time::pause();
     let broker = Slot::default();
     let specs = vec![dummy_spec(
         "broker",
@@ -229,6 +234,7 @@ async fn an_essential_child_over_its_intensity_halts_trading_and_unreadies_the_p
 
 #[actix_web::test]
 async fn drain_stops_everyone_and_names_the_children_that_miss_the_deadline() {
+    tokio::time::pause();
     let (fast, slow) = (Slot::default(), Slot::default());
     let specs = vec![
         dummy_spec("fast", strategy_role(), fast.clone(), Duration::ZERO),

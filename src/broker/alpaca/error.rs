@@ -7,60 +7,12 @@
 //! | `Rejected`, `NotFound` | report | final: record the rejection |
 //! | `Unauthorized` | give up: configuration is wrong | give up |
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-/// One kind of upstream call; the unit of metrics (and of circuit breakers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Clock,
-    Account,
-    Positions,
-    Bars,
-    SubmitOrder,
-    GetOrder,
-    OrderByClientId,
-    ListOrders,
-    CancelOrder,
-}
-
-impl Operation {
-    pub const ALL: &[Operation] = &[
-        Operation::Clock,
-        Operation::Account,
-        Operation::Positions,
-        Operation::Bars,
-        Operation::SubmitOrder,
-        Operation::GetOrder,
-        Operation::OrderByClientId,
-        Operation::ListOrders,
-        Operation::CancelOrder,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Clock => "clock",
-            Operation::Account => "account",
-            Operation::Positions => "positions",
-            Operation::Bars => "bars",
-            Operation::SubmitOrder => "submit_order",
-            Operation::GetOrder => "get_order",
-            Operation::OrderByClientId => "order_by_client_id",
-            Operation::ListOrders => "list_orders",
-            Operation::CancelOrder => "cancel_order",
-        }
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::domain::Operation;
+use crate::metrics::RequestOutcome;
 
 /// The rate-limit headers of an answer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,17 +91,17 @@ impl AlpacaError {
         matches!(self, Self::Rejected { status: 422, message, .. } if message.contains("client_order_id"))
     }
 
-    /// The metric label of this outcome.
-    pub fn kind(&self) -> &'static str {
+    /// The bounded label of `herd_broker_requests_total{outcome}`.
+    pub fn outcome(&self) -> RequestOutcome {
         match self {
-            Self::Timeout { .. } => "timeout",
-            Self::Connect { .. } => "connect_error",
-            Self::Server { .. } => "server_error",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Rejected { .. } => "rejected",
-            Self::NotFound { .. } => "not_found",
-            Self::Unauthorized { .. } => "unauthorized",
-            Self::Malformed { .. } => "malformed",
+            Self::Timeout { .. } => RequestOutcome::Timeout,
+            Self::Connect { .. } => RequestOutcome::ConnectError,
+            Self::Server { .. } => RequestOutcome::ServerError,
+            Self::RateLimited { .. } => RequestOutcome::RateLimited,
+            Self::Rejected { .. } => RequestOutcome::Rejected,
+            Self::NotFound { .. } => RequestOutcome::NotFound,
+            Self::Unauthorized { .. } => RequestOutcome::Unauthorized,
+            Self::Malformed { .. } => RequestOutcome::Malformed,
         }
     }
 

@@ -17,12 +17,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::de::DeserializeOwned;
 
-pub use error::{AlpacaError, Operation, RateLimitHeaders};
+pub use error::{AlpacaError, RateLimitHeaders};
 use models::{Account, BarsPage, Clock, Order, OrderRequest, Position};
 
-use crate::domain::{Symbol, Timeframe};
-use crate::metrics::Metrics;
-use crate::settings::Secret;
+use crate::domain::{Operation, Secret, Symbol, Timeframe};
+use crate::metrics::{Metrics, RequestOutcome};
 
 const KEY_HEADER: &str = "APCA-API-KEY-ID";
 const SECRET_HEADER: &str = "APCA-API-SECRET-KEY";
@@ -212,7 +211,9 @@ impl AlpacaClient {
                 detail: e.to_string(),
             })
         });
-        let outcome = result.as_ref().map_or_else(AlpacaError::kind, |_| "ok");
+        let outcome = result
+            .as_ref()
+            .map_or_else(AlpacaError::outcome, |_| RequestOutcome::Ok);
         self.metrics.broker_request(op, outcome, started.elapsed());
         result
     }

@@ -18,14 +18,13 @@
 //! - No timers: time-based transitions happen lazily when the breaker is next used.
 //! - Every transition reaches the [`BreakerObserver`], called outside the lock.
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::alpaca::{AlpacaError, Operation};
-use crate::settings::HumanDuration;
+use super::alpaca::AlpacaError;
+use crate::domain::{BreakerState, HumanDuration, InvalidSetting, Operation, positive};
 
 mod machine;
 mod set;
@@ -55,33 +54,21 @@ pub struct BreakerConfig {
     pub half_open_max: HumanDuration,
 }
 
-/// One line naming the key, the value and what is allowed (the settings module's format).
-pub(super) fn invalid(key: &str, value: impl fmt::Display, allowed: &str) -> String {
-    format!("{key} = {value}: {allowed}")
-}
-
-pub(super) fn positive(key: &str, value: HumanDuration) -> Result<(), String> {
-    if value.get().is_zero() {
-        return Err(invalid(
-            key,
-            format!("{:?}", value.to_string()),
-            "must be longer than zero",
-        ));
-    }
-    Ok(())
-}
-
 impl BreakerConfig {
     /// Refuses values that would make the breaker meaningless or never close.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
         let t = self.error_threshold;
         if !(t > 0.0 && t <= 1.0) {
             let allowed = "must be between 0 (exclusive) and 1";
-            return Err(invalid("broker.breaker.error_threshold", t, allowed));
+            return Err(InvalidSetting::new(
+                "broker.breaker.error_threshold",
+                t,
+                allowed,
+            ));
         }
         if self.volume_threshold == 0 {
             let v = self.volume_threshold;
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "broker.breaker.volume_threshold",
                 v,
                 "must be at least 1",
@@ -90,51 +77,30 @@ impl BreakerConfig {
         positive("broker.breaker.window", self.window)?;
         if self.buckets == 0 || self.buckets > 1000 {
             let allowed = "must be between 1 and 1000";
-            return Err(invalid("broker.breaker.buckets", self.buckets, allowed));
+            return Err(InvalidSetting::new(
+                "broker.breaker.buckets",
+                self.buckets,
+                allowed,
+            ));
         }
         if self.window.get() / self.buckets < Duration::from_millis(1) {
             let allowed = "must leave buckets of at least 1ms (window / buckets)";
-            return Err(invalid("broker.breaker.buckets", self.buckets, allowed));
+            return Err(InvalidSetting::new(
+                "broker.breaker.buckets",
+                self.buckets,
+                allowed,
+            ));
         }
         positive("broker.breaker.reset_timeout", self.reset_timeout)?;
         if self.half_open_trials == 0 {
             let v = self.half_open_trials;
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "broker.breaker.half_open_trials",
                 v,
                 "must be at least 1",
             ));
         }
         positive("broker.breaker.half_open_max", self.half_open_max)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-    /// Set by an operator; every call is refused until a reset.
-    ForcedOpen,
-}
-
-impl BreakerState {
-    pub const ALL: &[BreakerState] = &[Self::Closed, Self::Open, Self::HalfOpen, Self::ForcedOpen];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-            Self::ForcedOpen => "forced_open",
-        }
-    }
-}
-
-impl fmt::Display for BreakerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -287,4 +253,4 @@ pub struct BreakerSnapshot {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

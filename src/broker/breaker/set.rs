@@ -35,7 +35,6 @@ pub(super) fn slot(op: Operation) -> usize {
         Operation::GetOrder => 5,
         Operation::OrderByClientId => 6,
         Operation::ListOrders => 7,
-        Operation::CancelOrder => 8,
     }
 }
 

@@ -4,8 +4,8 @@ use super::set::slot;
 use super::*;
 use tokio::time::advance;
 
-/// The defaults recommended for `config/default.toml`.
-fn config() -> BreakerConfig {
+/// The thresholds of `config/default.toml`; the retry tests share them.
+pub(crate) fn config() -> BreakerConfig {
     BreakerConfig {
         error_threshold: 0.5,
         volume_threshold: 10,
@@ -429,7 +429,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
         ..config()
     };
     assert_eq!(
-        bad.check().unwrap_err(),
+        bad.check().unwrap_err().to_string(),
         "broker.breaker.error_threshold = 1.5: must be between 0 (exclusive) and 1"
     );
     let nan = BreakerConfig {
@@ -439,6 +439,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
     assert!(
         nan.check()
             .unwrap_err()
+            .to_string()
             .starts_with("broker.breaker.error_threshold")
     );
     let zero = BreakerConfig {
@@ -446,7 +447,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
         ..config()
     };
     assert_eq!(
-        zero.check().unwrap_err(),
+        zero.check().unwrap_err().to_string(),
         "broker.breaker.half_open_max = \"0s\": must be longer than zero"
     );
     let fine = BreakerConfig {
@@ -456,6 +457,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
     assert!(
         fine.check()
             .unwrap_err()
+            .to_string()
             .starts_with("broker.breaker.buckets = 20000")
     );
 }

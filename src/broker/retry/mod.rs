@@ -26,10 +26,11 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::alpaca::{AlpacaError, Operation};
-use super::breaker::{BreakerOpen, BreakerSet, invalid, positive};
-use super::limiter::{OutboundLimiter, RequestClass, Saturated};
-use crate::settings::HumanDuration;
+use super::alpaca::AlpacaError;
+use super::breaker::{BreakerOpen, BreakerSet};
+use super::limiter::{OutboundLimiter, Saturated};
+use crate::domain::{HumanDuration, InvalidSetting, Operation, RequestClass, positive};
+use crate::metrics::ReadFailure;
 
 /// `[broker.retry]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,20 +51,24 @@ pub struct RetryConfig {
 }
 
 impl RetryConfig {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), InvalidSetting> {
         positive("broker.retry.base", self.base)?;
         if self.cap < self.base {
             let value = format!("{:?}", self.cap.to_string());
             let allowed = format!("must be at least broker.retry.base ({})", self.base);
-            return Err(invalid("broker.retry.cap", value, &allowed));
+            return Err(InvalidSetting::new("broker.retry.cap", value, &allowed));
         }
         if self.cap.get() > Duration::from_secs(600) {
             let value = format!("{:?}", self.cap.to_string());
-            return Err(invalid("broker.retry.cap", value, "must be at most 10m"));
+            return Err(InvalidSetting::new(
+                "broker.retry.cap",
+                value,
+                "must be at most 10m",
+            ));
         }
         if !(1..=10).contains(&self.max_attempts) {
             let allowed = "must be between 1 (no retries) and 10";
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "broker.retry.max_attempts",
                 self.max_attempts,
                 allowed,
@@ -72,7 +77,7 @@ impl RetryConfig {
         positive("broker.retry.max_rate_limit_wait", self.max_rate_limit_wait)?;
         if !(1..=1000).contains(&self.budget_max_tokens) {
             let allowed = "must be between 1 and 1000";
-            return Err(invalid(
+            return Err(InvalidSetting::new(
                 "broker.retry.budget_max_tokens",
                 self.budget_max_tokens,
                 allowed,
@@ -81,7 +86,11 @@ impl RetryConfig {
         let r = self.budget_token_ratio;
         if !(0.001..=1.0).contains(&r) {
             let allowed = "must be between 0.001 and 1";
-            return Err(invalid("broker.retry.budget_token_ratio", r, allowed));
+            return Err(InvalidSetting::new(
+                "broker.retry.budget_token_ratio",
+                r,
+                allowed,
+            ));
         }
         Ok(())
     }
@@ -266,7 +275,7 @@ impl From<ReadOp> for Operation {
     }
 }
 
-/// Why a read stopped retrying; `as_str` is a bounded metric label.
+/// Why a read stopped retrying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GiveUp {
     NotRetryable,
@@ -276,19 +285,22 @@ pub enum GiveUp {
 }
 
 impl GiveUp {
-    pub fn as_str(self) -> &'static str {
+    pub fn failure(self) -> ReadFailure {
         match self {
-            Self::NotRetryable => "not_retryable",
-            Self::AttemptsExhausted => "attempts_exhausted",
-            Self::BudgetExhausted => "budget_exhausted",
-            Self::RateLimitTooLong => "rate_limit_too_long",
+            Self::NotRetryable => ReadFailure::NotRetryable,
+            Self::AttemptsExhausted => ReadFailure::AttemptsExhausted,
+            Self::BudgetExhausted => ReadFailure::BudgetExhausted,
+            Self::RateLimitTooLong => ReadFailure::RateLimitTooLong,
         }
     }
 
     fn suffix(self) -> String {
         match self {
             Self::NotRetryable => String::new(),
-            other => format!(" (not retried: {})", other.as_str().replace('_', " ")),
+            other => format!(
+                " (not retried: {})",
+                other.failure().as_str().replace('_', " ")
+            ),
         }
     }
 }
@@ -313,12 +325,12 @@ pub enum RetryError {
 }
 
 impl RetryError {
-    /// A bounded metric label.
-    pub fn label(&self) -> &'static str {
+    /// The bounded label of `herd_broker_read_failures_total{reason}`.
+    pub fn failure(&self) -> ReadFailure {
         match self {
-            Self::BreakerOpen { .. } => "breaker_open",
-            Self::Saturated { .. } => "saturated",
-            Self::GaveUp { reason, .. } => reason.as_str(),
+            Self::BreakerOpen { .. } => ReadFailure::BreakerOpen,
+            Self::Saturated { .. } => ReadFailure::Saturated,
+            Self::GaveUp { reason, .. } => reason.failure(),
         }
     }
 

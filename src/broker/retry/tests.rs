@@ -4,8 +4,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::*;
-use crate::broker::breaker::{BreakerConfig, BreakerState, LogTransitions};
+use crate::broker::breaker::{self, LogTransitions};
 use crate::broker::limiter::LimiterConfig;
+use crate::domain::BreakerState;
 
 const OP: Operation = Operation::Bars;
 
@@ -40,16 +41,7 @@ fn limited_for(secs: i64) -> AlpacaError {
 }
 
 fn breakers() -> BreakerSet {
-    let config = BreakerConfig {
-        error_threshold: 0.5,
-        volume_threshold: 10,
-        window: HumanDuration(Duration::from_secs(10)),
-        buckets: 10,
-        reset_timeout: HumanDuration(Duration::from_secs(30)),
-        half_open_trials: 2,
-        half_open_max: HumanDuration(Duration::from_secs(10)),
-    };
-    BreakerSet::new(&config, Arc::new(LogTransitions))
+    BreakerSet::new(&breaker::tests::config(), Arc::new(LogTransitions))
 }
 
 fn server_error() -> AlpacaError {
@@ -200,7 +192,10 @@ async fn retry_read_returns_business_answers_without_retrying() {
     };
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Err(not_found)]).await;
     let err = out.result.unwrap_err();
-    assert_eq!((err.label(), out.retries, calls), ("not_retryable", 0, 1));
+    assert_eq!(
+        (err.failure().as_str(), out.retries, calls),
+        ("not_retryable", 0, 1)
+    );
     assert!(matches!(err.upstream(), Some(AlpacaError::NotFound { .. })));
     assert_eq!(budget.tokens(), 10.0, "a business answer costs no budget");
 }
@@ -216,7 +211,11 @@ async fn retry_read_stops_after_max_attempts() {
     ];
     let (out, calls) = run(&policy, &budget, &breakers, None, script).await;
     assert_eq!(
-        (out.result.unwrap_err().label(), out.retries, calls),
+        (
+            out.result.unwrap_err().failure().as_str(),
+            out.retries,
+            calls
+        ),
         ("attempts_exhausted", 2, 3)
     );
 }
@@ -244,13 +243,16 @@ async fn retry_read_stops_when_the_breaker_opens() {
     )
     .await;
     let err = out.result.unwrap_err();
-    assert_eq!((err.label(), out.retries, calls), ("breaker_open", 0, 1));
+    assert_eq!(
+        (err.failure().as_str(), out.retries, calls),
+        ("breaker_open", 0, 1)
+    );
     assert!(matches!(err.upstream(), Some(AlpacaError::Server { .. })));
     assert_eq!(breakers.state(OP), BreakerState::Open);
     // While open, a read makes no call at all.
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Ok(1)]).await;
     assert_eq!(
-        (out.result.unwrap_err().label(), calls),
+        (out.result.unwrap_err().failure().as_str(), calls),
         ("breaker_open", 0)
     );
 }
@@ -269,7 +271,11 @@ async fn retry_read_stops_when_the_budget_is_spent_but_always_makes_the_first_ca
     )
     .await;
     assert_eq!(
-        (out.result.unwrap_err().label(), out.retries, calls),
+        (
+            out.result.unwrap_err().failure().as_str(),
+            out.retries,
+            calls
+        ),
         ("budget_exhausted", 0, 1)
     );
     let (out, _) = run(&policy, &budget, &breakers, None, vec![Ok(5)]).await;
@@ -309,7 +315,7 @@ async fn retry_read_gives_up_at_once_when_the_reset_is_beyond_max_wait() {
     let start = Instant::now();
     let (out, calls) = run(&policy, &budget, &breakers, None, vec![Err(limited), Ok(9)]).await;
     assert_eq!(
-        (out.result.unwrap_err().label(), calls),
+        (out.result.unwrap_err().failure().as_str(), calls),
         ("rate_limit_too_long", 1)
     );
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -327,7 +333,10 @@ async fn retry_read_fails_without_a_call_when_the_quota_is_saturated() {
     });
     while limiter.try_acquire(RequestClass::Read).is_ok() {}
     let (out, calls) = run(&policy, &budget, &breakers, Some(&limiter), vec![Ok(1)]).await;
-    assert_eq!((out.result.unwrap_err().label(), calls), ("saturated", 0));
+    assert_eq!(
+        (out.result.unwrap_err().failure().as_str(), calls),
+        ("saturated", 0)
+    );
 }
 
 #[test]
@@ -341,10 +350,11 @@ fn read_ops_never_name_an_order_write() {
         ReadOp::OrderByClientId,
         ReadOp::ListOrders,
     ];
-    assert!(reads.iter().all(|r| !matches!(
-        Operation::from(*r),
-        Operation::SubmitOrder | Operation::CancelOrder
-    )));
+    assert!(
+        reads
+            .iter()
+            .all(|r| !matches!(Operation::from(*r), Operation::SubmitOrder))
+    );
 }
 
 #[test]
@@ -355,7 +365,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
         ..config()
     };
     assert_eq!(
-        inverted.check().unwrap_err(),
+        inverted.check().unwrap_err().to_string(),
         "broker.retry.cap = \"100ms\": must be at least broker.retry.base (200ms)"
     );
     let none = RetryConfig {
@@ -365,6 +375,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
     assert!(
         none.check()
             .unwrap_err()
+            .to_string()
             .starts_with("broker.retry.max_attempts = 0")
     );
     let free = RetryConfig {
@@ -374,6 +385,7 @@ fn config_check_names_the_key_and_what_is_allowed() {
     assert!(
         free.check()
             .unwrap_err()
+            .to_string()
             .starts_with("broker.retry.budget_token_ratio = 0")
     );
     let text = r#"

@@ -4,15 +4,18 @@
 //! Invariants:
 //! - Hot paths record through [`Metrics`]' shared atomic handles and never wait on the actor.
 //! - Label values are bounded sets (operation, outcome, configured instance ids, child ids);
-//!   order ids, symbols of arbitrary orders or error text never become labels.
+//!   order ids, symbols of arbitrary orders or error text never become labels. Outcomes and
+//!   reasons are the typed values of [`labels`]; the rest are `domain` enums or configured ids.
 //! - Names follow Prometheus conventions: the `herd_` prefix comes from the registry, counters get
 //!   `_total` from prometheus-client, units are base units (seconds).
+
+mod actor;
+mod labels;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::prelude::*;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,12 +23,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::broker::alpaca::Operation;
-use crate::supervisor::{Drain, DrainAck, ExitNotifier, ExitReason};
+pub use actor::{MetricsActor, OPENMETRICS_CONTENT_TYPE, RenderMetrics};
+pub use labels::{OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, TickOutcome};
 
-/// The content type `/metrics` answers with.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+use crate::domain::{BreakerState, Lifecycle, Operation, RequestClass, Side};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TickLabels {
@@ -160,7 +161,7 @@ impl Metrics {
             bar_batch_requests: Counter::default(),
         };
         for op in Operation::ALL {
-            m.breaker_state(*op, "closed");
+            m.breaker_state(*op, BreakerState::Closed);
         }
         m.build_info
             .get_or_create(&BuildLabels {
@@ -289,28 +290,30 @@ impl Metrics {
         r
     }
 
-    pub fn tick(&self, instance: &str, kind: &'static str, outcome: &'static str) {
+    /// `kind` is the instance's `StrategyKind::as_str`.
+    pub fn tick(&self, instance: &str, kind: &'static str, outcome: TickOutcome) {
         self.ticks
             .get_or_create(&TickLabels {
                 instance: instance.to_owned(),
                 kind,
-                outcome,
+                outcome: outcome.as_str(),
             })
             .inc();
     }
 
-    pub fn order(&self, instance: &str, side: &'static str, outcome: &'static str) {
+    pub fn order(&self, instance: &str, side: Side, outcome: OrderOutcome) {
         self.orders
             .get_or_create(&OrderLabels {
                 instance: instance.to_owned(),
-                side,
-                outcome,
+                side: side.as_str(),
+                outcome: outcome.as_str(),
             })
             .inc();
     }
 
-    pub fn broker_request(&self, op: Operation, outcome: &'static str, elapsed: Duration) {
+    pub fn broker_request(&self, op: Operation, outcome: RequestOutcome, elapsed: Duration) {
         let operation = op.as_str();
+        let outcome = outcome.as_str();
         self.broker_requests
             .get_or_create(&RequestLabels { operation, outcome })
             .inc();
@@ -349,23 +352,23 @@ impl Metrics {
     }
 
     /// Sets `state` to 1 and the other states of `op`'s breaker to 0.
-    pub fn breaker_state(&self, op: Operation, state: &'static str) {
-        for s in crate::broker::breaker::BreakerState::ALL {
+    pub fn breaker_state(&self, op: Operation, state: BreakerState) {
+        for s in BreakerState::ALL {
             let labels = BreakerStateLabels {
                 operation: op.as_str(),
                 state: s.as_str(),
             };
             self.breaker_state
                 .get_or_create(&labels)
-                .set(i64::from(s.as_str() == state));
+                .set(i64::from(*s == state));
         }
     }
 
-    pub fn breaker_transition(&self, op: Operation, from: &'static str, to: &'static str) {
+    pub fn breaker_transition(&self, op: Operation, from: BreakerState, to: BreakerState) {
         let labels = TransitionLabels {
             operation: op.as_str(),
-            from,
-            to,
+            from: from.as_str(),
+            to: to.as_str(),
         };
         self.breaker_transitions.get_or_create(&labels).inc();
     }
@@ -386,10 +389,10 @@ impl Metrics {
             .inc_by(u64::from(n));
     }
 
-    pub fn read_failure(&self, op: Operation, reason: &'static str) {
+    pub fn read_failure(&self, op: Operation, reason: ReadFailure) {
         let labels = FailureLabels {
             operation: op.as_str(),
-            reason,
+            reason: reason.as_str(),
         };
         self.read_failures.get_or_create(&labels).inc();
     }
@@ -402,19 +405,22 @@ impl Metrics {
             .inc();
     }
 
-    pub fn limiter_wait(&self, class: &'static str, waited: Duration) {
+    pub fn limiter_wait(&self, class: RequestClass, waited: Duration) {
+        let class = class.as_str();
         self.limiter_wait
             .get_or_create(&ClassLabels { class })
             .observe(waited.as_secs_f64());
     }
 
-    pub fn limiter_saturated(&self, class: &'static str) {
+    pub fn limiter_saturated(&self, class: RequestClass) {
+        let class = class.as_str();
         self.limiter_saturated
             .get_or_create(&ClassLabels { class })
             .inc();
     }
 
-    pub fn order_refused(&self, reason: &'static str) {
+    pub fn order_refused(&self, reason: RefusalReason) {
+        let reason = reason.as_str();
         self.orders_refused
             .get_or_create(&ReasonLabels { reason })
             .inc();
@@ -427,61 +433,15 @@ impl Metrics {
     }
 
     /// Sets `state` to 1 and every other state of `child` to 0.
-    pub fn child_state(&self, child: &str, state: &'static str, all_states: &[&'static str]) {
-        for s in all_states {
+    pub fn child_state(&self, child: &str, state: Lifecycle) {
+        for s in Lifecycle::ALL {
             let labels = ChildStateLabels {
                 child: child.to_owned(),
-                state: s,
+                state: s.as_str(),
             };
             self.child_state
                 .get_or_create(&labels)
                 .set(i64::from(*s == state));
         }
-    }
-}
-
-/// Owns the registry; renders it on request.
-pub struct MetricsActor {
-    /// Built fresh by every incarnation from the shared handles, so a restart loses no counts.
-    registry: Registry,
-    /// Tells the Supervisor why this incarnation ended.
-    exit: ExitNotifier,
-}
-
-impl MetricsActor {
-    pub fn new(metrics: &Metrics, exit: ExitNotifier) -> Self {
-        Self {
-            registry: metrics.registry(),
-            exit,
-        }
-    }
-}
-
-impl Actor for MetricsActor {
-    type Context = Context<Self>;
-}
-
-/// Renders the registry as OpenMetrics text (ends with `# EOF`).
-#[derive(Message)]
-#[rtype(result = "Result<String, std::fmt::Error>")]
-pub struct RenderMetrics;
-
-impl Handler<RenderMetrics> for MetricsActor {
-    type Result = Result<String, std::fmt::Error>;
-
-    fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> Self::Result {
-        let mut out = String::with_capacity(4096);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
-    }
-}
-
-impl Handler<Drain> for MetricsActor {
-    type Result = DrainAck;
-
-    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> DrainAck {
-        self.exit.set(ExitReason::Drained);
-        ctx.stop();
-        DrainAck::default()
     }
 }

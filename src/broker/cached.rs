@@ -1,0 +1,42 @@
+//! What the broker keeps in the shared cache, and under which keys.
+//!
+//! Invariant: each key is only ever stored with its own kind of value (`Bars` under a bars key,
+//! the clock under `Clock`, …), so a reader that finds another kind treats it as a miss.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::alpaca::models::{Account, Clock, Position};
+use crate::cache::{Cache, CacheActor};
+use crate::domain::{Bar, Symbol, Timeframe};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    Bars {
+        symbol: Symbol,
+        timeframe: Timeframe,
+    },
+    Clock,
+    Positions,
+    Account,
+}
+
+#[derive(Debug, Clone)]
+pub enum CacheValue {
+    /// The newest closed bars, oldest first, and how many were asked for: a later request for
+    /// more bars than that is a miss.
+    Bars {
+        bars: Arc<[Bar]>,
+        depth: usize,
+    },
+    /// The venue clock and when (real time) it was read, so readers can extrapolate it.
+    Clock(Clock, Instant),
+    Positions(Arc<[Position]>),
+    Account(Box<Account>),
+}
+
+/// The cache as the broker uses it.
+pub type MarketCache = Cache<CacheKey, CacheValue>;
+/// The CacheActor that sweeps it and answers stats and clear.
+pub type MarketCacheActor = CacheActor<CacheKey, CacheValue>;

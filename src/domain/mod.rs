@@ -1,0 +1,30 @@
+//! The shared vocabulary of herd: identifiers and values, what strategies and the broker
+//! exchange, the protocol every supervised child speaks, and configuration value types.
+//!
+//! Invariants:
+//! - This module imports nothing else from the crate: every other module may use it, and it can
+//!   be read and tested alone (`tests/layers.rs` checks it).
+//! - A value that parsed is safe everywhere it goes (labels, ids, upstream queries).
+
+mod duration;
+mod ids;
+mod invalid;
+mod market;
+mod protocol;
+mod secret;
+mod trading;
+mod venue;
+
+pub use duration::HumanDuration;
+pub use ids::{ChildId, ClientOrderId, InstanceId, Symbol};
+pub use invalid::{InvalidSetting, positive};
+pub use market::{Bar, Side, Timeframe};
+pub use protocol::{
+    Drain, DrainAck, ExitNotifier, ExitReason, InstanceStatus, Lifecycle, Slot, StatusReport,
+    panic_message,
+};
+pub use secret::Secret;
+pub use trading::{
+    AccountSnapshot, Action, DataNeeds, Decision, MarketView, OrderIntent, Trading, TradingState,
+};
+pub use venue::{BreakerState, Operation, RequestClass, Venue};

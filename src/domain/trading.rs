@@ -1,0 +1,121 @@
+//! What strategies and the broker exchange, and what the operator allows.
+//!
+//! A strategy core reads a [`MarketView`] and answers [`Decision`]s; the broker places the
+//! [`OrderIntent`]s among them while the [`Trading`] state allows. Both sides of that protocol
+//! import these types from here, so neither lives in the other's room.
+//!
+//! Invariant: an [`OrderIntent`] carries everything its `client_order_id` is derived from
+//! (instance aside): the same decision always names the same bar.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::{Bar, Side, Symbol, Timeframe};
+
+/// The market data a core needs on every tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataNeeds {
+    pub timeframe: Timeframe,
+    /// How many of the newest closed bars per symbol.
+    pub bars: usize,
+    /// Whether the account snapshot is needed.
+    pub account: bool,
+    /// Skip the tick while the market is closed (the seeds' clock check).
+    pub only_when_open: bool,
+}
+
+/// Everything a core may look at, as of one moment of venue time.
+#[derive(Debug, Clone, Default)]
+pub struct MarketView {
+    /// The venue's clock.
+    pub now: DateTime<Utc>,
+    pub market_open: bool,
+    /// Closed bars per symbol, oldest first, newest last.
+    pub bars: HashMap<Symbol, Arc<[Bar]>>,
+    /// This instance's own filled position per symbol (negative when short).
+    pub positions: HashMap<Symbol, Decimal>,
+    /// Signed quantity of this instance's orders that are not final yet.
+    pub pending: HashMap<Symbol, Decimal>,
+    pub account: Option<AccountSnapshot>,
+}
+
+impl MarketView {
+    pub fn bars(&self, symbol: &Symbol) -> &[Bar] {
+        self.bars.get(symbol).map_or(&[], |b| b)
+    }
+
+    pub fn position(&self, symbol: &Symbol) -> Decimal {
+        self.positions.get(symbol).copied().unwrap_or_default()
+    }
+
+    pub fn has_pending(&self, symbol: &Symbol) -> bool {
+        self.pending.get(symbol).is_some_and(|q| !q.is_zero())
+    }
+}
+
+/// Account figures as the broker last reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AccountSnapshot {
+    pub equity: Decimal,
+    pub cash: Decimal,
+    pub buying_power: Decimal,
+}
+
+/// What a core concluded about one symbol on one tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub symbol: Symbol,
+    /// The strategy's signal value (momentum, z-score, …) when it could compute one.
+    pub signal: Option<f64>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Order(OrderIntent),
+    Hold {
+        reason: &'static str,
+    },
+    /// Not enough bars to decide.
+    NoData {
+        have: usize,
+        need: usize,
+    },
+}
+
+/// An order a core wants placed. The broker derives its `client_order_id` from
+/// (instance, symbol, side, `decided_on`), so the same decision can never become two orders.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderIntent {
+    pub symbol: Symbol,
+    pub side: Side,
+    pub qty: Decimal,
+    /// Start time of the newest bar the decision was made on.
+    pub decided_on: DateTime<Utc>,
+    /// The price the decision saw (the newest close): the risk gate values the order with it.
+    pub reference_price: Option<f64>,
+    /// Why, for the order log.
+    pub reason: String,
+}
+
+/// What the operator allows right now (the admin halt switch sets it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TradingState {
+    Active,
+    /// Only orders that reduce exposure: wind down without opening anything new.
+    Reducing,
+    /// No order at all.
+    Halted,
+}
+
+/// The trading state and why it was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trading {
+    pub state: TradingState,
+    pub reason: Option<String>,
+}
