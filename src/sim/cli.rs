@@ -14,7 +14,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::calendar::MarketHours;
-use super::config::{SimConfig, SimConfigError};
+use super::config::SimConfig;
+use super::value::SimConfigError;
 
 /// Options of `herd sim`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,6 +1,11 @@
 //! The simulator's configuration: the `[sim]` table of herd's config file, its defaults and its
 //! validation.
 //!
+//! Each part's own settings type lives with the code it configures (`market::SymbolParams`,
+//! `faults::FaultSpec`, `calendar::MarketHours`); this module assembles them into the table and
+//! hands each part what it needs ([`SimConfig::market`], [`SimConfig::exchange`]). Imports flow
+//! one way: no part imports this module.
+//!
 //! Invariants:
 //! - Every key has a default, so an empty `[sim]` table (or none) is a working simulator.
 //! - Unknown keys are rejected at every level (`deny_unknown_fields`), so a typo fails loudly.
@@ -13,13 +18,18 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use chrono::{DateTime, TimeDelta, Utc};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::calendar::MarketHours;
-use super::faults::FaultSpec;
+use super::exchange::{Costs, Settings as ExchangeSettings};
+use super::faults::FaultsConfig;
+use super::market::{MarketConfig, SymbolParams, is_valid_symbol};
+use super::value::{MAX_DELAY, SimConfigError, SimDuration, bad, check_range};
 
-/// The `[sim]` table. See `docs/simulator.md` for the user-facing description of every key.
+/// The `[sim]` table. README's "The simulator" describes every key for users.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
@@ -60,7 +70,8 @@ pub struct SimConfig {
     pub key_id: Option<String>,
     /// The secret paired with `key_id`. Redacted when the config is printed.
     pub secret_key: Option<Redacted>,
-    /// Directory of `SYMBOL.csv` files with OHLCV bars to replay (format in docs/simulator.md).
+    /// Directory of `SYMBOL.csv` files with OHLCV bars to replay (format in README's "The
+    /// simulator").
     pub csv_dir: Option<PathBuf>,
     /// Most bars on one page, whatever `limit` asks (Alpaca caps pages at 10000). Lower it to
     /// exercise client paging.
@@ -104,80 +115,6 @@ impl Default for SimConfig {
     }
 }
 
-/// Per-symbol market parameters. Every field is optional: unset fields come from `defaults`,
-/// then from the built-in table of well-known tickers, then from generic values.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SymbolParams {
-    /// Price at the first session of the start day.
-    pub start_price: Option<f64>,
-    /// Annualised drift (0.05 = +5 % a year of trading time).
-    pub drift: Option<f64>,
-    /// Annualised volatility (0.2 = 20 %), over 252 sessions of 390 minutes.
-    pub volatility: Option<f64>,
-    /// Strength of trending regimes, as a price move per hour (0.035 = 3.5 % an hour).
-    pub trend: Option<f64>,
-    /// Average traded shares per minute; bounds fills (see `max_fill_share`).
-    pub volume: Option<f64>,
-    /// Listing exchange reported on positions and assets (a value alpaca-py accepts).
-    pub exchange: Option<String>,
-}
-
-/// Fault settings of the three endpoint groups.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FaultsConfig {
-    /// `/v2/account`, `/v2/clock`, `/v2/calendar`, `/v2/assets`, `/v2/positions…`.
-    pub trading: FaultSpec,
-    /// `/v2/stocks/…` (market data).
-    pub data: FaultSpec,
-    /// `/v2/orders…`.
-    pub orders: FaultSpec,
-}
-
-/// A duration written as a humantime string ("2s", "1m 30s", "250ms").
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct SimDuration(pub Duration);
-
-impl SimDuration {
-    pub const ZERO: SimDuration = SimDuration(Duration::ZERO);
-
-    pub fn from_millis(ms: u64) -> Self {
-        SimDuration(Duration::from_millis(ms))
-    }
-}
-
-impl fmt::Debug for SimDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl fmt::Display for SimDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
-    }
-}
-
-impl Serialize for SimDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for SimDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim())
-            .map(SimDuration)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}): expected a duration like \"2s\", \"250ms\" or \"1m 30s\""
-                ))
-            })
-    }
-}
-
 /// A secret string: deserialised as given, never printed or serialised in clear.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -201,30 +138,37 @@ impl Serialize for Redacted {
     }
 }
 
-/// A configuration value out of range: names the key, the value and what is allowed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid sim.{key} = {value}: {allowed}")]
-pub struct SimConfigError {
-    /// Key path below `sim.`, e.g. `faults.orders.error_rate`.
-    pub key: String,
-    /// The offending value as written.
-    pub value: String,
-    /// What would be accepted.
-    pub allowed: String,
-}
-
-fn bad(key: &str, value: impl fmt::Display, allowed: &str) -> SimConfigError {
-    SimConfigError {
-        key: key.to_string(),
-        value: value.to_string(),
-        allowed: allowed.to_string(),
-    }
-}
-
-/// Longest fill delay and fault hang accepted; longer values are almost surely unit mistakes.
-const MAX_DELAY: Duration = Duration::from_secs(3600);
-
 impl SimConfig {
+    /// What the market is built from.
+    pub fn market(&self) -> MarketConfig<'_> {
+        MarketConfig {
+            seed: self.seed,
+            hours: self.market_hours,
+            regimes: self.regimes,
+            history_days: self.history_days,
+            defaults: &self.defaults,
+            symbols: &self.symbols,
+        }
+    }
+
+    /// What the exchange is built from.
+    pub fn exchange(&self) -> ExchangeSettings {
+        ExchangeSettings {
+            initial_cash: Decimal::from_f64(self.initial_cash)
+                .unwrap_or(Decimal::ZERO)
+                .round_dp(2),
+            multiplier: self.margin_multiplier,
+            shorting: self.shorting && self.margin_multiplier >= 2,
+            costs: Costs {
+                spread_bps: self.spread_bps,
+                slippage_bps: self.slippage_bps,
+                max_fill_share: self.max_fill_share,
+            },
+            fill_delay: TimeDelta::from_std(self.fill_delay.0).unwrap_or(TimeDelta::zero()),
+            hours: self.market_hours,
+        }
+    }
+
     /// Checks every value; the error names the key (as `sim.<key>`), the bad value and what is
     /// allowed.
     pub fn validate(&self) -> Result<(), SimConfigError> {
@@ -297,7 +241,7 @@ impl SimConfig {
         self.defaults.validate("defaults")?;
         for (symbol, params) in &self.symbols {
             // Upper-cased first: environment overrides reach `config` lower-cased.
-            if !super::market::is_valid_symbol(&symbol.to_ascii_uppercase()) {
+            if !is_valid_symbol(&symbol.to_ascii_uppercase()) {
                 return Err(bad(
                     &format!("symbols.{symbol}"),
                     symbol,
@@ -326,64 +270,6 @@ impl SimConfig {
                     )
                 }),
         }
-    }
-}
-
-impl SymbolParams {
-    fn validate(&self, prefix: &str) -> Result<(), SimConfigError> {
-        if let Some(p) = self.start_price
-            && !(p.is_finite() && (0.01..=1_000_000.0).contains(&p))
-        {
-            return Err(bad(
-                &format!("{prefix}.start_price"),
-                p,
-                "a price from 0.01 to 1000000",
-            ));
-        }
-        if let Some(d) = self.drift {
-            check_range(&format!("{prefix}.drift"), d, -2.0, 2.0)?;
-        }
-        if let Some(v) = self.volatility {
-            check_range(&format!("{prefix}.volatility"), v, 0.0, 5.0)?;
-        }
-        if let Some(t) = self.trend {
-            check_range(&format!("{prefix}.trend"), t, 0.0, 0.2)?;
-        }
-        if let Some(v) = self.volume
-            && !(v.is_finite() && (1.0..=1e9).contains(&v))
-        {
-            return Err(bad(
-                &format!("{prefix}.volume"),
-                v,
-                "1 to 1e9 shares per minute",
-            ));
-        }
-        if let Some(x) = &self.exchange
-            && !super::market::EXCHANGES.contains(&x.as_str())
-        {
-            return Err(bad(
-                &format!("{prefix}.exchange"),
-                format!("{x:?}"),
-                &format!("one of {}", super::market::EXCHANGES.join(", ")),
-            ));
-        }
-        Ok(())
-    }
-}
-
-pub(crate) fn check_range(key: &str, v: f64, lo: f64, hi: f64) -> Result<(), SimConfigError> {
-    if v.is_finite() && (lo..=hi).contains(&v) {
-        Ok(())
-    } else {
-        Err(bad(key, v, &format!("a number from {lo} to {hi}")))
-    }
-}
-
-pub(crate) fn check_delay(key: &str, d: SimDuration) -> Result<(), SimConfigError> {
-    if d.0 <= MAX_DELAY {
-        Ok(())
-    } else {
-        Err(bad(key, d, "at most 1h"))
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{SimConfigError, SimDuration, check_delay, check_range};
 use super::market::{KeyedRng, Stream};
+use super::value::{SimConfigError, SimDuration, check_delay, check_range};
 
 /// Endpoint groups faults are configured for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -133,6 +133,18 @@ impl Default for FaultSpec {
     }
 }
 
+/// Fault settings of the three endpoint groups.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// `/v2/account`, `/v2/clock`, `/v2/calendar`, `/v2/assets`, `/v2/positions…`.
+    pub trading: FaultSpec,
+    /// `/v2/stocks/…` (market data).
+    pub data: FaultSpec,
+    /// `/v2/orders…`.
+    pub orders: FaultSpec,
+}
+
 impl FaultSpec {
     /// Checks every value; `prefix` is the key path (e.g. `faults.orders`).
     pub fn validate(&self, prefix: &str) -> Result<(), SimConfigError> {
@@ -238,7 +250,7 @@ struct GroupState {
 }
 
 impl Faults {
-    pub fn new(seed: u64, config: &super::config::FaultsConfig) -> Self {
+    pub fn new(seed: u64, config: &FaultsConfig) -> Self {
         let mut faults = Faults {
             groups: Default::default(),
             rng: KeyedRng::new(seed, "", Stream::Faults, 0),
@@ -345,7 +357,6 @@ pub fn error_body(status: u16) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::config::FaultsConfig;
 
     #[test]
     fn clean_groups_pass() {

@@ -5,7 +5,8 @@
 //! real HTTP, so herd (and the official SDKs) use the same code path as against Alpaca.
 //!
 //! Map:
-//! - `config`: the `[sim]` table, defaults, validation.
+//! - `config`: the `[sim]` table assembled from each part's settings, defaults, validation;
+//!   `value`: the duration type and error shape every part's settings share.
 //! - `calendar`, `clock`: market sessions in New York time; sim time = start + real × speed.
 //! - `market`: seeded, reproducible prices and bars (synthetic regimes or CSV replay).
 //! - `exchange`: accounts, orders, positions, matching.
@@ -33,14 +34,17 @@ mod ratelimit;
 mod server;
 mod state;
 mod stats;
+mod value;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use calendar::MarketHours;
 pub use cli::SimArgs;
-pub use config::{FaultsConfig, Redacted, SimConfig, SimConfigError, SimDuration, SymbolParams};
-pub use faults::{FaultSpec, LostAs};
+pub use config::{Redacted, SimConfig};
+pub use faults::{FaultSpec, FaultsConfig, LostAs};
+pub use market::SymbolParams;
 pub use server::{SimError, SimServer};
+pub use value::{SimConfigError, SimDuration};
 
 /// Locks `m`, recovering the data if a thread panicked while holding it: every critical section
 /// leaves the state consistent before it can panic, so the data is still usable.

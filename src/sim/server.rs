@@ -13,9 +13,10 @@ use chrono::{DurationRound, TimeDelta};
 
 use super::api;
 use super::clock::SimClock;
-use super::config::{SimConfig, SimConfigError};
+use super::config::SimConfig;
 use super::market::{Market, Replay, ReplayError};
 use super::state::SimState;
+use super::value::SimConfigError;
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +62,7 @@ impl SimServer {
             }
             (None, None) => SimClock::default_start(),
         };
-        let market = Market::new(&config, start, replay);
+        let market = Market::new(config.market(), start, replay);
         let speed = config.speed;
         let state = web::Data::new(SimState::new(config, start, market));
         let shared = state.clone();

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::auth::Pinned;
 use super::clock::SimClock;
 use super::config::SimConfig;
-use super::exchange::{Exchange, Settings};
+use super::exchange::Exchange;
 use super::faults::Faults;
 use super::lock;
 use super::market::Market;
@@ -51,7 +51,7 @@ impl SimState {
             pinned,
             venue: Mutex::new(Venue {
                 market,
-                exchange: Exchange::new(Settings::from_config(&config)),
+                exchange: Exchange::new(config.exchange()),
             }),
             faults: Mutex::new(Faults::new(config.seed, &config.faults)),
             limiter: Mutex::new(RateLimiter::new(config.rate_limit)),

@@ -1,5 +1,5 @@
 //! The control plane, outside Alpaca's namespace (no auth, no rate limit, no faults, not
-//! counted in stats). JSON shapes are documented in `docs/simulator.md`.
+//! counted in stats). JSON shapes are documented in README's "The simulator".
 //!
 //! - `GET /__sim/state`: clock, config, accounts with positions and order counts, symbols.
 //! - `GET /__sim/stats`, `DELETE /__sim/stats`: request counters per route; reset.
@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::ok_json;
 use crate::sim::clock::rfc3339_micros;
-use crate::sim::config::{SimDuration, check_range};
 use crate::sim::faults::{FaultSpec, Group};
 use crate::sim::lock;
 use crate::sim::market::round_tick;
 use crate::sim::state::{SimState, Venue};
 use crate::sim::stats::Stats;
+use crate::sim::value::{SimDuration, check_range};
 
 type Res = Result<HttpResponse, ApiError>;
 

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::FromPrimitive;
 use uuid::Uuid;
 
 pub use account::Account;
@@ -34,7 +33,6 @@ pub use order::{Amount, Order, OrderJson, OrderType, Side, Status, TimeInForce};
 pub use submit::NewOrder;
 
 use super::calendar::MarketHours;
-use super::config::SimConfig;
 use super::market::{Market, PathPoint};
 
 /// Business errors, each with the status and code Alpaca answers with.
@@ -67,7 +65,7 @@ pub enum ExchangeError {
     NotCancelable(&'static str),
 }
 
-/// Settings the exchange needs from the config.
+/// Settings the exchange needs (`SimConfig::exchange` builds them).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub initial_cash: Decimal,
@@ -76,25 +74,6 @@ pub struct Settings {
     pub costs: Costs,
     pub fill_delay: TimeDelta,
     pub hours: MarketHours,
-}
-
-impl Settings {
-    pub fn from_config(cfg: &SimConfig) -> Self {
-        Self {
-            initial_cash: Decimal::from_f64(cfg.initial_cash)
-                .unwrap_or(Decimal::ZERO)
-                .round_dp(2),
-            multiplier: cfg.margin_multiplier,
-            shorting: cfg.shorting && cfg.margin_multiplier >= 2,
-            costs: Costs {
-                spread_bps: cfg.spread_bps,
-                slippage_bps: cfg.slippage_bps,
-                max_fill_share: cfg.max_fill_share,
-            },
-            fill_delay: TimeDelta::from_std(cfg.fill_delay.0).unwrap_or(TimeDelta::zero()),
-            hours: cfg.market_hours,
-        }
-    }
 }
 
 /// All accounts of the simulator.

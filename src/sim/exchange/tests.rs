@@ -1,6 +1,7 @@
 //! The exchange against a real (seeded) market: lifecycle, checks, positions.
 
 use super::*;
+use crate::sim::config::SimConfig;
 use crate::sim::market::Replay;
 use chrono::Duration;
 
@@ -15,8 +16,8 @@ fn dec(s: &str) -> Decimal {
 }
 
 fn setup(cfg: SimConfig, start: DateTime<Utc>) -> (Exchange, Market) {
-    let market = Market::new(&cfg, start, Replay::default());
-    (Exchange::new(Settings::from_config(&cfg)), market)
+    let market = Market::new(cfg.market(), start, Replay::default());
+    (Exchange::new(cfg.exchange()), market)
 }
 
 fn market_order(symbol: &str, side: Side, qty: &str) -> NewOrder {

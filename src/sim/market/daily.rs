@@ -137,7 +137,7 @@ pub fn plan(ctx: &GenCtx, hours: MarketHours, date: NaiveDate) -> DayPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::config::SymbolParams;
+    use crate::sim::market::SymbolParams;
     use crate::sim::market::params::resolve;
 
     fn ctx() -> GenCtx {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 pub use bar::{Bar, Timeframe};
-pub use params::{EXCHANGES, Params, is_valid_symbol};
+pub use params::{Params, SymbolParams, is_valid_symbol};
 pub use path::PathPoint;
 pub use query::{BarsRequest, PageToken};
 use replay::ReplayDay;
@@ -41,7 +41,6 @@ use self::cache::DayCache;
 use self::daily::DailyPath;
 use self::synth::GenCtx;
 use super::calendar::{MarketHours, ny_date, ny_midnight};
-use super::config::{SimConfig, SymbolParams};
 
 /// (symbol, day) minute paths kept in memory: enough for ten symbols with ten intraday days of
 /// lookback, about 70 KB each around the clock.
@@ -53,6 +52,19 @@ struct SymbolState {
     daily: DailyPath,
     /// Complete daily bars computed so far (summaries of minute paths), never changed.
     day_bars: BTreeMap<NaiveDate, Bar>,
+}
+
+/// The `[sim]` keys that shape prices (the config module assembles it).
+#[derive(Debug, Clone, Copy)]
+pub struct MarketConfig<'a> {
+    pub seed: u64,
+    pub hours: MarketHours,
+    pub regimes: bool,
+    /// Days of history before the start day that bars exist for.
+    pub history_days: u32,
+    pub defaults: &'a SymbolParams,
+    /// Per-symbol overrides, keyed by ticker in any case.
+    pub symbols: &'a BTreeMap<String, SymbolParams>,
 }
 
 /// The market of one simulator run.
@@ -74,8 +86,8 @@ pub struct Market {
 
 impl Market {
     /// The market of a run starting at `start`, replaying `replay` (possibly empty).
-    pub fn new(cfg: &SimConfig, start: DateTime<Utc>, replay: Replay) -> Self {
-        let hours = cfg.market_hours;
+    pub fn new(cfg: MarketConfig<'_>, start: DateTime<Utc>, replay: Replay) -> Self {
+        let hours = cfg.hours;
         let start_day = ny_date(start);
         Self {
             seed: cfg.seed,

@@ -6,9 +6,72 @@
 //!
 //! Precedence, per field: `sim.symbols.<T>` > `sim.defaults` > built-in table > generic value.
 
-use crate::sim::config::SymbolParams;
+use serde::{Deserialize, Serialize};
 
 use super::rng::{KeyedRng, Stream};
+use crate::sim::value::{SimConfigError, bad, check_range};
+
+/// Per-symbol market parameters. Every field is optional: unset fields come from `defaults`,
+/// then from the built-in table of well-known tickers, then from generic values.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SymbolParams {
+    /// Price at the first session of the start day.
+    pub start_price: Option<f64>,
+    /// Annualised drift (0.05 = +5 % a year of trading time).
+    pub drift: Option<f64>,
+    /// Annualised volatility (0.2 = 20 %), over 252 sessions of 390 minutes.
+    pub volatility: Option<f64>,
+    /// Strength of trending regimes, as a price move per hour (0.035 = 3.5 % an hour).
+    pub trend: Option<f64>,
+    /// Average traded shares per minute; bounds fills (see `max_fill_share`).
+    pub volume: Option<f64>,
+    /// Listing exchange reported on positions and assets (a value alpaca-py accepts).
+    pub exchange: Option<String>,
+}
+
+impl SymbolParams {
+    /// Checks every set field; `prefix` is the key path below `sim.` (`defaults`, `symbols.SPY`).
+    pub fn validate(&self, prefix: &str) -> Result<(), SimConfigError> {
+        if let Some(p) = self.start_price
+            && !(p.is_finite() && (0.01..=1_000_000.0).contains(&p))
+        {
+            return Err(bad(
+                &format!("{prefix}.start_price"),
+                p,
+                "a price from 0.01 to 1000000",
+            ));
+        }
+        if let Some(d) = self.drift {
+            check_range(&format!("{prefix}.drift"), d, -2.0, 2.0)?;
+        }
+        if let Some(v) = self.volatility {
+            check_range(&format!("{prefix}.volatility"), v, 0.0, 5.0)?;
+        }
+        if let Some(t) = self.trend {
+            check_range(&format!("{prefix}.trend"), t, 0.0, 0.2)?;
+        }
+        if let Some(v) = self.volume
+            && !(v.is_finite() && (1.0..=1e9).contains(&v))
+        {
+            return Err(bad(
+                &format!("{prefix}.volume"),
+                v,
+                "1 to 1e9 shares per minute",
+            ));
+        }
+        if let Some(x) = &self.exchange
+            && !EXCHANGES.contains(&x.as_str())
+        {
+            return Err(bad(
+                &format!("{prefix}.exchange"),
+                format!("{x:?}"),
+                &format!("one of {}", EXCHANGES.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Listing exchanges alpaca-py accepts on positions and assets (its `AssetExchange` enum).
 pub const EXCHANGES: &[&str] = &[
@@ -36,7 +99,8 @@ pub const MINUTES_PER_YEAR: f64 = 252.0 * 390.0;
 const GENERIC_DRIFT: f64 = 0.05;
 const GENERIC_VOLATILITY: f64 = 0.25;
 /// 3.5 % an hour: trending stretches (20–90 minutes) move 1–5 %, so herd's default momentum
-/// threshold (±2 % over 20 five-minute bars) fires within minutes of almost any start.
+/// threshold (±2 % over 20 five-minute bars) sees a move within 50 sim minutes of almost any
+/// start (a rise, which a flat instance buys on, within 50 minutes of 82 % of starts).
 const GENERIC_TREND: f64 = 0.035;
 const GENERIC_VOLUME: f64 = 20_000.0;
 

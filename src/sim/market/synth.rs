@@ -340,7 +340,7 @@ pub fn round_tick(price: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::config::SymbolParams;
+    use crate::sim::market::SymbolParams;
     use crate::sim::market::params::resolve;
 
     fn ctx(regimes: bool) -> GenCtx {

@@ -12,7 +12,7 @@ fn utc(s: &str) -> DateTime<Utc> {
 }
 
 fn market(cfg: &SimConfig, start: DateTime<Utc>) -> Market {
-    Market::new(cfg, start, Replay::default())
+    Market::new(cfg.market(), start, Replay::default())
 }
 
 fn request(
