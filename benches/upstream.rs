@@ -6,6 +6,9 @@
 //!
 //! `cargo bench --bench upstream`
 
+// A benchmark is a test harness: a failed setup step panics with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 

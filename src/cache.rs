@@ -115,6 +115,14 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     }
 }
 
+/// What a key of a cache the CacheActor owns must be: hashable and owned by the actor's task.
+pub trait Key: Eq + Hash + Unpin + 'static {}
+impl<T: Eq + Hash + Unpin + 'static> Key for T {}
+
+/// What a value of a cache the CacheActor owns must be: cloned out to readers.
+pub trait Value: Clone + Unpin + 'static {}
+impl<T: Clone + Unpin + 'static> Value for T {}
+
 /// How often expired entries are swept (lookups already ignore them; this frees memory).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -130,11 +138,7 @@ impl<K, V> CacheActor<K, V> {
     }
 }
 
-impl<K, V> Actor for CacheActor<K, V>
-where
-    K: Eq + Hash + Unpin + 'static,
-    V: Clone + Unpin + 'static,
-{
+impl<K: Key, V: Value> Actor for CacheActor<K, V> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -149,11 +153,7 @@ where
 #[rtype(result = "CacheStats")]
 pub struct GetCacheStats;
 
-impl<K, V> Handler<GetCacheStats> for CacheActor<K, V>
-where
-    K: Eq + Hash + Unpin + 'static,
-    V: Clone + Unpin + 'static,
-{
+impl<K: Key, V: Value> Handler<GetCacheStats> for CacheActor<K, V> {
     type Result = CacheStats;
 
     fn handle(&mut self, _: GetCacheStats, _: &mut Self::Context) -> CacheStats {
@@ -166,11 +166,7 @@ where
 #[rtype(result = "usize")]
 pub struct ClearCache;
 
-impl<K, V> Handler<ClearCache> for CacheActor<K, V>
-where
-    K: Eq + Hash + Unpin + 'static,
-    V: Clone + Unpin + 'static,
-{
+impl<K: Key, V: Value> Handler<ClearCache> for CacheActor<K, V> {
     type Result = usize;
 
     fn handle(&mut self, _: ClearCache, _: &mut Self::Context) -> usize {
@@ -180,11 +176,7 @@ where
     }
 }
 
-impl<K, V> Handler<Drain> for CacheActor<K, V>
-where
-    K: Eq + Hash + Unpin + 'static,
-    V: Clone + Unpin + 'static,
-{
+impl<K: Key, V: Value> Handler<Drain> for CacheActor<K, V> {
     type Result = DrainAck;
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> DrainAck {

@@ -9,6 +9,8 @@
 //! would.
 //!
 //! Run it alone with `cargo test --test layers`.
+// A check: an unreadable source file or document panics with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -1,8 +1,10 @@
 //! The whole process against its embedded simulator, over real HTTP on loopback.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Herd, assert_openmetrics, eventually};
+use common::{Herd, assert_openmetrics, eventually, get_json};
 use serde_json::Value;
 
 /// A fast market and a hair-trigger threshold, so the first ticks already trade.
@@ -19,14 +21,6 @@ every = "5m"
 threshold = 0.0001
 position_size = 3
 "#;
-
-async fn get_json(url: &str) -> Option<Value> {
-    let response = reqwest::get(url).await.ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.json().await.ok()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn places_orders_on_the_simulator_serves_ops_endpoints_and_exits_zero_on_sigterm() {

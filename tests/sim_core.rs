@@ -1,5 +1,7 @@
 //! The simulator's core endpoints over real HTTP: auth, clock, account, positions, orders with
 //! client order ids, and multi-symbol bars with paging.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

@@ -1,5 +1,7 @@
 //! Market data endpoints over real HTTP: timeframes, sorting, errors, latest values and
 //! snapshots.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

@@ -1,5 +1,7 @@
 //! Fault injection over real HTTP: errors, throttling bursts, latency, timeouts, resets,
 //! malformed bodies, and "accepted but the response is lost".
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

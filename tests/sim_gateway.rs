@@ -1,4 +1,6 @@
 //! Rate limiting, request counters and the control endpoints, over real HTTP.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

@@ -1,5 +1,7 @@
 //! Order types, time in force, cancel, filters, and positions over real HTTP, with a frozen
 //! sim clock moved explicitly (no sleeps).
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

@@ -1,5 +1,7 @@
 //! CSV replay over real HTTP: intraday and daily files, the default start, continuation after
 //! the data, and errors that name the file and line.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

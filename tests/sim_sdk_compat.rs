@@ -4,6 +4,8 @@
 //!
 //! alpaca-py must be installed first: `scripts/test` installs it into a virtualenv and sets
 //! `HERD_TEST_PYTHON`. Without it this test FAILS, so a missing SDK can never pass silently.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "sim_support/mod.rs"]
 mod support;

@@ -1,14 +1,11 @@
 //! Supervision and drain of the real process, with the `chaos` strategy kind.
-#![cfg(feature = "chaos")]
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Herd, eventually};
+use common::{Herd, eventually, get_json};
 use serde_json::Value;
-
-async fn get_json(url: &str) -> Option<Value> {
-    reqwest::get(url).await.ok()?.json().await.ok()
-}
 
 async fn instance(herd: &Herd, id: &str) -> Option<Value> {
     let body = get_json(&format!("{}/strategies", herd.http)).await?;
@@ -184,15 +181,18 @@ sleep_ms = {sleep_ms}
     )
 }
 
+/// The instance's first tick is in flight: it ticks at once on start, and logs (at debug) when
+/// a tick starts.
 async fn wait_for_first_tick_to_start(herd: &mut Herd) {
-    herd.wait_log(|v| v["message"] == "strategy instance started" && v["instance"] == "slow");
-    // The instance ticks at once on start; give the tick a moment to be in flight.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    herd.wait_log(|v| v["message"] == "tick started" && v["instance"] == "slow");
 }
+
+/// The strategy actor's debug events ("tick started"), everything else at info.
+const TICK_EVENTS: &[(&str, &str)] = &[("HERD__LOG__LEVEL", "info,herd::strategy::actor=debug")];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
-    let mut herd = Herd::start(&slow_tick(1500, "20s"), &[]);
+    let mut herd = Herd::start(&slow_tick(1500, "20s"), TICK_EVENTS);
     let http = herd.http.clone();
     eventually("ready", &herd, || async {
         let r = reqwest::get(format!("{http}/readyz")).await.ok()?;
@@ -214,7 +214,7 @@ async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_past_its_deadline_names_the_actor_and_exits_non_zero() {
-    let mut herd = Herd::start(&slow_tick(10_000, "300ms"), &[]);
+    let mut herd = Herd::start(&slow_tick(10_000, "300ms"), TICK_EVENTS);
     wait_for_first_tick_to_start(&mut herd).await;
     herd.signal("TERM");
     assert_eq!(herd.wait_exit().code(), Some(1), "{}", herd.dump());
@@ -230,7 +230,7 @@ async fn a_drain_past_its_deadline_names_the_actor_and_exits_non_zero() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_forces_an_immediate_exit() {
-    let mut herd = Herd::start(&slow_tick(10_000, "20s"), &[]);
+    let mut herd = Herd::start(&slow_tick(10_000, "20s"), TICK_EVENTS);
     wait_for_first_tick_to_start(&mut herd).await;
     herd.signal("TERM");
     herd.wait_log(|v| v["message"] == "shutdown: draining");

@@ -14,11 +14,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::alpaca::models::{Account, Clock, Order, OrderRequest, Position};
 use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery};
 use super::breaker::{BreakerObserver, BreakerOpen, BreakerSet, LogTransitions, Transition};
 use super::error::NotSent;
-use super::limiter::{OutboundLimiter, Saturated};
+use super::limiter::{LimiterRates, OutboundLimiter, Saturated};
 use super::retry::{ReadGuards, ReadOp, RetryBudget, RetryError, RetryPolicy, retry_read};
 use super::settings::BrokerSettings;
 use crate::domain::{Bar, Operation, RequestClass, Symbol};
@@ -51,6 +53,15 @@ impl SubmitError {
             Self::Venue(e) => Err(e),
         }
     }
+}
+
+/// herd's own limits on its use of the venue, as `/health` shows them.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Quotas {
+    pub trading: LimiterRates,
+    pub market_data: LimiterRates,
+    /// Retries are allowed while this is above half the budget's size.
+    pub retry_budget_tokens: f64,
 }
 
 /// Logs every breaker transition and keeps the breaker metrics current.
@@ -99,6 +110,15 @@ impl Gateway {
     /// For `/health` and the admin API (reset, force open).
     pub fn breakers(&self) -> &BreakerSet {
         &self.breakers
+    }
+
+    /// The rates herd plans to use of each API's quota, and the retry budget left: for `/health`.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            trading: self.trading.rates(),
+            market_data: self.data.rates(),
+            retry_budget_tokens: self.budget.tokens(),
+        }
     }
 
     async fn read<T, F, Fut>(

@@ -133,7 +133,7 @@ impl Clock for TokioClock {
 
 type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
-/// The rates derived from a [`LimiterConfig`], for `/health` and the startup log.
+/// The rates derived from a [`LimiterConfig`], for `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LimiterRates {
     pub all_per_minute: u32,
@@ -221,7 +221,8 @@ impl OutboundLimiter {
 
     /// Takes a token of `class` only if one is free now; `Err` holds the wait until the next.
     /// A read refused by the shared limiter has still spent its read-share token: erring on the
-    /// side of fewer requests.
+    /// side of fewer requests. Tests drain a limiter with it.
+    #[cfg(test)]
     pub fn try_acquire(&self, class: RequestClass) -> Result<(), Duration> {
         if class == RequestClass::Read {
             self.reads

@@ -213,6 +213,28 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn cached_bars_fewer_than_asked_for_are_a_miss() {
+        let cache = MarketCache::new(crate::metrics::Metrics::new());
+        let spy = Symbol::parse("SPY").unwrap();
+        let tf = Timeframe::Minutes(5);
+        let key = CacheKey::Bars {
+            symbol: spy.clone(),
+            timeframe: tf,
+        };
+        let bars = CacheValue::Bars {
+            bars: Arc::from(vec![]),
+            depth: 20,
+        };
+        cache.put(key, bars, Duration::from_secs(60));
+        let spy = std::slice::from_ref(&spy);
+        assert_eq!(cached_bars(&cache, spy, tf, 20).1, [], "as deep: a hit");
+        assert_eq!(cached_bars(&cache, spy, tf, 10).1, [], "shallower: a hit");
+        assert_eq!(cached_bars(&cache, spy, tf, 21).1, spy, "deeper: a miss");
+        let other = cached_bars(&cache, spy, Timeframe::Minutes(1), 20).1;
+        assert_eq!(other, spy, "another timeframe: a miss");
+    }
+
     #[test]
     fn own_position_is_capped_by_the_account() {
         let spy = Symbol::parse("SPY").unwrap();

@@ -56,7 +56,7 @@ pub use book::{OrderBook, OrderRecord, OrderState};
 pub use breaker::BreakerSnapshot;
 pub use cached::{CacheKey, CacheValue, MarketCache, MarketCacheActor};
 pub use error::{BrokerError, NotSent};
-pub use gateway::Gateway;
+pub use gateway::{Gateway, Quotas};
 pub use market::VenueSpeed;
 pub use orders::SubmitOrder;
 pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
@@ -219,6 +219,7 @@ pub struct BrokerStatus {
     pub health: VenueHealth,
     pub trading: Trading,
     pub breakers: Vec<BreakerSnapshot>,
+    pub quotas: Quotas,
     pub orders_in_flight: usize,
     pub unsettled_orders: usize,
     pub draining: bool,
@@ -234,6 +235,7 @@ impl Handler<GetBrokerStatus> for BrokerActor {
             health: self.health.clone(),
             trading: (*self.deps.process.trading()).clone(),
             breakers: self.deps.gateway.breakers().snapshot(),
+            quotas: self.deps.gateway.quotas(),
             orders_in_flight: self.in_flight.len(),
             unsettled_orders: self.deps.book.unsettled().len(),
             draining: self.draining,

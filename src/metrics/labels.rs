@@ -101,46 +101,20 @@ label_values! {
 mod tests {
     use super::*;
 
+    fn assert_snake_case_and_unique<T: Copy>(all: &[T], label: fn(T) -> &'static str) {
+        let labels: Vec<_> = all.iter().map(|v| label(*v)).collect();
+        for (i, l) in labels.iter().enumerate() {
+            assert!(l.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{l}");
+            assert!(!labels[i + 1..].contains(l), "{l} twice");
+        }
+    }
+
     #[test]
     fn every_label_is_snake_case_and_unique_within_its_set() {
-        fn check(all: &[&'static str]) {
-            for (i, label) in all.iter().enumerate() {
-                assert!(
-                    label.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
-                    "{label}"
-                );
-                assert!(!all[i + 1..].contains(label), "{label} twice");
-            }
-        }
-        check(
-            &TickOutcome::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>(),
-        );
-        check(
-            &OrderOutcome::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>(),
-        );
-        check(
-            &RefusalReason::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>(),
-        );
-        check(
-            &RequestOutcome::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>(),
-        );
-        check(
-            &ReadFailure::ALL
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>(),
-        );
+        assert_snake_case_and_unique(TickOutcome::ALL, TickOutcome::as_str);
+        assert_snake_case_and_unique(OrderOutcome::ALL, OrderOutcome::as_str);
+        assert_snake_case_and_unique(RefusalReason::ALL, RefusalReason::as_str);
+        assert_snake_case_and_unique(RequestOutcome::ALL, RequestOutcome::as_str);
+        assert_snake_case_and_unique(ReadFailure::ALL, ReadFailure::as_str);
     }
 }

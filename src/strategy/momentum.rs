@@ -1,7 +1,7 @@
 //! Momentum: buy when the price has risen more than `threshold` over the last `lookback`
 //! closed bars, sell the position when it has fallen more than `threshold`.
 //!
-//! The seed's rule (`e2b-strategies.md` §1, §6) with its bugs fixed:
+//! The rule of the momentum strategy herd replaces, with its bugs fixed:
 //! - it uses the NEWEST `lookback` bars (the seed took the oldest 20 of a 2-hour window, so its
 //!   "current" price was up to 20 minutes stale);
 //! - "flat" is this instance's own position (a 404 from Alpaca is flat, never an error), and it

@@ -1,6 +1,8 @@
 //! Spawning the real `herd` binary for end-to-end tests: loopback port 0 everywhere, addresses
 //! learned from its JSON log lines, SIGTERM through `kill`.
 #![allow(dead_code)]
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};

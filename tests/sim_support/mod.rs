@@ -1,6 +1,8 @@
 //! Helpers shared by the simulator's integration tests: start a simulator on 127.0.0.1:0 and
 //! talk to it over real HTTP.
 #![allow(dead_code)]
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 

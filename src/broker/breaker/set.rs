@@ -80,6 +80,7 @@ impl BreakerSet {
         })
     }
 
+    #[cfg(test)]
     pub fn state(&self, op: Operation) -> BreakerState {
         self.inner.lock(op).state()
     }
@@ -129,10 +130,6 @@ pub struct Permit {
 }
 
 impl Permit {
-    pub fn op(&self) -> Operation {
-        self.op
-    }
-
     pub fn record(mut self, outcome: Outcome) {
         self.finish(outcome);
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::rngs::SmallRng;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
 use super::alpaca::AlpacaError;
@@ -134,8 +134,9 @@ impl RetryPolicy {
     }
 
     /// A reproducible schedule, for tests.
+    #[cfg(test)]
     pub fn seeded(config: &RetryConfig, seed: u64) -> Self {
-        Self::with_rng(config, SmallRng::seed_from_u64(seed))
+        Self::with_rng(config, <SmallRng as rand::SeedableRng>::seed_from_u64(seed))
     }
 
     fn with_rng(config: &RetryConfig, rng: SmallRng) -> Self {
@@ -235,7 +236,7 @@ impl RetryBudget {
         self.milli_tokens.load(Ordering::Relaxed) * 2 > self.max_milli
     }
 
-    /// For `/health` and a gauge.
+    /// What is left, for `/health`.
     pub fn tokens(&self) -> f64 {
         self.milli_tokens.load(Ordering::Relaxed) as f64 / 1000.0
     }

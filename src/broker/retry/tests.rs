@@ -1,6 +1,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use rand::SeedableRng;
 use tokio::time::Instant;
 
 use super::*;
