@@ -327,4 +327,23 @@ async fn an_order_over_a_risk_limit_is_refused_counted_and_never_sent() {
         "a refused order reached the venue"
     );
     assert!(venue_orders(&sim).await.is_empty());
+    // The instance hears the typed refusal: counted in its status, not as a failed tick.
+    let instance = eventually("the instance reports the refusal", &herd, || async {
+        let body = get_json(&format!("{}/strategies", herd.http)).await?;
+        let m = body["strategies"].as_array()?.first()?.clone();
+        (m["refused"].as_u64()? >= 1).then_some(m)
+    })
+    .await;
+    assert!(
+        instance["last_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds max_order_value"),
+        "{instance}"
+    );
+    assert_eq!(
+        instance["last_error"],
+        serde_json::Value::Null,
+        "{instance}"
+    );
 }

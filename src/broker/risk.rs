@@ -336,6 +336,16 @@ mod tests {
             refusal(&sell_long, &RiskLimits::default(), &trading(Halted)),
             "halted"
         );
+        let why = Trading {
+            state: Halted,
+            reason: Some("broker failed: panicked".into()),
+        };
+        let refused = check_order(&sell_long, &RiskLimits::default(), &why).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "trading is halted: broker failed: panicked",
+            "the operator reads why"
+        );
     }
 
     #[test]
