@@ -221,6 +221,7 @@ fn child_specs(
         let role = ChildRole::Strategy {
             kind: spec.kind.as_str(),
             symbols: spec.symbols.clone(),
+            params: serde_json::to_value(&spec.params).unwrap_or_default(),
         };
         let (broker, metrics, reports) = (
             slots.broker.clone(),

@@ -232,7 +232,10 @@ async fn the_default_configuration_trades_on_the_simulator_within_seconds() {
     let order = eventually(
         "an order from the default momentum instance",
         &herd,
-        || async { common::herd_orders(&herd).await.first().cloned() },
+        || async {
+            let orders = common::herd_orders(&herd).await;
+            orders.into_iter().find(|o| o["instance"] == "momentum-etf")
+        },
     )
     .await;
     assert_eq!(order["instance"], "momentum-etf");

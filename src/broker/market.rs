@@ -22,7 +22,7 @@ use super::batch::BarsBySymbol;
 use super::cached::{CacheKey, CacheValue, MarketCache};
 use super::gateway::Gateway;
 use super::retry::RetryError;
-use crate::domain::{Bar, Symbol, Timeframe};
+use crate::domain::{Bar, Holding, Symbol, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
@@ -143,14 +143,24 @@ async fn fetch_window(
     gateway.bars(&query).await
 }
 
-/// An instance's own position, limited to what the account holds on the same side.
+/// An instance's own holdings as the account bears them out. While the account holds what herd
+/// `expected` (its instances' holdings plus the positions it did not make), each holding stands
+/// as its fills built it (two instances may
+/// hold opposite sides of one symbol, which nets at the venue). When they differ — someone else
+/// traded the account, or a fill was missed — an instance sees no more than the account holds
+/// on its side, so it cannot try to sell shares the account does not have.
 pub fn cap_to_account(
-    own: HashMap<Symbol, Decimal>,
+    own: HashMap<Symbol, Holding>,
     held: &[Position],
-) -> HashMap<Symbol, Decimal> {
+    expected: impl Fn(&Symbol) -> Decimal,
+) -> HashMap<Symbol, Holding> {
     own.into_iter()
-        .map(|(symbol, qty)| {
+        .map(|(symbol, mut holding)| {
             let account = account_position(held, &symbol);
+            if expected(&symbol) == account {
+                return (symbol, holding);
+            }
+            let qty = holding.qty;
             let capped = if qty > Decimal::ZERO {
                 qty.min(account.max(Decimal::ZERO))
             } else {
@@ -161,8 +171,9 @@ pub fn cap_to_account(
                     symbol = %symbol, own = %qty, account = %account,
                     "instance position exceeds the account's; using the account's"
                 );
+                holding.qty = capped;
             }
-            (symbol, capped)
+            (symbol, holding)
         })
         .collect()
 }
@@ -236,17 +247,39 @@ mod tests {
     }
 
     #[test]
-    fn own_position_is_capped_by_the_account() {
+    fn own_position_is_capped_by_the_account_unless_herd_accounts_for_all_of_it() {
         let spy = Symbol::parse("SPY").unwrap();
         let held: Vec<Position> = serde_json::from_value(serde_json::json!([
             {"symbol":"SPY","qty":"4","avg_entry_price":"100"}
         ]))
         .unwrap();
-        let own = HashMap::from([(spy.clone(), Decimal::from(10))]);
-        assert_eq!(cap_to_account(own, &held)[&spy], Decimal::from(4));
-        let own = HashMap::from([(spy.clone(), Decimal::from(3))]);
-        assert_eq!(cap_to_account(own, &held)[&spy], Decimal::from(3));
-        let own = HashMap::from([(spy.clone(), Decimal::from(3))]);
-        assert_eq!(cap_to_account(own, &[])[&spy], Decimal::ZERO);
+        let own = |qty: i64| {
+            let mut h = Holding::default();
+            h.apply(Decimal::from(qty), Decimal::from(100));
+            HashMap::from([(spy.clone(), h)])
+        };
+        let unknown = |_: &Symbol| Decimal::from(99);
+        assert_eq!(
+            cap_to_account(own(10), &held, unknown)[&spy].qty,
+            Decimal::from(4)
+        );
+        assert_eq!(
+            cap_to_account(own(3), &held, unknown)[&spy].qty,
+            Decimal::from(3)
+        );
+        assert_eq!(
+            cap_to_account(own(3), &[], unknown)[&spy].qty,
+            Decimal::ZERO
+        );
+        // Two instances, +10 and −6: the account's +4 is theirs, and each keeps its own side.
+        let netted = |_: &Symbol| Decimal::from(4);
+        assert_eq!(
+            cap_to_account(own(-6), &held, netted)[&spy].qty,
+            Decimal::from(-6)
+        );
+        assert_eq!(
+            cap_to_account(own(10), &held, netted)[&spy].qty,
+            Decimal::from(10)
+        );
     }
 }

@@ -9,6 +9,7 @@
 //!   and looks up by client id only those whose fate is unknown.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use rust_decimal::Decimal;
@@ -18,6 +19,7 @@ use super::alpaca::models::{Order, OrderRequest};
 use super::book::{Begin, OrderRecord, OrderState};
 use super::cached::CacheKey;
 use super::market::account_position;
+use super::positions::observe_account;
 use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};
 use super::{BrokerActor, BrokerError, NotSent, client_order_id};
@@ -65,15 +67,14 @@ impl Handler<SubmitOrder> for BrokerActor {
             .deps
             .book
             .instance_view(&instance, std::slice::from_ref(&intent.symbol));
-        let instance_position = own
-            .values()
-            .chain(pending.values())
-            .copied()
-            .sum::<Decimal>();
+        let instance_position =
+            own.values().map(|h| h.qty).sum::<Decimal>() + pending.values().sum::<Decimal>();
         let snapshots = self.deps.snapshots.clone();
+        let (book, metrics) = (Arc::clone(&self.deps.book), Arc::clone(&self.deps.metrics));
         let symbol = intent.symbol.clone();
         let inputs = async move {
             let held = snapshots.positions().await?;
+            observe_account(&book, &metrics, &held);
             let account = snapshots.account().await?;
             let last = account.last_equity.unwrap_or(account.equity);
             Ok::<_, BrokerError>(RiskInputs {

@@ -9,6 +9,7 @@
 //! positions and one account call.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::future::Either;
@@ -17,8 +18,11 @@ use rust_decimal::Decimal;
 use super::alpaca::models::Clock;
 use super::batch::BarsReply;
 use super::market::{self, cap_to_account};
+use super::positions::observe_account;
 use super::{BrokerActor, BrokerError};
-use crate::domain::{AccountSnapshot, DataNeeds, InstanceId, MarketView, Symbol, Timeframe};
+use crate::domain::{
+    AccountSnapshot, DataNeeds, Holding, InstanceId, MarketView, Symbol, Timeframe,
+};
 
 /// Asks for the market as one instance should see it.
 #[derive(Message)]
@@ -29,9 +33,9 @@ pub struct GetMarketView {
     pub needs: DataNeeds,
 }
 
-/// This instance's own positions and working quantities, read from the book up front.
+/// This instance's own holdings and working quantities, read from the book up front.
 struct Own {
-    positions: HashMap<Symbol, Decimal>,
+    positions: HashMap<Symbol, Holding>,
     pending: HashMap<Symbol, Decimal>,
 }
 
@@ -80,11 +84,13 @@ impl BrokerActor {
             return Box::pin(fut::ready(Ok(view)));
         }
         let bars = self.request_bars(request.symbols, needs, ctx);
-        let snapshots = self.deps.snapshots.clone();
+        let (snapshots, book) = (self.deps.snapshots.clone(), Arc::clone(&self.deps.book));
+        let metrics = Arc::clone(&self.deps.metrics);
         Box::pin(self.guard(async move {
             view.bars = bars.await?;
             let held = snapshots.positions().await?;
-            view.positions = cap_to_account(own.positions, &held);
+            observe_account(&book, &metrics, &held);
+            view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
             if needs.account {
                 let a = snapshots.account().await?;
                 view.account = Some(AccountSnapshot {

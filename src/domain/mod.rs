@@ -7,6 +7,7 @@
 //! - A value that parsed is safe everywhere it goes (labels, ids, upstream queries).
 
 mod duration;
+mod holding;
 mod ids;
 mod invalid;
 mod market;
@@ -16,12 +17,13 @@ mod trading;
 mod venue;
 
 pub use duration::HumanDuration;
+pub use holding::Holding;
 pub use ids::{ChildId, ClientOrderId, InstanceId, Symbol};
 pub use invalid::{InvalidSetting, positive};
 pub use market::{Bar, Side, Timeframe};
 pub use protocol::{
-    Drain, DrainAck, ExitNotifier, ExitReason, InstanceStatus, Lifecycle, Slot, StatusReport,
-    panic_message,
+    Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition, InstanceStatus, Lifecycle, Slot,
+    StatusReport, panic_message,
 };
 pub use secret::Secret;
 pub use trading::{

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::ChildId;
+use super::{ChildId, Decision, Holding, Symbol};
 
 /// Why an incarnation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,6 +122,32 @@ pub struct InstanceStatus {
     pub refused: u64,
     /// Why the latest one was refused, as the gate said it.
     pub last_refusal: Option<String>,
+    /// The last tick's decision for each symbol: action, signal and reason.
+    pub last_decisions: Vec<Decision>,
+    /// This instance's holdings as of the last tick, marked at the newest close it saw.
+    pub positions: Vec<InstancePosition>,
+}
+
+/// One holding of an instance, with its P&L at a price.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstancePosition {
+    pub symbol: Symbol,
+    #[serde(flatten)]
+    pub holding: Holding,
+    /// The price it is marked at (the newest close), if known.
+    pub last_price: Option<Decimal>,
+    pub unrealized_pnl: Option<Decimal>,
+}
+
+impl InstancePosition {
+    pub fn marked(symbol: Symbol, holding: Holding, last_price: Option<Decimal>) -> Self {
+        Self {
+            symbol,
+            holding,
+            last_price,
+            unrealized_pnl: last_price.map(|p| holding.unrealized_pnl(p)),
+        }
+    }
 }
 
 /// Sent by a strategy instance after every tick.

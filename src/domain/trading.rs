@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Bar, Side, Symbol, Timeframe};
+use super::{Bar, Holding, Side, Symbol, Timeframe};
 
 /// The market data a core needs on every tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,8 @@ pub struct MarketView {
     pub market_open: bool,
     /// Closed bars per symbol, oldest first, newest last.
     pub bars: HashMap<Symbol, Arc<[Bar]>>,
-    /// This instance's own filled position per symbol (negative when short).
-    pub positions: HashMap<Symbol, Decimal>,
+    /// This instance's own holding per symbol, from its own fills (quantity negative when short).
+    pub positions: HashMap<Symbol, Holding>,
     /// Signed quantity of this instance's orders that are not final yet.
     pub pending: HashMap<Symbol, Decimal>,
     pub account: Option<AccountSnapshot>,
@@ -48,8 +48,18 @@ impl MarketView {
         self.bars.get(symbol).map_or(&[], |b| b)
     }
 
+    /// This instance's signed quantity in `symbol` (0 when flat).
     pub fn position(&self, symbol: &Symbol) -> Decimal {
+        self.holding(symbol).qty
+    }
+
+    pub fn holding(&self, symbol: &Symbol) -> Holding {
         self.positions.get(symbol).copied().unwrap_or_default()
+    }
+
+    /// The newest close of `symbol`, if there is a bar.
+    pub fn last_close(&self, symbol: &Symbol) -> Option<f64> {
+        self.bars(symbol).last().map(|b| b.close)
     }
 
     pub fn has_pending(&self, symbol: &Symbol) -> bool {
@@ -66,15 +76,17 @@ pub struct AccountSnapshot {
 }
 
 /// What a core concluded about one symbol on one tick.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub symbol: Symbol,
     /// The strategy's signal value (momentum, z-score, …) when it could compute one.
     pub signal: Option<f64>,
+    #[serde(flatten)]
     pub action: Action,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Order(OrderIntent),
     Hold {

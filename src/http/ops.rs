@@ -1,11 +1,13 @@
-//! Ops endpoints: Kubernetes probes, health, metrics, strategy instances, orders, cache stats.
+//! Ops endpoints: Kubernetes probes, health, metrics, strategy instances, orders, positions,
+//! cache stats.
 //!
 //! Invariants:
 //! - `/livez` reflects only the process itself (its actor system answers); a venue outage
 //!   never restarts herd. Venue reachability belongs to `/readyz`.
 //! - `/readyz` reads [`ProcessState`](crate::process::ProcessState) atomically, so it turns 503
 //!   the instant a drain starts.
-//! - `/health` reports last-known state and never calls the venue per request.
+//! - `/health` reports last-known state and never calls the venue per request; `/positions`
+//!   reads the account through the broker's shared, cached snapshot.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::OpsState;
-use crate::broker::{BrokerStatus, GetBrokerStatus, ListOrders};
+use crate::broker::{BrokerStatus, GetBrokerStatus, GetPositions, ListOrders};
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{BreakerState, Lifecycle, Venue};
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, RenderMetrics};
@@ -30,6 +32,7 @@ pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 pub const STRATEGIES: &str = "/strategies";
 pub const ORDERS: &str = "/orders";
+pub const POSITIONS: &str = "/positions";
 pub const CACHE_STATS: &str = "/cache/stats";
 
 /// How long a handler waits for an actor before answering that it is unavailable.
@@ -46,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(METRICS, web::get().to(metrics))
         .route(STRATEGIES, web::get().to(strategies))
         .route(ORDERS, web::get().to(orders))
+        .route(POSITIONS, web::get().to(positions))
         .route(CACHE_STATS, web::get().to(cache_stats));
 }
 
@@ -204,6 +208,25 @@ async fn orders(state: web::Data<OpsState>, query: web::Query<OrdersQuery>) -> H
         .await
     {
         Ok(orders) => HttpResponse::Ok().json(json!({ "orders": orders })),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker does not answer: {e}"),
+        ),
+    }
+}
+
+/// Every instance's holdings, the account's positions, and whether they reconcile. Reads the
+/// account's positions through the broker's shared snapshot (cached, one call for everyone).
+async fn positions(state: web::Data<OpsState>) -> HttpResponse {
+    let Some(broker) = state.broker.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is restarting");
+    };
+    match broker.send(GetPositions).timeout(ACTOR_TIMEOUT).await {
+        Ok(Ok(report)) => HttpResponse::Ok().json(report),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the account's positions cannot be read: {e}"),
+        ),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the broker does not answer: {e}"),

@@ -132,6 +132,7 @@ pub struct Metrics {
     orders_refused: Family<ReasonLabels, Counter>,
     bar_batches: Counter,
     bar_batch_requests: Counter,
+    position_mismatches: Gauge,
 }
 
 impl Metrics {
@@ -159,6 +160,7 @@ impl Metrics {
             orders_refused: Family::default(),
             bar_batches: Counter::default(),
             bar_batch_requests: Counter::default(),
+            position_mismatches: Gauge::default(),
         };
         for op in Operation::ALL {
             m.breaker_state(*op, BreakerState::Closed);
@@ -279,6 +281,11 @@ impl Metrics {
             "bar_batch_requests",
             "Instance bar requests served by batched fetches",
             self.bar_batch_requests.clone(),
+        );
+        r.register(
+            "position_mismatches",
+            "Symbols whose account position herd's fills and the positions it did not make do not explain",
+            self.position_mismatches.clone(),
         );
         r.register("build_info", "herd version", self.build_info.clone());
         r.register_with_unit(
@@ -430,6 +437,12 @@ impl Metrics {
     pub fn bar_batch(&self, requests: u64) {
         self.bar_batches.inc();
         self.bar_batch_requests.inc_by(requests);
+    }
+
+    /// How many symbols' account positions herd cannot explain at the last reading.
+    pub fn position_mismatches(&self, symbols: usize) {
+        self.position_mismatches
+            .set(i64::try_from(symbols).unwrap_or(i64::MAX));
     }
 
     /// Sets `state` to 1 and every other state of `child` to 0.

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::strategy::mean_reversion::MeanReversionParams;
 use crate::strategy::momentum::MomentumParams;
 
 fn load_with(
@@ -50,21 +51,35 @@ fn momentum(s: &Settings, i: usize) -> &MomentumParams {
 use crate::strategy::StrategyParams;
 
 #[test]
-fn built_in_defaults_run_one_momentum_instance_against_the_simulator() {
+fn built_in_defaults_run_one_instance_of_each_shipped_kind_against_the_simulator() {
     let s = load(&[], None).unwrap();
     assert_eq!(s.venue(), Venue::Simulator);
     assert_eq!(s.http.port, 3000);
-    assert_eq!(s.instances.len(), 1);
-    assert_eq!(s.instances[0].id.as_str(), "momentum-etf");
+    let shipped: Vec<_> = s
+        .instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.kind.as_str()))
+        .collect();
+    assert_eq!(
+        shipped,
+        [
+            ("momentum-etf", "momentum"),
+            ("mean-reversion-metals", "mean_reversion")
+        ]
+    );
     let symbols: Vec<_> = s.instances[0].symbols.iter().map(|s| s.as_str()).collect();
     assert_eq!(symbols, ["SPY", "QQQ", "IWM"]);
     assert_eq!(s.instances[0].every, std::time::Duration::from_secs(300));
 }
 
 #[test]
-fn the_default_instance_spells_out_the_momentum_defaults() {
+fn the_default_instances_spell_out_their_kinds_defaults() {
     let s = load(&[], None).unwrap();
     assert_eq!(momentum(&s, 0), &MomentumParams::default());
+    assert_eq!(
+        s.instances[1].params,
+        StrategyParams::MeanReversion(MeanReversionParams::default())
+    );
 }
 
 #[test]

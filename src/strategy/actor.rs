@@ -21,13 +21,15 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::Utc;
 use futures::future::join_all;
+use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
 use tokio::sync::oneshot;
 
 use super::{Strategy, StrategySpec};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, DataNeeds, Decision, Drain, DrainAck, ExitNotifier, ExitReason,
-    InstanceStatus, MarketView, OrderIntent, Slot, StatusReport, panic_message,
+    InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot, StatusReport, panic_message,
 };
 use crate::metrics::{Metrics, TickOutcome};
 
@@ -129,6 +131,7 @@ impl StrategyActor {
             Ok(v) => v,
             Err(e) => return self.finish(TickEnd::Failed(e.to_string())),
         };
+        self.status.positions = positions_of(&view);
         if !view.market_open && self.needs.only_when_open {
             return self.finish(TickEnd::MarketClosed);
         }
@@ -162,6 +165,7 @@ impl StrategyActor {
     }
 
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
+        self.status.last_decisions.clone_from(&decisions);
         let intents: Vec<_> = decisions
             .into_iter()
             .filter_map(|d| self.log_decision(d))
@@ -257,6 +261,21 @@ impl StrategyActor {
             let _ = waiter.send(());
         }
     }
+}
+
+/// The instance's holdings in `view`, each marked at the newest close the view has for it.
+fn positions_of(view: &MarketView) -> Vec<InstancePosition> {
+    let mut held: Vec<_> = view
+        .positions
+        .iter()
+        .filter(|(_, h)| !h.qty.is_zero() || !h.realized_pnl.is_zero())
+        .map(|(symbol, h)| {
+            let price = view.last_close(symbol).and_then(Decimal::from_f64);
+            InstancePosition::marked(symbol.clone(), *h, price)
+        })
+        .collect();
+    held.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    held
 }
 
 /// A reply from another actor, with a closed mailbox typed as "unavailable".

@@ -6,13 +6,13 @@
 //!
 //! Invariant: the tick counter belongs to the core, so a restart (fresh core) starts it at 0.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Strategy;
 use crate::domain::{DataNeeds, Decision, MarketView, Timeframe};
 
 /// `[strategies.params]` of a `chaos` instance.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChaosParams {
     /// Panic on every Nth tick of the current incarnation.

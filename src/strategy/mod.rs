@@ -14,6 +14,8 @@
 pub mod actor;
 #[cfg(feature = "chaos")]
 pub mod chaos;
+pub mod indicators;
+pub mod mean_reversion;
 pub mod momentum;
 mod registry;
 

@@ -12,7 +12,7 @@
 //! Invariant: m = (c_last − c_first) / c_first over the window; both comparisons are strict.
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::Strategy;
 use crate::domain::{
@@ -20,7 +20,7 @@ use crate::domain::{
 };
 
 /// `[strategies.params]` of a `momentum` instance.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MomentumParams {
     /// Fractional move that triggers a trade (0.02 = 2 %).
@@ -132,10 +132,20 @@ impl Momentum {
                 ),
             })
         };
-        let action = if momentum > self.params.threshold && position.is_zero() {
+        let up = momentum > self.params.threshold;
+        let down = momentum < -self.params.threshold;
+        let action = if up && position.is_zero() {
             order(Side::Buy, self.params.position_size)
-        } else if momentum < -self.params.threshold && position > Decimal::ZERO {
+        } else if down && position > Decimal::ZERO {
             order(Side::Sell, position)
+        } else if up {
+            Action::Hold {
+                reason: "buy signal, but already holding",
+            }
+        } else if down {
+            Action::Hold {
+                reason: "sell signal, but no long position",
+            }
         } else {
             Action::Hold {
                 reason: "no signal",
@@ -203,7 +213,9 @@ mod tests {
             ..MarketView::default()
         };
         v.bars.insert(spy(), bars(closes));
-        v.positions.insert(spy(), Decimal::from(position));
+        let mut held = crate::domain::Holding::default();
+        held.apply(Decimal::from(position), Decimal::from(100));
+        v.positions.insert(spy(), held);
         v
     }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::Strategy;
 #[cfg(feature = "chaos")]
 use super::chaos::{Chaos, ChaosParams};
+use super::mean_reversion::{MeanReversion, MeanReversionParams};
 use super::momentum::{Momentum, MomentumParams};
 use crate::domain::{InstanceId, Symbol};
 
@@ -29,6 +30,7 @@ pub struct StrategySpec {
 #[serde(rename_all = "snake_case")]
 pub enum StrategyKind {
     Momentum,
+    MeanReversion,
     /// Misbehaves on purpose; only in builds with the `chaos` feature.
     #[cfg(feature = "chaos")]
     Chaos,
@@ -37,6 +39,7 @@ pub enum StrategyKind {
 impl StrategyKind {
     pub const ALL: &[StrategyKind] = &[
         StrategyKind::Momentum,
+        StrategyKind::MeanReversion,
         #[cfg(feature = "chaos")]
         StrategyKind::Chaos,
     ];
@@ -44,6 +47,7 @@ impl StrategyKind {
     pub fn as_str(self) -> &'static str {
         match self {
             StrategyKind::Momentum => "momentum",
+            StrategyKind::MeanReversion => "mean_reversion",
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => "chaos",
         }
@@ -64,17 +68,19 @@ impl StrategyKind {
     /// Whether an instance of this kind must list symbols.
     pub fn needs_symbols(self) -> bool {
         match self {
-            StrategyKind::Momentum => true,
+            StrategyKind::Momentum | StrategyKind::MeanReversion => true,
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => false,
         }
     }
 }
 
-/// Typed parameters of one instance.
-#[derive(Debug, Clone, PartialEq)]
+/// Typed parameters of one instance; serialised as the params table itself (for `/strategies`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum StrategyParams {
     Momentum(MomentumParams),
+    MeanReversion(MeanReversionParams),
     #[cfg(feature = "chaos")]
     Chaos(ChaosParams),
 }
@@ -94,6 +100,11 @@ impl StrategyParams {
                 p.check()?;
                 Ok(Self::Momentum(p))
             }
+            StrategyKind::MeanReversion => {
+                let p: MeanReversionParams = serde_json::from_value(value).map_err(syntax)?;
+                p.check()?;
+                Ok(Self::MeanReversion(p))
+            }
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => {
                 let p: ChaosParams = serde_json::from_value(value).map_err(syntax)?;
@@ -108,6 +119,9 @@ impl StrategyParams {
 pub fn build(spec: &StrategySpec) -> Box<dyn Strategy> {
     match &spec.params {
         StrategyParams::Momentum(p) => Box::new(Momentum::new(spec.symbols.clone(), p.clone())),
+        StrategyParams::MeanReversion(p) => {
+            Box::new(MeanReversion::new(spec.symbols.clone(), p.clone()))
+        }
         #[cfg(feature = "chaos")]
         StrategyParams::Chaos(p) => Box::new(Chaos::new(p.clone())),
     }

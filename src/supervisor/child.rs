@@ -19,6 +19,8 @@ pub enum ChildRole {
     Strategy {
         /// The strategy kind's name (`StrategyKind::as_str`).
         kind: &'static str,
+        /// The instance's validated parameters, every default spelled out.
+        params: serde_json::Value,
         symbols: Vec<Symbol>,
     },
 }

@@ -92,6 +92,7 @@ fn policy(max_restarts: u32) -> RestartPolicy {
 fn strategy_role() -> ChildRole {
     ChildRole::Strategy {
         kind: "momentum",
+        params: serde_json::Value::Null,
         symbols: vec![],
     }
 }

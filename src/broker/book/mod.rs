@@ -9,18 +9,23 @@
 //! - One record per `client_order_id`: asking to place a decision that is already in the book
 //!   returns the existing record instead of sending anything.
 //! - A position changes only by the fill quantity the venue reports beyond what was already
-//!   applied, so re-reading an order never double-counts a fill.
+//!   applied, so re-reading an order never double-counts a fill; that part's price is derived
+//!   from the change of the venue's cumulative average fill price.
 //! - Orders that are not final are never evicted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+mod reconcile;
+
+pub use reconcile::Mismatch;
+
 use super::alpaca::models::{Order, OrderStatus};
-use crate::domain::{ClientOrderId, InstanceId, OrderIntent, Side, Symbol};
+use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Side, Symbol};
 
 /// Final records kept in memory for `/orders`; older ones are dropped first.
 const KEEP_FINAL: usize = 10_000;
@@ -113,7 +118,13 @@ struct BookInner {
     records: BTreeMap<u64, OrderRecord>,
     by_client_id: HashMap<ClientOrderId, u64>,
     next_seq: u64,
-    positions: HashMap<(InstanceId, Symbol), Decimal>,
+    /// Each instance's holding per symbol, built from its own fills.
+    holdings: HashMap<(InstanceId, Symbol), Holding>,
+    /// The account's positions at the first reading, before any herd order could fill:
+    /// positions herd did not make. `None` until the first reading.
+    external: Option<HashMap<Symbol, Decimal>>,
+    /// Symbols whose account position differed from herd's expectation at the last reading.
+    mismatched: BTreeSet<Symbol>,
 }
 
 /// The result of [`OrderBook::begin`].
@@ -194,6 +205,7 @@ impl OrderBook {
         let seq = *b.by_client_id.get(client_order_id)?;
         let record = b.records.get_mut(&seq)?;
         let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
+        let fill_price = fill_price(record, order, newly_filled);
         record.order_id = Some(order.id.clone());
         record.venue_status = Some(order.status);
         record.submitted_at = Some(order.created_at);
@@ -205,9 +217,10 @@ impl OrderBook {
         let signed = record.signed(newly_filled);
         let updated = record.clone();
         if !newly_filled.is_zero() {
-            *b.positions
+            b.holdings
                 .entry((updated.instance.clone(), updated.symbol.clone()))
-                .or_default() += signed;
+                .or_default()
+                .apply(signed, fill_price);
         }
         Some((updated, newly_filled))
     }
@@ -228,18 +241,18 @@ impl OrderBook {
         Some(record.clone())
     }
 
-    /// This instance's filled positions and signed pending quantities for `symbols`.
+    /// This instance's holdings and signed pending quantities for `symbols`.
     pub fn instance_view(
         &self,
         instance: &InstanceId,
         symbols: &[Symbol],
-    ) -> (HashMap<Symbol, Decimal>, HashMap<Symbol, Decimal>) {
+    ) -> (HashMap<Symbol, Holding>, HashMap<Symbol, Decimal>) {
         let b = self.lock();
         let positions = symbols
             .iter()
             .filter_map(|s| {
-                let q = b.positions.get(&(instance.clone(), s.clone()))?;
-                Some((s.clone(), *q))
+                let h = b.holdings.get(&(instance.clone(), s.clone()))?;
+                Some((s.clone(), *h))
             })
             .collect();
         let mut pending: HashMap<Symbol, Decimal> = HashMap::new();
@@ -251,6 +264,18 @@ impl OrderBook {
             *pending.entry(r.symbol.clone()).or_default() += r.signed(r.qty - r.filled_qty);
         }
         (positions, pending)
+    }
+
+    /// Every instance's holding in every symbol it has traded, by instance then symbol.
+    pub fn holdings(&self) -> Vec<(InstanceId, Symbol, Holding)> {
+        let mut all: Vec<_> = self
+            .lock()
+            .holdings
+            .iter()
+            .map(|((i, s), h)| (i.clone(), s.clone(), *h))
+            .collect();
+        all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
     }
 
     pub fn get(&self, client_order_id: &ClientOrderId) -> Option<OrderRecord> {
@@ -280,6 +305,23 @@ impl OrderBook {
             .take(limit)
             .cloned()
             .collect()
+    }
+}
+
+/// The price of the part of an order that filled since it was last read: the venue reports the
+/// average of all fills so far, so the new part's price is what moves that average. Without a
+/// reported price (a venue quirk) the order's own average stands in, or the last one known.
+fn fill_price(record: &OrderRecord, order: &Order, newly_filled: Decimal) -> Decimal {
+    let now = order.filled_avg_price;
+    let before = record.filled_avg_price.unwrap_or_default();
+    match now {
+        Some(avg) if !newly_filled.is_zero() => {
+            let total = order.filled_qty * avg - record.filled_qty * before;
+            let price = total / newly_filled;
+            if price > Decimal::ZERO { price } else { avg }
+        }
+        Some(avg) => avg,
+        None => before,
     }
 }
 
@@ -319,11 +361,12 @@ mod tests {
         }
     }
 
-    fn venue(cid: &str, status: OrderStatus, filled: i64) -> Order {
+    /// The venue's view of an order: `filled` shares so far at an average of `avg`.
+    fn venue(cid: &str, status: OrderStatus, filled: i64, avg: &str) -> Order {
         serde_json::from_value(serde_json::json!({
             "id": "6f1c1f4e-0000-4000-8000-000000000001", "client_order_id": cid, "symbol": "SPY",
-            "qty": "10", "filled_qty": filled.to_string(), "side": "buy", "type": "market",
-            "status": status, "created_at": "2026-03-02T15:00:00Z"
+            "qty": "10", "filled_qty": filled.to_string(), "filled_avg_price": avg, "side": "buy",
+            "type": "market", "status": status, "created_at": "2026-03-02T15:00:00Z"
         }))
         .unwrap()
     }
@@ -352,16 +395,24 @@ mod tests {
         book.begin(&id, &intent(Side::Buy, 10), cid.clone());
         let (_, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
         assert_eq!(pending[&spy], Decimal::from(10));
-        book.apply_venue(&cid, &venue("cid-1", OrderStatus::PartiallyFilled, 4));
-        book.apply_venue(&cid, &venue("cid-1", OrderStatus::PartiallyFilled, 4));
+        book.apply_venue(
+            &cid,
+            &venue("cid-1", OrderStatus::PartiallyFilled, 4, "100"),
+        );
+        book.apply_venue(
+            &cid,
+            &venue("cid-1", OrderStatus::PartiallyFilled, 4, "100"),
+        );
         let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
         assert_eq!(
-            (pos[&spy], pending[&spy]),
-            (Decimal::from(4), Decimal::from(6))
+            (pos[&spy].qty, pos[&spy].avg_price, pending[&spy]),
+            (Decimal::from(4), Decimal::from(100), Decimal::from(6))
         );
-        book.apply_venue(&cid, &venue("cid-1", OrderStatus::Filled, 10));
+        // 6 more at 101.6: the venue's cumulative average becomes (4·100 + 6·101.6)/10 = 100.96.
+        book.apply_venue(&cid, &venue("cid-1", OrderStatus::Filled, 10, "100.96"));
         let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
-        assert_eq!(pos[&spy], Decimal::from(10));
+        assert_eq!(pos[&spy].qty, Decimal::from(10));
+        assert_eq!(pos[&spy].avg_price, "100.96".parse::<Decimal>().unwrap());
         assert!(pending.is_empty());
     }
 
@@ -375,7 +426,7 @@ mod tests {
         let spy = Symbol::parse("SPY").unwrap();
         let cid = ClientOrderId::new("cid-a".into());
         book.begin(&a, &intent(Side::Buy, 10), cid.clone());
-        book.apply_venue(&cid, &venue("cid-a", OrderStatus::Filled, 10));
+        book.apply_venue(&cid, &venue("cid-a", OrderStatus::Filled, 10, "100"));
         assert!(
             book.instance_view(&b, std::slice::from_ref(&spy))
                 .0

@@ -1,0 +1,222 @@
+//! Comparing the account's positions at the venue with what herd's own fills explain.
+//!
+//! The venue is the source of truth for what the account holds; the book for which instance
+//! holds what. Expected per symbol: the position the account held before herd's first order
+//! could fill (read once, at the first reading: positions herd did not make) plus the sum of
+//! every instance's holding. A difference is a mismatch: someone else traded the account, or a
+//! fill was missed. It is reported, never silently overwritten.
+//!
+//! Invariants:
+//! - A symbol with one of herd's orders still working is not compared: the venue may be
+//!   mid-fill, and a difference then is the fill in transit, not a mismatch.
+//! - [`Reconciliation::changed`] is true only when the set of mismatched symbols changed since
+//!   the previous reading, so a lasting mismatch is logged once, not on every tick.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::{OrderBook, Symbol};
+use crate::broker::alpaca::models::Position;
+
+/// One symbol whose account position herd cannot explain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub symbol: Symbol,
+    /// What the venue says the account holds.
+    pub account: Decimal,
+    /// `external + herd`.
+    pub expected: Decimal,
+    /// The sum of every instance's holding.
+    pub herd: Decimal,
+    /// What the account held before herd traded.
+    pub external: Decimal,
+}
+
+/// The outcome of one reading of the account's positions.
+#[derive(Debug, Clone, Default)]
+pub struct Reconciliation {
+    pub mismatches: Vec<Mismatch>,
+    /// The set of mismatched symbols differs from the previous reading's.
+    pub changed: bool,
+}
+
+impl OrderBook {
+    /// Compares a reading of the account's positions with herd's expectation (the first reading
+    /// also records the positions herd did not make).
+    pub fn reconcile(&self, held: &[Position]) -> Reconciliation {
+        let account: HashMap<Symbol, Decimal> = held
+            .iter()
+            .filter_map(|p| Some((Symbol::parse(&p.symbol).ok()?, p.qty)))
+            .collect();
+        let mut b = self.lock();
+        let external = b.external.get_or_insert_with(|| account.clone()).clone();
+        let mut herd: HashMap<Symbol, Decimal> = HashMap::new();
+        for ((_, symbol), h) in &b.holdings {
+            *herd.entry(symbol.clone()).or_default() += h.qty;
+        }
+        let working: BTreeSet<Symbol> = b
+            .records
+            .values()
+            .filter(|r| !r.state.is_final())
+            .map(|r| r.symbol.clone())
+            .collect();
+        let symbols: BTreeSet<&Symbol> = account
+            .keys()
+            .chain(herd.keys())
+            .chain(external.keys())
+            .collect();
+        let get = |m: &HashMap<Symbol, Decimal>, s: &Symbol| m.get(s).copied().unwrap_or_default();
+        let mismatches: Vec<Mismatch> = symbols
+            .into_iter()
+            .filter(|s| !working.contains(*s))
+            .filter_map(|s| {
+                let (acc, h, ext) = (get(&account, s), get(&herd, s), get(&external, s));
+                (acc != ext + h).then(|| Mismatch {
+                    symbol: s.clone(),
+                    account: acc,
+                    expected: ext + h,
+                    herd: h,
+                    external: ext,
+                })
+            })
+            .collect();
+        let now: BTreeSet<Symbol> = mismatches.iter().map(|m| m.symbol.clone()).collect();
+        let changed = now != b.mismatched;
+        b.mismatched = now;
+        Reconciliation {
+            mismatches,
+            changed,
+        }
+    }
+
+    /// What herd expects the account to hold in `symbol`: the positions it did not make plus
+    /// every instance's holding.
+    pub fn expected_position(&self, symbol: &Symbol) -> Decimal {
+        let b = self.lock();
+        let external = b
+            .external
+            .as_ref()
+            .and_then(|e| e.get(symbol).copied())
+            .unwrap_or_default();
+        let herd: Decimal = b
+            .holdings
+            .iter()
+            .filter(|((_, s), _)| s == symbol)
+            .map(|(_, h)| h.qty)
+            .sum();
+        external + herd
+    }
+
+    /// The positions the account held before herd traded (empty before the first reading).
+    pub fn external_positions(&self) -> Vec<(Symbol, Decimal)> {
+        let b = self.lock();
+        let mut all: Vec<_> = b
+            .external
+            .iter()
+            .flatten()
+            .filter(|(_, q)| !q.is_zero())
+            .map(|(s, q)| (s.clone(), *q))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::broker::alpaca::models::{Order, OrderStatus};
+    use crate::domain::{ClientOrderId, InstanceId, OrderIntent, Side};
+
+    fn held(positions: &[(&str, i64)]) -> Vec<Position> {
+        positions
+            .iter()
+            .map(|(s, q)| {
+                serde_json::from_value(serde_json::json!({
+                    "symbol": s, "qty": q.to_string(), "avg_entry_price": "100"
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn fill(book: &OrderBook, instance: &str, cid: &str, side: Side, qty: i64) {
+        let intent = OrderIntent {
+            symbol: Symbol::parse("SPY").unwrap(),
+            side,
+            qty: Decimal::from(qty),
+            decided_on: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap(),
+            reference_price: Some(100.0),
+            reason: "test".into(),
+        };
+        let cid = ClientOrderId::new(cid.into());
+        book.begin(&InstanceId::parse(instance).unwrap(), &intent, cid.clone());
+        let order: Order = serde_json::from_value(serde_json::json!({
+            "id": "6f1c1f4e-0000-4000-8000-000000000001", "client_order_id": cid.as_str(),
+            "symbol": "SPY", "qty": qty.to_string(), "filled_qty": qty.to_string(),
+            "filled_avg_price": "100", "side": side.as_str(), "type": "market",
+            "status": OrderStatus::Filled, "created_at": "2026-03-02T15:00:00Z"
+        }))
+        .unwrap();
+        book.apply_venue(&cid, &order);
+    }
+
+    #[test]
+    fn positions_herd_did_not_make_plus_every_instances_holding_reconcile() {
+        let book = OrderBook::new();
+        let first = book.reconcile(&held(&[("SPY", 5)]));
+        assert!(
+            first.mismatches.is_empty(),
+            "the first reading is the baseline"
+        );
+        fill(&book, "a", "c1", Side::Buy, 10);
+        fill(&book, "b", "c2", Side::Sell, 3);
+        let spy = Symbol::parse("SPY").unwrap();
+        assert_eq!(book.expected_position(&spy), Decimal::from(12));
+        let fine = book.reconcile(&held(&[("SPY", 12)]));
+        assert!(fine.mismatches.is_empty() && !fine.changed);
+        assert_eq!(book.external_positions(), [(spy.clone(), Decimal::from(5))]);
+    }
+
+    #[test]
+    fn a_difference_is_reported_once_when_it_appears_and_once_when_it_goes() {
+        let book = OrderBook::new();
+        book.reconcile(&[]);
+        fill(&book, "a", "c1", Side::Buy, 10);
+        let off = book.reconcile(&held(&[("SPY", 4)]));
+        assert!(off.changed);
+        assert_eq!(off.mismatches.len(), 1);
+        let m = &off.mismatches[0];
+        assert_eq!(
+            (m.account, m.expected, m.herd),
+            (Decimal::from(4), Decimal::from(10), Decimal::from(10))
+        );
+        assert!(
+            !book.reconcile(&held(&[("SPY", 4)])).changed,
+            "a lasting mismatch is news once"
+        );
+        let back = book.reconcile(&held(&[("SPY", 10)]));
+        assert!(back.changed && back.mismatches.is_empty());
+    }
+
+    #[test]
+    fn a_symbol_with_a_working_order_is_not_compared() {
+        let book = OrderBook::new();
+        book.reconcile(&[]);
+        let intent = OrderIntent {
+            symbol: Symbol::parse("SPY").unwrap(),
+            side: Side::Buy,
+            qty: Decimal::from(10),
+            decided_on: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap(),
+            reference_price: Some(100.0),
+            reason: "test".into(),
+        };
+        let a = InstanceId::parse("a").unwrap();
+        book.begin(&a, &intent, ClientOrderId::new("working".into()));
+        assert!(book.reconcile(&held(&[("SPY", 6)])).mismatches.is_empty());
+    }
+}

@@ -1,0 +1,123 @@
+//! `GetPositions` (what `/positions` shows) and the one place a reading of the account's
+//! positions is reconciled with herd's own, counted and logged.
+//!
+//! Invariant: a lasting mismatch is logged once when it appears and once when it clears (the
+//! metric `herd_position_mismatches` carries its current size), never on every tick.
+
+use actix::prelude::*;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::alpaca::models::Position;
+use super::book::{Mismatch, OrderBook};
+use super::{BrokerActor, BrokerError};
+use crate::domain::{Holding, InstanceId, Symbol};
+use crate::metrics::Metrics;
+
+/// Every instance's holdings next to the account's positions at the venue.
+#[derive(Message)]
+#[rtype(result = "Result<PositionsReport, BrokerError>")]
+pub struct GetPositions;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionsReport {
+    /// The account holds exactly what herd's fills and the positions it did not make explain.
+    pub reconciled: bool,
+    pub mismatches: Vec<Mismatch>,
+    /// Each instance's holding, marked at the venue's current price when the account holds the
+    /// symbol.
+    pub instances: Vec<InstanceHolding>,
+    /// The account's positions as the venue reports them.
+    pub account: Vec<Position>,
+    /// What the account held before herd's first order: not herd's.
+    pub external: Vec<ExternalPosition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceHolding {
+    pub instance: InstanceId,
+    pub symbol: Symbol,
+    #[serde(flatten)]
+    pub holding: Holding,
+    pub current_price: Option<Decimal>,
+    pub unrealized_pnl: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExternalPosition {
+    pub symbol: Symbol,
+    pub qty: Decimal,
+}
+
+/// Reconciles a reading of the account's positions with the book; keeps the metric current and
+/// logs a change of the mismatched set.
+pub(super) fn observe_account(
+    book: &OrderBook,
+    metrics: &Metrics,
+    held: &[Position],
+) -> Vec<Mismatch> {
+    let r = book.reconcile(held);
+    metrics.position_mismatches(r.mismatches.len());
+    if r.changed {
+        if r.mismatches.is_empty() {
+            tracing::info!(
+                event = "positions_reconciled",
+                "account positions match herd's again"
+            );
+        } else {
+            let detail = serde_json::to_string(&r.mismatches).unwrap_or_default();
+            tracing::warn!(
+                event = "position_mismatch", symbols = r.mismatches.len(), mismatches = %detail,
+                "the account holds positions herd's fills do not explain"
+            );
+        }
+    }
+    r.mismatches
+}
+
+impl Handler<GetPositions> for BrokerActor {
+    type Result = ResponseActFuture<Self, Result<PositionsReport, BrokerError>>;
+
+    fn handle(&mut self, _: GetPositions, _: &mut Self::Context) -> Self::Result {
+        let (snapshots, book, metrics) = (
+            self.deps.snapshots.clone(),
+            std::sync::Arc::clone(&self.deps.book),
+            std::sync::Arc::clone(&self.deps.metrics),
+        );
+        Box::pin(self.guard(async move {
+            let held = snapshots.positions().await?;
+            let mismatches = observe_account(&book, &metrics, &held);
+            let price = |symbol: &Symbol| {
+                held.iter()
+                    .find(|p| p.symbol == symbol.as_str())
+                    .and_then(|p| p.current_price)
+            };
+            let instances = book
+                .holdings()
+                .into_iter()
+                .map(|(instance, symbol, holding)| {
+                    let current_price = price(&symbol);
+                    InstanceHolding {
+                        unrealized_pnl: current_price.map(|p| holding.unrealized_pnl(p)),
+                        instance,
+                        symbol,
+                        holding,
+                        current_price,
+                    }
+                })
+                .collect();
+            let external = book
+                .external_positions()
+                .into_iter()
+                .map(|(symbol, qty)| ExternalPosition { symbol, qty })
+                .collect();
+            Ok(PositionsReport {
+                reconciled: mismatches.is_empty(),
+                mismatches,
+                instances,
+                account: held.to_vec(),
+                external,
+            })
+        }))
+    }
+}

@@ -1,0 +1,132 @@
+//! Several strategy kinds in one process, trading overlapping symbols on one account: each
+//! ticks without error, each instance's ledger is exactly the fills it received, and the
+//! ledgers together are what the venue says the account holds.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Herd, eventually, get_json};
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+/// Momentum and mean reversion on SPY at hair triggers (mean reversion also shorts), so both
+/// trade within moments and their positions net at the venue.
+const KINDS: &str = r#"
+[sim]
+speed = 600.0
+
+[[strategies]]
+id = "mom"
+kind = "momentum"
+symbols = ["SPY", "QQQ"]
+every = "5m"
+[strategies.params]
+threshold = 0.0001
+position_size = 3
+
+[[strategies]]
+id = "mr"
+kind = "mean_reversion"
+symbols = ["SPY", "GLD"]
+every = "5m"
+[strategies.params]
+lookback = 5
+entry_z = 0.3
+exit_z = 0.1
+position_size = 2
+"#;
+
+fn dec(v: &Value) -> Decimal {
+    v.as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or_else(|_| panic!("not a decimal: {v}"))
+}
+
+/// Per (instance, symbol), the signed quantity of every fill herd recorded.
+fn filled(orders: &[Value]) -> BTreeMap<(String, String), Decimal> {
+    let mut out: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for o in orders {
+        let qty = dec(&o["filled_qty"]);
+        let signed = if o["side"] == "buy" { qty } else { -qty };
+        let key = (
+            o["instance"].as_str().unwrap().to_owned(),
+            o["symbol"].as_str().unwrap().to_owned(),
+        );
+        *out.entry(key).or_default() += signed;
+    }
+    out.retain(|_, q| !q.is_zero());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_venue() {
+    let herd = Herd::start(KINDS, &[]);
+    let base = herd.http.clone();
+    // Both kinds have traded, and at one reading nothing is in flight and everything agrees.
+    let (orders, positions) = eventually("both kinds traded and reconcile", &herd, || async {
+        let orders = common::herd_orders(&herd).await;
+        let traded = |id: &str| {
+            orders
+                .iter()
+                .any(|o| o["instance"] == id && o["state"] == "filled")
+        };
+        // Refused, rejected and canceled orders are final too; only working ones move ledgers.
+        let working = |o: &Value| {
+            ["submitting", "open", "unknown"].contains(&o["state"].as_str().unwrap_or(""))
+        };
+        if !(traded("mom") && traded("mr")) || orders.iter().any(working) {
+            return None;
+        }
+        let positions = get_json(&format!("{base}/positions")).await?;
+        (positions["reconciled"] == true).then_some((orders, positions))
+    })
+    .await;
+
+    let ledgers: BTreeMap<(String, String), Decimal> = positions["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let key = (
+                h["instance"].as_str().unwrap().to_owned(),
+                h["symbol"].as_str().unwrap().to_owned(),
+            );
+            (key, dec(&h["qty"]))
+        })
+        .filter(|(_, q)| !q.is_zero())
+        .collect();
+    assert_eq!(
+        ledgers,
+        filled(&orders),
+        "each ledger is its own fills\n{positions}"
+    );
+
+    let mut herd_total: BTreeMap<String, Decimal> = BTreeMap::new();
+    for ((_, symbol), q) in &ledgers {
+        *herd_total.entry(symbol.clone()).or_default() += q;
+    }
+    herd_total.retain(|_, q| !q.is_zero());
+    let account: BTreeMap<String, Decimal> = positions["account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["symbol"].as_str().unwrap().to_owned(), dec(&p["qty"])))
+        .filter(|(_, q)| !q.is_zero())
+        .collect();
+    assert_eq!(
+        herd_total, account,
+        "the ledgers sum to the venue's positions\n{positions}"
+    );
+
+    let strategies = get_json(&format!("{base}/strategies")).await.unwrap();
+    for s in strategies["strategies"].as_array().unwrap() {
+        assert_eq!(s["last_error"], Value::Null, "{s}");
+        assert!(s["ticks"].as_u64().unwrap() >= 1, "{s}");
+        assert!(s["params"].is_object(), "{s}");
+        assert!(!s["last_decisions"].as_array().unwrap().is_empty(), "{s}");
+    }
+}
