@@ -11,7 +11,7 @@ use actix::prelude::*;
 
 use crate::broker::{
     AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, OrderBook, Snapshots, VenueSpeed,
+    MarketCacheActor, OrderBook, OrderLanes, Snapshots, VenueSpeed,
 };
 use crate::domain::{Secret, Slot, StatusReport, Venue};
 use crate::http::{self, OpsState};
@@ -66,6 +66,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
         gateway,
         cache: cache.clone(),
         book: Arc::new(OrderBook::new()),
+        lanes: OrderLanes::default(),
         process: Arc::clone(&process),
         metrics: Arc::clone(&metrics),
         venue,

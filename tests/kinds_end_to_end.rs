@@ -12,8 +12,8 @@ use common::{Herd, eventually, get_json};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-/// Momentum and mean reversion on SPY at hair triggers (mean reversion also shorts), so both
-/// trade within moments and their positions net at the venue.
+/// Momentum and mean reversion on SPY at hair triggers (mean reversion also shorts), and an
+/// optimizer holding SPY too: all trade within moments and their positions net at the venue.
 const KINDS: &str = r#"
 [sim]
 speed = 600.0
@@ -37,6 +37,16 @@ lookback = 5
 entry_z = 0.3
 exit_z = 0.1
 position_size = 2
+
+[[strategies]]
+id = "opt"
+kind = "portfolio_optimizer"
+symbols = ["SPY", "GLD", "TLT"]
+every = "1d"
+[strategies.params]
+method = "min_variance"
+lookback = 10
+capital = 5000
 "#;
 
 fn dec(v: &Value) -> Decimal {
@@ -63,8 +73,15 @@ fn filled(orders: &[Value]) -> BTreeMap<(String, String), Decimal> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_venue() {
-    let herd = Herd::start(KINDS, &[]);
+async fn the_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_venue() {
+    // The simulator runs 600x, so ticks come every half second: lift the request quotas (real
+    // time), which this test is not about.
+    let unlimited = [
+        ("HERD__SIM__RATE_LIMIT", "0"),
+        ("HERD__BROKER__LIMITER__REQUESTS_PER_MINUTE", "100000"),
+        ("HERD__BROKER__DATA_LIMITER__REQUESTS_PER_MINUTE", "100000"),
+    ];
+    let herd = Herd::start(KINDS, &unlimited);
     let base = herd.http.clone();
     // Both kinds have traded, and at one reading nothing is in flight and everything agrees.
     let (orders, positions) = eventually("both kinds traded and reconcile", &herd, || async {
@@ -78,7 +95,7 @@ async fn two_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_
         let working = |o: &Value| {
             ["submitting", "open", "unknown"].contains(&o["state"].as_str().unwrap_or(""))
         };
-        if !(traded("mom") && traded("mr")) || orders.iter().any(working) {
+        if !(traded("mom") && traded("mr") && traded("opt")) || orders.iter().any(working) {
             return None;
         }
         let positions = get_json(&format!("{base}/positions")).await?;

@@ -30,6 +30,8 @@ mod cached;
 mod dedup;
 mod error;
 mod gateway;
+mod lanes;
+mod legs;
 pub mod limiter;
 mod market;
 mod order_id;
@@ -58,6 +60,7 @@ pub use breaker::BreakerSnapshot;
 pub use cached::{CacheKey, CacheValue, MarketCache, MarketCacheActor};
 pub use error::{BrokerError, NotSent};
 pub use gateway::{Gateway, Quotas};
+pub use lanes::OrderLanes;
 pub use market::VenueSpeed;
 pub use orders::SubmitOrder;
 pub use positions::{GetPositions, PositionsReport};
@@ -80,6 +83,8 @@ pub struct BrokerDeps {
     pub snapshots: Snapshots,
     pub cache: MarketCache,
     pub book: Arc<OrderBook>,
+    /// One order per symbol at the venue at a time (shared by incarnations, like the book).
+    pub lanes: OrderLanes,
     pub process: Arc<ProcessState>,
     pub metrics: Arc<Metrics>,
     pub venue: Venue,

@@ -31,6 +31,28 @@ pub fn client_order_id(
         side.as_str(),
         decided_on.timestamp_millis()
     );
+    from_name(instance, &name)
+}
+
+/// The id of the second leg of a decision sent in two (see `legs.rs`): the same inputs plus the
+/// leg number, so it is as stable as the first leg's.
+pub fn second_leg_id(
+    instance: &InstanceId,
+    symbol: &Symbol,
+    side: Side,
+    decided_on: DateTime<Utc>,
+) -> ClientOrderId {
+    let name = format!(
+        "{}|{}|{}|{}|leg2",
+        instance.as_str(),
+        symbol.as_str(),
+        side.as_str(),
+        decided_on.timestamp_millis()
+    );
+    from_name(instance, &name)
+}
+
+fn from_name(instance: &InstanceId, name: &str) -> ClientOrderId {
     let hash = Uuid::new_v5(&NAMESPACE, name.as_bytes())
         .simple()
         .to_string();
@@ -76,5 +98,13 @@ mod tests {
             t(0),
         );
         assert_eq!(pinned.as_str(), "momentum-etf-adb224f9d7e357299625b5db");
+        let leg = second_leg_id(
+            &InstanceId::parse("momentum-etf").unwrap(),
+            &Symbol::parse("SPY").unwrap(),
+            Side::Buy,
+            t(0),
+        );
+        assert_ne!(leg, pinned);
+        assert_eq!(leg.as_str().len(), pinned.as_str().len());
     }
 }

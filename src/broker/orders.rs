@@ -2,8 +2,11 @@
 //! until it is final (fills move the instance's position in the book).
 //!
 //! Invariants:
+//! - An order takes its symbol's lane (`lanes.rs`) before it reads the account, and keeps it
+//!   until it is final: orders for one symbol reach the venue one after the other.
 //! - An order is checked against the trading state and the risk limits with fresh account and
 //!   position figures; if those cannot be read, the order is refused (fail closed).
+//! - An order that would take the account through zero goes out in two legs (`legs.rs`).
 //! - A refused order is recorded in the book with its reason, logged and counted, never sent.
 //! - The refresh makes one listing call for all unsettled orders the venue has acknowledged,
 //!   and looks up by client id only those whose fate is unknown.
@@ -17,7 +20,8 @@ use rust_decimal::prelude::FromPrimitive;
 
 use super::alpaca::models::{Order, OrderRequest};
 use super::book::{Begin, OrderRecord, OrderState};
-use super::cached::CacheKey;
+use super::lanes::{LANE_HOLD, LaneTurn, until_final};
+use super::legs::split_at_zero;
 use super::market::account_position;
 use super::positions::observe_account;
 use super::risk::{OrderContext, check_order, daily_pnl};
@@ -71,21 +75,25 @@ impl Handler<SubmitOrder> for BrokerActor {
             own.values().map(|h| h.qty).sum::<Decimal>() + pending.values().sum::<Decimal>();
         let snapshots = self.deps.snapshots.clone();
         let (book, metrics) = (Arc::clone(&self.deps.book), Arc::clone(&self.deps.metrics));
-        let symbol = intent.symbol.clone();
+        let (lanes, symbol) = (self.deps.lanes.clone(), intent.symbol.clone());
+        // The symbol's lane first: the account is read after any earlier order for the symbol
+        // is final, so the gate and the split judge it as it will be.
         let inputs = async move {
+            let turn = lanes.turn(&symbol).await;
             let held = snapshots.positions().await?;
             observe_account(&book, &metrics, &held);
             let account = snapshots.account().await?;
             let last = account.last_equity.unwrap_or(account.equity);
-            Ok::<_, BrokerError>(RiskInputs {
+            let inputs = RiskInputs {
                 account_position: account_position(&held, &symbol),
                 daily_pnl: daily_pnl(account.equity, last),
-            })
+            };
+            Ok::<_, BrokerError>((turn, inputs))
         };
         let fut = self
             .guard(inputs)
             .then(move |inputs, act, _| -> Self::Result {
-                let inputs = match inputs {
+                let (turn, inputs) = match inputs {
                     Ok(i) => i,
                     Err(BrokerError::Panicked(panic)) => {
                         let why = format!("panic: {panic}");
@@ -111,7 +119,14 @@ impl Handler<SubmitOrder> for BrokerActor {
                 if let Err(refusal) = check_order(&check, &act.deps.risk, &trading) {
                     return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
                 }
-                act.place(record, intent, cid)
+                let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
+                    Some((close, open)) => act.place_in_legs(record, intent, cid, close, open),
+                    None => act.place(record, intent, cid),
+                };
+                Box::pin(placed.map(move |result, act, ctx| {
+                    act.release_lane_when_final(turn, &result, ctx);
+                    result
+                }))
             });
         Box::pin(fut)
     }
@@ -139,7 +154,7 @@ impl BrokerActor {
     }
 
     /// Sends an order that passed the gate, idempotently, and records the outcome.
-    fn place(
+    pub(super) fn place(
         &mut self,
         record: OrderRecord,
         intent: OrderIntent,
@@ -175,8 +190,7 @@ impl BrokerActor {
                     SubmitOutcome::Placed(order) | SubmitOutcome::Adopted(order) => {
                         act.observe(None);
                         // An accepted order already holds buying power and shares at the venue.
-                        act.deps.cache.invalidate(&CacheKey::Account);
-                        act.deps.cache.invalidate(&CacheKey::Positions);
+                        act.deps.snapshots.invalidate_holdings();
                         act.apply(&cid, &order);
                         ctx.run_later(FIRST_FILL_CHECK, |act, ctx| act.refresh_unsettled(ctx));
                         (OrderOutcome::Accepted, Ok(()))
@@ -207,13 +221,37 @@ impl BrokerActor {
         Box::pin(placed)
     }
 
+    /// Keeps the symbol's lane until the order just placed is final (or `LANE_HOLD` passed),
+    /// then lets the next order for the symbol read the account.
+    fn release_lane_when_final(
+        &mut self,
+        turn: LaneTurn,
+        placed: &Result<OrderRecord, BrokerError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Ok(record) = placed else {
+            return;
+        };
+        if record.state.is_final() {
+            return;
+        }
+        let (book, poll) = (Arc::clone(&self.deps.book), self.deps.order_poll);
+        let cid = record.client_order_id.clone();
+        ctx.spawn(
+            async move {
+                until_final(&book, &cid, poll, LANE_HOLD).await;
+                drop(turn);
+            }
+            .into_actor(self),
+        );
+    }
+
     /// Applies what the venue says about one of herd's orders.
     fn apply(&mut self, cid: &ClientOrderId, order: &Order) {
         if let Some((record, filled)) = self.deps.book.apply_venue(cid, order)
             && !filled.is_zero()
         {
-            self.deps.cache.invalidate(&CacheKey::Positions);
-            self.deps.cache.invalidate(&CacheKey::Account);
+            self.deps.snapshots.invalidate_holdings();
             tracing::info!(
                 event = "order_fill", instance = %record.instance, client_order_id = %cid,
                 symbol = %record.symbol, side = %record.side, filled_qty = %filled,

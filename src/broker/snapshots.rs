@@ -3,12 +3,18 @@
 //!
 //! Invariants:
 //! - However many instances tick together, each of these is fetched at most once per cache
-//!   lifetime (`SNAPSHOT_TTL`), and herd's own fills invalidate positions and account.
+//!   lifetime (`SNAPSHOT_TTL`), and herd's own accepted orders and fills invalidate positions and
+//!   account ([`Snapshots::invalidate_holdings`]).
+//! - A reading taken before an invalidation never serves after it: each snapshot has a
+//!   generation, bumped by invalidation; a fetch caches its answer only if the generation did
+//!   not move while it ran, and requests after an invalidation never join a fetch from before.
+//!   (Otherwise the risk gate could judge an order by positions from before the last fill.)
 //! - The clock is never stale: a cached reading is advanced by the real time since it was taken
 //!   times the venue's speed (an accelerated simulator moves minutes in 500 ms), and it is
 //!   read afresh once that would cross the next open or close.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::alpaca::models::{Account, Clock, Position};
@@ -28,7 +34,10 @@ pub const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
 pub struct Snapshots {
     gateway: Gateway,
     cache: MarketCache,
-    inflight: Inflight<CacheKey, Result<CacheValue, RetryError>>,
+    /// Calls in flight, keyed by what they fetch and the generation they fetch for.
+    inflight: Inflight<(CacheKey, u64), Result<CacheValue, RetryError>>,
+    /// One generation per [`Snapshot`], bumped by every invalidation.
+    generations: Arc<[AtomicU64; 3]>,
     metrics: Arc<Metrics>,
     speed: VenueSpeed,
 }
@@ -44,6 +53,7 @@ impl Snapshots {
             gateway,
             cache,
             inflight: Inflight::default(),
+            generations: Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]),
             metrics,
             speed,
         }
@@ -77,13 +87,23 @@ impl Snapshots {
         }
     }
 
+    /// Drops the cached positions and account: herd's own order changed them at the venue.
+    pub fn invalidate_holdings(&self) {
+        for which in [Snapshot::Positions, Snapshot::Account] {
+            self.generations[which.slot()].fetch_add(1, Ordering::AcqRel);
+            self.cache.invalidate(&which.key_and_operation().0);
+        }
+    }
+
     async fn get(&self, which: Snapshot) -> Result<CacheValue, RetryError> {
         let (key, op) = which.key_and_operation();
         if let Some(v) = self.cache.get(&key) {
             return Ok(v);
         }
+        let generation = self.generations[which.slot()].load(Ordering::Acquire);
+        let current = Arc::clone(&self.generations);
         let (gateway, cache, k) = (self.gateway.clone(), self.cache.clone(), key.clone());
-        let (call, joined) = self.inflight.run(key, move || async move {
+        let (call, joined) = self.inflight.run((key, generation), move || async move {
             let value = match which {
                 Snapshot::Clock => gateway
                     .clock()
@@ -98,7 +118,11 @@ impl Snapshots {
                     .await
                     .map(|a| CacheValue::Account(Box::new(a))),
             }?;
-            cache.put(k, value.clone(), SNAPSHOT_TTL);
+            // Invalidated while this ran: the answer may predate the change; serve it to the
+            // callers who asked before, but do not keep it.
+            if current[which.slot()].load(Ordering::Acquire) == generation {
+                cache.put(k, value.clone(), SNAPSHOT_TTL);
+            }
             Ok(value)
         });
         if joined {
@@ -117,6 +141,14 @@ enum Snapshot {
 }
 
 impl Snapshot {
+    fn slot(self) -> usize {
+        match self {
+            Snapshot::Clock => 0,
+            Snapshot::Positions => 1,
+            Snapshot::Account => 2,
+        }
+    }
+
     fn key_and_operation(self) -> (CacheKey, Operation) {
         match self {
             Snapshot::Clock => (CacheKey::Clock, Operation::Clock),

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::*;
 use crate::strategy::mean_reversion::MeanReversionParams;
 use crate::strategy::momentum::MomentumParams;
+use crate::strategy::portfolio_optimizer::PortfolioOptimizerParams;
 
 fn load_with(
     dir: &Path,
@@ -64,7 +65,8 @@ fn built_in_defaults_run_one_instance_of_each_shipped_kind_against_the_simulator
         shipped,
         [
             ("momentum-etf", "momentum"),
-            ("mean-reversion-metals", "mean_reversion")
+            ("mean-reversion-metals", "mean_reversion"),
+            ("portfolio-optimizer", "portfolio_optimizer")
         ]
     );
     let symbols: Vec<_> = s.instances[0].symbols.iter().map(|s| s.as_str()).collect();
@@ -79,6 +81,10 @@ fn the_default_instances_spell_out_their_kinds_defaults() {
     assert_eq!(
         s.instances[1].params,
         StrategyParams::MeanReversion(MeanReversionParams::default())
+    );
+    assert_eq!(
+        s.instances[2].params,
+        StrategyParams::PortfolioOptimizer(PortfolioOptimizerParams::default())
     );
 }
 

@@ -17,6 +17,8 @@ pub mod chaos;
 pub mod indicators;
 pub mod mean_reversion;
 pub mod momentum;
+pub mod portfolio;
+pub mod portfolio_optimizer;
 mod registry;
 
 use crate::domain::{DataNeeds, Decision, MarketView};

@@ -12,6 +12,7 @@ use super::Strategy;
 use super::chaos::{Chaos, ChaosParams};
 use super::mean_reversion::{MeanReversion, MeanReversionParams};
 use super::momentum::{Momentum, MomentumParams};
+use super::portfolio_optimizer::{PortfolioOptimizer, PortfolioOptimizerParams};
 use crate::domain::{InstanceId, Symbol};
 
 /// One configured strategy instance, validated and ready to build (the settings loader makes
@@ -31,6 +32,7 @@ pub struct StrategySpec {
 pub enum StrategyKind {
     Momentum,
     MeanReversion,
+    PortfolioOptimizer,
     /// Misbehaves on purpose; only in builds with the `chaos` feature.
     #[cfg(feature = "chaos")]
     Chaos,
@@ -40,6 +42,7 @@ impl StrategyKind {
     pub const ALL: &[StrategyKind] = &[
         StrategyKind::Momentum,
         StrategyKind::MeanReversion,
+        StrategyKind::PortfolioOptimizer,
         #[cfg(feature = "chaos")]
         StrategyKind::Chaos,
     ];
@@ -48,6 +51,7 @@ impl StrategyKind {
         match self {
             StrategyKind::Momentum => "momentum",
             StrategyKind::MeanReversion => "mean_reversion",
+            StrategyKind::PortfolioOptimizer => "portfolio_optimizer",
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => "chaos",
         }
@@ -68,7 +72,9 @@ impl StrategyKind {
     /// Whether an instance of this kind must list symbols.
     pub fn needs_symbols(self) -> bool {
         match self {
-            StrategyKind::Momentum | StrategyKind::MeanReversion => true,
+            StrategyKind::Momentum
+            | StrategyKind::MeanReversion
+            | StrategyKind::PortfolioOptimizer => true,
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => false,
         }
@@ -81,6 +87,7 @@ impl StrategyKind {
 pub enum StrategyParams {
     Momentum(MomentumParams),
     MeanReversion(MeanReversionParams),
+    PortfolioOptimizer(PortfolioOptimizerParams),
     #[cfg(feature = "chaos")]
     Chaos(ChaosParams),
 }
@@ -105,6 +112,11 @@ impl StrategyParams {
                 p.check()?;
                 Ok(Self::MeanReversion(p))
             }
+            StrategyKind::PortfolioOptimizer => {
+                let p: PortfolioOptimizerParams = serde_json::from_value(value).map_err(syntax)?;
+                p.check()?;
+                Ok(Self::PortfolioOptimizer(p))
+            }
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => {
                 let p: ChaosParams = serde_json::from_value(value).map_err(syntax)?;
@@ -121,6 +133,9 @@ pub fn build(spec: &StrategySpec) -> Box<dyn Strategy> {
         StrategyParams::Momentum(p) => Box::new(Momentum::new(spec.symbols.clone(), p.clone())),
         StrategyParams::MeanReversion(p) => {
             Box::new(MeanReversion::new(spec.symbols.clone(), p.clone()))
+        }
+        StrategyParams::PortfolioOptimizer(p) => {
+            Box::new(PortfolioOptimizer::new(spec.symbols.clone(), p.clone()))
         }
         #[cfg(feature = "chaos")]
         StrategyParams::Chaos(p) => Box::new(Chaos::new(p.clone())),

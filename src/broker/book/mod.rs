@@ -225,6 +225,22 @@ impl OrderBook {
         Some((updated, newly_filled))
     }
 
+    /// Changes the quantity of an order not sent yet, and says why in its reason.
+    pub fn resize(
+        &self,
+        client_order_id: &ClientOrderId,
+        qty: Decimal,
+        note: &str,
+    ) -> Option<OrderRecord> {
+        let mut b = self.lock();
+        let seq = *b.by_client_id.get(client_order_id)?;
+        let record = b.records.get_mut(&seq)?;
+        record.qty = qty;
+        record.reason = format!("{} ({note})", record.reason);
+        record.updated_at = Utc::now();
+        Some(record.clone())
+    }
+
     /// Marks an order refused, rejected or unknown, with the reason.
     pub fn mark(
         &self,

@@ -1,0 +1,286 @@
+//! Mean–variance mathematics for the portfolio optimizer: the mean and covariance of return
+//! series, and long-only, fully invested weights that minimise variance or maximise the Sharpe
+//! ratio.
+//!
+//! Both objectives reduce to one convex problem, `min yᵀΣy` subject to `aᵀy = 1, y ≥ 0`:
+//! minimum variance with `a = 1` (then `w = y`), maximum Sharpe with `a = μ − r_f` (then
+//! `w = y / Σy`, the classic change of variables, valid when some asset beats the risk-free
+//! rate). It is solved by accelerated projected gradient (FISTA) with step `1/L`, `L` twice the
+//! largest eigenvalue of Σ, and an exact projection onto the constraint set by bisection.
+//!
+//! Invariants:
+//! - Deterministic: the same inputs give the same weights, bit for bit (no random search).
+//! - Weights are non-negative and sum to 1 (within 1e-9); weights below 1e-6 are dropped and
+//!   the rest renormalised.
+//! - An unsolvable case is a typed [`Unsolvable`], never NaN weights.
+
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+/// Mean returns and their sample covariance (÷(T−1)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moments {
+    pub mean: DVector<f64>,
+    pub cov: DMatrix<f64>,
+}
+
+/// What the optimizer maximises or minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// The highest (μ − r_f) / σ of a long-only, fully invested portfolio.
+    MaxSharpe,
+    /// The lowest variance of a long-only, fully invested portfolio.
+    MinVariance,
+}
+
+/// Why no weights came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unsolvable {
+    #[error("fewer than two returns per asset")]
+    TooFewReturns,
+    #[error("the returns have no variance")]
+    NoVariance,
+    #[error(
+        "no asset's mean return beats the risk-free rate: the maximum Sharpe ratio is not positive"
+    )]
+    NoExcessReturn,
+    #[error("the returns are not finite")]
+    NotFinite,
+}
+
+/// Mean and sample covariance of `returns`, one series per asset, all of one length.
+pub fn moments(returns: &[Vec<f64>]) -> Result<Moments, Unsolvable> {
+    let n = returns.len();
+    let t = returns.first().map_or(0, Vec::len);
+    if n == 0 || t < 2 || returns.iter().any(|r| r.len() != t) {
+        return Err(Unsolvable::TooFewReturns);
+    }
+    if returns.iter().flatten().any(|r| !r.is_finite()) {
+        return Err(Unsolvable::NotFinite);
+    }
+    let data = DMatrix::from_fn(t, n, |row, col| returns[col][row]);
+    let mean = DVector::from_fn(n, |i, _| data.column(i).mean());
+    let centered = DMatrix::from_fn(t, n, |row, col| data[(row, col)] - mean[col]);
+    let cov = centered.transpose() * &centered / (t - 1) as f64;
+    Ok(Moments { mean, cov })
+}
+
+/// Long-only weights for `objective`; `risk_free` is per period, like the returns.
+pub fn optimize(m: &Moments, objective: Objective, risk_free: f64) -> Result<Vec<f64>, Unsolvable> {
+    let n = m.mean.len();
+    let a = match objective {
+        Objective::MinVariance => DVector::from_element(n, 1.0),
+        Objective::MaxSharpe => m.mean.map(|mu| mu - risk_free),
+    };
+    if a.iter().all(|x| *x <= 0.0) {
+        return Err(Unsolvable::NoExcessReturn);
+    }
+    let y = min_quadratic(&m.cov, &a)?;
+    let total: f64 = y.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return Err(Unsolvable::NoVariance);
+    }
+    let mut w: Vec<f64> = y.iter().map(|v| v / total).collect();
+    for v in &mut w {
+        if *v < 1e-6 {
+            *v = 0.0;
+        }
+    }
+    let kept: f64 = w.iter().sum();
+    Ok(w.into_iter().map(|v| v / kept).collect())
+}
+
+/// Variance of a portfolio: wᵀΣw.
+pub fn variance(cov: &DMatrix<f64>, w: &[f64]) -> f64 {
+    let w = DVector::from_column_slice(w);
+    (w.transpose() * cov * &w)[(0, 0)]
+}
+
+/// Per-period Sharpe ratio of a portfolio: (wᵀμ − r_f) / √(wᵀΣw); `None` without variance.
+pub fn sharpe(m: &Moments, w: &[f64], risk_free: f64) -> Option<f64> {
+    let v = variance(&m.cov, w);
+    let ret: f64 = m.mean.iter().zip(w).map(|(mu, w)| mu * w).sum();
+    (v > 0.0).then(|| (ret - risk_free) / v.sqrt())
+}
+
+const MAX_ITERATIONS: usize = 20_000;
+const TOLERANCE: f64 = 1e-13;
+
+/// `min yᵀΣy` subject to `aᵀy = 1, y ≥ 0`, by FISTA.
+fn min_quadratic(cov: &DMatrix<f64>, a: &DVector<f64>) -> Result<DVector<f64>, Unsolvable> {
+    let n = a.len();
+    let largest = cov
+        .clone()
+        .symmetric_eigenvalues()
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
+    if !(largest > 0.0 && largest.is_finite()) {
+        return Err(Unsolvable::NoVariance);
+    }
+    let step = 1.0 / (2.0 * largest);
+    let mut y = project(&DVector::from_element(n, 1.0 / n as f64), a);
+    let mut z = y.clone();
+    let mut t = 1.0f64;
+    for _ in 0..MAX_ITERATIONS {
+        let gradient = cov * &z * 2.0;
+        let next = project(&(&z - gradient * step), a);
+        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
+        let moved = (&next - &y).amax();
+        z = &next + (&next - &y) * ((t - 1.0) / t_next);
+        y = next;
+        t = t_next;
+        if moved <= TOLERANCE * (1.0 + y.amax()) {
+            break;
+        }
+    }
+    Ok(y)
+}
+
+/// The point of `{y ≥ 0, aᵀy = 1}` nearest `v`: `y = max(0, v + λa)` with λ found by bisection
+/// (`aᵀy(λ)` never decreases in λ). Needs some `a_i > 0`.
+fn project(v: &DVector<f64>, a: &DVector<f64>) -> DVector<f64> {
+    let at = |lambda: f64| v.zip_map(a, |vi, ai| (vi + lambda * ai).max(0.0));
+    let dot = |lambda: f64| a.dot(&at(lambda));
+    let (mut lo, mut hi) = (-1.0f64, 1.0f64);
+    for _ in 0..200 {
+        if dot(lo) <= 1.0 {
+            break;
+        }
+        lo *= 2.0;
+    }
+    for _ in 0..200 {
+        if dot(hi) >= 1.0 {
+            break;
+        }
+        hi *= 2.0;
+    }
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if dot(mid) < 1.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    at(hi)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn two_assets(mean: [f64; 2], var1: f64, var2: f64, cov12: f64) -> Moments {
+        Moments {
+            mean: DVector::from_column_slice(&mean),
+            cov: DMatrix::from_row_slice(2, 2, &[var1, cov12, cov12, var2]),
+        }
+    }
+
+    #[test]
+    fn moments_match_known_answers() {
+        // Python: statistics.fmean / variance / the sample covariance of the two series.
+        let r1 = vec![0.01, -0.02, 0.015, 0.003, -0.007, 0.012];
+        let r2 = vec![0.004, 0.001, -0.006, 0.008, 0.002, -0.003];
+        let m = moments(&[r1, r2]).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-15;
+        assert!(close(m.mean[0], 0.0021666666666666666) && close(m.mean[1], 0.001));
+        assert!(close(m.cov[(0, 0)], 0.00017976666666666668));
+        assert!(close(m.cov[(1, 1)], 2.48e-05));
+        assert!(close(m.cov[(0, 1)], -2.1799999999999995e-05) && m.cov[(0, 1)] == m.cov[(1, 0)]);
+    }
+
+    #[test]
+    fn minimum_variance_of_two_assets_matches_the_closed_form() {
+        // w₁ = (σ₂² − σ₁₂) / (σ₁² + σ₂² − 2σ₁₂) = 0.084 / 0.118.
+        let m = two_assets([0.0, 0.0], 0.04, 0.09, 0.006);
+        let w = optimize(&m, Objective::MinVariance, 0.0).unwrap();
+        assert!((w[0] - 0.084 / 0.118).abs() < 1e-9, "{w:?}");
+        assert!((w[0] + w[1] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn maximum_sharpe_of_two_assets_is_the_tangency_portfolio() {
+        // Unconstrained tangency: w ∝ Σ⁻¹(μ − r_f) = (0.00078, 0.00074)/det: both positive, so
+        // the long-only answer is the same.
+        let m = two_assets([0.01, 0.02], 0.04, 0.09, 0.006);
+        let w = optimize(&m, Objective::MaxSharpe, 0.0).unwrap();
+        assert!((w[0] - 0.78 / 1.52).abs() < 1e-9, "{w:?}");
+    }
+
+    #[test]
+    fn long_only_drops_an_asset_that_only_a_short_would_use() {
+        // Asset 2 loses money and moves with asset 1: the unconstrained tangency shorts it.
+        let m = two_assets([0.02, -0.01], 0.04, 0.04, 0.03);
+        let w = optimize(&m, Objective::MaxSharpe, 0.0).unwrap();
+        assert_eq!(w, vec![1.0, 0.0]);
+    }
+
+    #[test]
+    fn unsolvable_cases_are_typed() {
+        let losing = two_assets([-0.01, -0.02], 0.04, 0.09, 0.0);
+        assert_eq!(
+            optimize(&losing, Objective::MaxSharpe, 0.0),
+            Err(Unsolvable::NoExcessReturn)
+        );
+        assert!(optimize(&losing, Objective::MinVariance, 0.0).is_ok());
+        let flat = two_assets([0.01, 0.01], 0.0, 0.0, 0.0);
+        assert_eq!(
+            optimize(&flat, Objective::MinVariance, 0.0),
+            Err(Unsolvable::NoVariance)
+        );
+        assert_eq!(moments(&[vec![0.1]]), Err(Unsolvable::TooFewReturns));
+        assert_eq!(moments(&[vec![0.1, f64::NAN]]), Err(Unsolvable::NotFinite));
+    }
+
+    /// Returns of `n` assets over `t` periods, from a shared factor plus noise, as proptest draws.
+    fn returns_strategy() -> impl Strategy<Value = Vec<Vec<f64>>> {
+        (2usize..6, 12usize..60).prop_flat_map(|(n, t)| {
+            prop::collection::vec(prop::collection::vec(-0.05f64..0.05, t), n)
+        })
+    }
+
+    fn random_weights(seed: &[f64]) -> Vec<f64> {
+        let raw: Vec<f64> = seed.iter().map(|x| x.abs() + 1e-3).collect();
+        let total: f64 = raw.iter().sum();
+        raw.iter().map(|x| x / total).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn weights_are_non_negative_and_sum_to_one(returns in returns_strategy()) {
+            let m = moments(&returns).unwrap();
+            for objective in [Objective::MinVariance, Objective::MaxSharpe] {
+                if let Ok(w) = optimize(&m, objective, 0.0) {
+                    prop_assert!(w.iter().all(|x| *x >= 0.0));
+                    prop_assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+                }
+            }
+        }
+
+        #[test]
+        fn no_feasible_portfolio_beats_the_optimum(
+            returns in returns_strategy(),
+            draws in prop::collection::vec(prop::collection::vec(-1.0f64..1.0, 6), 20),
+        ) {
+            let m = moments(&returns).unwrap();
+            let n = returns.len();
+            let best_var = variance(&m.cov, &optimize(&m, Objective::MinVariance, 0.0).unwrap());
+            let tangency = optimize(&m, Objective::MaxSharpe, 0.0).ok();
+            for d in &draws {
+                let w = random_weights(&d[..n]);
+                prop_assert!(best_var <= variance(&m.cov, &w) * (1.0 + 1e-6) + 1e-15);
+                if let (Some(t), Some(s)) = (&tangency, sharpe(&m, &w, 0.0)) {
+                    let best = sharpe(&m, t, 0.0).unwrap();
+                    prop_assert!(best >= s - 1e-6 * (1.0 + s.abs()), "{} < {}", best, s);
+                }
+            }
+        }
+    }
+}
