@@ -79,6 +79,23 @@ impl ProcessState {
         self.trading.store(Arc::new(Trading { state, reason }));
     }
 
+    /// Moves the trading state to `state` if that is tighter than the current one (a halt is
+    /// never loosened to reducing this way); returns the state in force afterwards.
+    pub fn tighten_trading(&self, state: TradingState, reason: String) -> Arc<Trading> {
+        let tighter = Arc::new(Trading {
+            state,
+            reason: Some(reason),
+        });
+        self.trading.rcu(|current| {
+            if state > current.state {
+                Arc::clone(&tighter)
+            } else {
+                Arc::clone(current)
+            }
+        });
+        self.trading()
+    }
+
     pub fn trading(&self) -> Arc<Trading> {
         self.trading.load_full()
     }
@@ -106,6 +123,19 @@ impl ProcessState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trading_is_only_ever_tightened_this_way() {
+        let p = ProcessState::new();
+        let t = p.tighten_trading(TradingState::Reducing, "drawdown".into());
+        assert_eq!(t.state, TradingState::Reducing);
+        p.halt("broker failed");
+        let t = p.tighten_trading(TradingState::Reducing, "drawdown again".into());
+        assert_eq!(
+            (t.state, t.reason.as_deref()),
+            (TradingState::Halted, Some("broker failed"))
+        );
+    }
 
     #[test]
     fn phase_never_moves_back_and_draining_is_not_ready() {

@@ -12,8 +12,10 @@ use common::{Herd, eventually, get_json};
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-/// Momentum and mean reversion on SPY at hair triggers (mean reversion also shorts), and an
-/// optimizer holding SPY too: all trade within moments and their positions net at the venue.
+/// Momentum and mean reversion on SPY at hair triggers (mean reversion also shorts), an
+/// optimizer holding SPY too, and a risk manager with a hair-trigger stop closing momentum's and
+/// mean reversion's positions as theirs: all trade within moments and their positions net at
+/// the venue.
 const KINDS: &str = r#"
 [sim]
 speed = 600.0
@@ -47,6 +49,16 @@ every = "1d"
 method = "min_variance"
 lookback = 10
 capital = 5000
+
+[[strategies]]
+id = "rm"
+kind = "risk_manager"
+every = "5m"
+[strategies.params]
+guard = ["mom", "mr"]
+window = 10
+min_observations = 5
+stop_loss = 0.0005
 "#;
 
 fn dec(v: &Value) -> Decimal {
@@ -95,7 +107,12 @@ async fn the_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_
         let working = |o: &Value| {
             ["submitting", "open", "unknown"].contains(&o["state"].as_str().unwrap_or(""))
         };
-        if !(traded("mom") && traded("mr") && traded("opt")) || orders.iter().any(working) {
+        // The risk manager's stops are the guarded instances' orders, with "stop loss" reasons.
+        let stopped = orders.iter().any(|o| {
+            o["reason"].as_str().unwrap_or("").starts_with("stop loss") && o["state"] == "filled"
+        });
+        let all = traded("mom") && traded("mr") && traded("opt") && stopped;
+        if !all || orders.iter().any(working) {
             return None;
         }
         let positions = get_json(&format!("{base}/positions")).await?;
@@ -146,4 +163,80 @@ async fn the_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_
         assert!(s["params"].is_object(), "{s}");
         assert!(!s["last_decisions"].as_array().unwrap().is_empty(), "{s}");
     }
+    let rm = strategies["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "rm")
+        .unwrap();
+    assert!(rm["report"]["active"].is_array(), "{rm}");
+    assert!(
+        rm["report"]["figures"]["var_usd"].is_number() || rm["report"]["no_figures"].is_string(),
+        "{rm}"
+    );
+}
+
+/// A risk manager whose VaR limit any losing book breaches, set to halt.
+const HALTING: &str = r#"
+[sim]
+speed = 600.0
+
+[[strategies]]
+id = "mom"
+kind = "momentum"
+symbols = ["SPY", "QQQ", "IWM"]
+every = "5m"
+[strategies.params]
+threshold = 0.0001
+position_size = 3
+
+[[strategies]]
+id = "rm"
+kind = "risk_manager"
+every = "5m"
+[strategies.params]
+guard = ["mom"]
+timeframe = "5Min"
+window = 12
+min_observations = 5
+max_var = 0.01
+breach_action = "halted"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breached_risk_manager_halts_trading_and_health_says_why() {
+    let env = [
+        ("HERD__SIM__START", "2026-03-02T17:30:00Z"),
+        ("HERD__SIM__RATE_LIMIT", "0"),
+        ("HERD__BROKER__LIMITER__REQUESTS_PER_MINUTE", "100000"),
+        ("HERD__BROKER__DATA_LIMITER__REQUESTS_PER_MINUTE", "100000"),
+    ];
+    let herd = Herd::start(HALTING, &env);
+    let base = herd.http.clone();
+    let health = eventually("trading halted by the risk manager", &herd, || async {
+        let h: Value = reqwest::get(format!("{base}/health"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["status"] == "halted").then_some(h)
+    })
+    .await;
+    let why = health["halted"].as_str().unwrap();
+    assert!(why.starts_with("rm: risk limits breached"), "{health}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herd_trading_state{state=\"halted\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("herd_risk_alerts_total{instance=\"rm\",alert=\"max_var\"} 1"),
+        "raised once, however long it stands\n{metrics}"
+    );
 }

@@ -42,6 +42,7 @@ pub mod risk;
 mod settings;
 mod snapshots;
 mod submit;
+mod trading;
 mod view;
 
 use std::panic::AssertUnwindSafe;
@@ -66,6 +67,7 @@ pub use orders::SubmitOrder;
 pub use positions::{GetPositions, PositionsReport};
 pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
 pub use snapshots::Snapshots;
+pub use trading::TightenTrading;
 pub use view::GetMarketView;
 
 use batch::BarBatcher;

@@ -21,7 +21,7 @@ use super::market::{self, cap_to_account};
 use super::positions::observe_account;
 use super::{BrokerActor, BrokerError};
 use crate::domain::{
-    AccountSnapshot, DataNeeds, Holding, InstanceId, MarketView, Symbol, Timeframe,
+    AccountSnapshot, DataNeeds, GuardedBook, Holding, InstanceId, MarketView, Symbol, Timeframe,
 };
 
 /// Asks for the market as one instance should see it.
@@ -31,12 +31,16 @@ pub struct GetMarketView {
     pub instance: InstanceId,
     pub symbols: Vec<Symbol>,
     pub needs: DataNeeds,
+    /// Instances whose books the view carries too (a risk manager's guarded instances).
+    pub guards: Vec<InstanceId>,
 }
 
-/// This instance's own holdings and working quantities, read from the book up front.
+/// This instance's own holdings and working quantities, and its guarded instances' books, read
+/// from the book up front.
 struct Own {
     positions: HashMap<Symbol, Holding>,
     pending: HashMap<Symbol, Decimal>,
+    guarded: HashMap<InstanceId, GuardedBook>,
 }
 
 impl Handler<GetMarketView> for BrokerActor {
@@ -46,8 +50,21 @@ impl Handler<GetMarketView> for BrokerActor {
         if self.draining {
             return Box::pin(fut::ready(Err(BrokerError::Draining)));
         }
-        let (positions, pending) = self.deps.book.instance_view(&msg.instance, &msg.symbols);
-        let own = Own { positions, pending };
+        let book = &self.deps.book;
+        let (positions, pending) = book.instance_view(&msg.instance, &msg.symbols);
+        let guarded = msg
+            .guards
+            .iter()
+            .map(|g| {
+                let (positions, pending) = book.instance_view(g, &msg.symbols);
+                (g.clone(), GuardedBook { positions, pending })
+            })
+            .collect();
+        let own = Own {
+            positions,
+            pending,
+            guarded,
+        };
         let snapshots = self.deps.snapshots.clone();
         let view = self
             .guard(async move { Ok(snapshots.clock().await?) })
@@ -78,6 +95,7 @@ impl BrokerActor {
             now: clock.timestamp,
             market_open: clock.is_open,
             pending: own.pending,
+            guarded: own.guarded,
             ..MarketView::default()
         };
         if !clock.is_open && needs.only_when_open {

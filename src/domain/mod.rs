@@ -27,6 +27,7 @@ pub use protocol::{
 };
 pub use secret::Secret;
 pub use trading::{
-    AccountSnapshot, Action, DataNeeds, Decision, MarketView, OrderIntent, Trading, TradingState,
+    AccountSnapshot, Action, DataNeeds, Decision, GuardedBook, MarketView, OrderIntent, Trading,
+    TradingState,
 };
 pub use venue::{BreakerState, Operation, RequestClass, Venue};

@@ -126,6 +126,9 @@ pub struct InstanceStatus {
     pub last_decisions: Vec<Decision>,
     /// This instance's holdings as of the last tick, marked at the newest close it saw.
     pub positions: Vec<InstancePosition>,
+    /// What a monitoring core (a risk manager) found on its last tick.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
 }
 
 /// One holding of an instance, with its P&L at a price.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Bar, Holding, Side, Symbol, Timeframe};
+use super::{Bar, Holding, InstanceId, Side, Symbol, Timeframe};
 
 /// The market data a core needs on every tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,15 @@ pub struct MarketView {
     /// Signed quantity of this instance's orders that are not final yet.
     pub pending: HashMap<Symbol, Decimal>,
     pub account: Option<AccountSnapshot>,
+    /// The books of the instances this one guards (`Strategy::guards`), by instance.
+    pub guarded: HashMap<InstanceId, GuardedBook>,
+}
+
+/// A guarded instance's holdings and the signed quantity of its orders not yet final.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuardedBook {
+    pub positions: HashMap<Symbol, Holding>,
+    pub pending: HashMap<Symbol, Decimal>,
 }
 
 impl MarketView {
@@ -78,6 +87,10 @@ pub struct AccountSnapshot {
 /// What a core concluded about one symbol on one tick.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
+    /// The instance the decision is about when it is not the deciding one (a risk manager
+    /// closing a guarded instance's position); its orders are that instance's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceId>,
     pub symbol: Symbol,
     /// The strategy's signal value (momentum, z-score, …) when it could compute one.
     pub signal: Option<f64>,
@@ -114,8 +127,9 @@ pub struct OrderIntent {
     pub reason: String,
 }
 
-/// What the operator allows right now (the admin halt switch sets it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What the operator allows right now (the admin halt switch sets it). Ordered from the most to
+/// the least permissive, so "tighter" is "greater".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TradingState {
     Active,
@@ -123,6 +137,18 @@ pub enum TradingState {
     Reducing,
     /// No order at all.
     Halted,
+}
+
+impl TradingState {
+    pub const ALL: &[TradingState] = &[Self::Active, Self::Reducing, Self::Halted];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Reducing => "reducing",
+            Self::Halted => "halted",
+        }
+    }
 }
 
 /// The trading state and why it was set.

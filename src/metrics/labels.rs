@@ -97,6 +97,16 @@ label_values! {
     }
 }
 
+label_values! {
+    /// What a risk manager raised: `herd_risk_alerts_total{alert}`.
+    RiskAlert {
+        /// A guarded position moved its stop-loss against its entry and is being closed.
+        StopLoss => "stop_loss",
+        MaxDrawdown => "max_drawdown",
+        MaxVar => "max_var",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +126,6 @@ mod tests {
         assert_snake_case_and_unique(RefusalReason::ALL, RefusalReason::as_str);
         assert_snake_case_and_unique(RequestOutcome::ALL, RequestOutcome::as_str);
         assert_snake_case_and_unique(ReadFailure::ALL, ReadFailure::as_str);
+        assert_snake_case_and_unique(RiskAlert::ALL, RiskAlert::as_str);
     }
 }

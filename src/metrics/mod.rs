@@ -24,9 +24,11 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use actor::{MetricsActor, OPENMETRICS_CONTENT_TYPE, RenderMetrics};
-pub use labels::{OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, TickOutcome};
+pub use labels::{
+    OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
+};
 
-use crate::domain::{BreakerState, Lifecycle, Operation, RequestClass, Side};
+use crate::domain::{BreakerState, Lifecycle, Operation, RequestClass, Side, TradingState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TickLabels {
@@ -133,6 +135,26 @@ pub struct Metrics {
     bar_batches: Counter,
     bar_batch_requests: Counter,
     position_mismatches: Gauge,
+    trading_state: Family<StateLabels, Gauge>,
+    risk_alerts: Family<AlertLabels, Counter>,
+    risk_var: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    risk_drawdown: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    instance: String,
+    alert: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance: String,
 }
 
 impl Metrics {
@@ -161,7 +183,12 @@ impl Metrics {
             bar_batches: Counter::default(),
             bar_batch_requests: Counter::default(),
             position_mismatches: Gauge::default(),
+            trading_state: Family::default(),
+            risk_alerts: Family::default(),
+            risk_var: Family::default(),
+            risk_drawdown: Family::default(),
         };
+        m.trading_state(TradingState::Active);
         for op in Operation::ALL {
             m.breaker_state(*op, BreakerState::Closed);
         }
@@ -286,6 +313,26 @@ impl Metrics {
             "position_mismatches",
             "Symbols whose account position herd's fills and the positions it did not make do not explain",
             self.position_mismatches.clone(),
+        );
+        r.register(
+            "trading_state",
+            "What the risk gate lets through (1 for the current state)",
+            self.trading_state.clone(),
+        );
+        r.register(
+            "risk_alerts",
+            "Alerts raised by risk managers, by instance and alert",
+            self.risk_alerts.clone(),
+        );
+        r.register(
+            "risk_value_at_risk_usd",
+            "One-period historical VaR of the book each risk manager guards",
+            self.risk_var.clone(),
+        );
+        r.register(
+            "risk_drawdown",
+            "Current drawdown of the book each risk manager guards (a fraction of its peak)",
+            self.risk_drawdown.clone(),
         );
         r.register("build_info", "herd version", self.build_info.clone());
         r.register_with_unit(
@@ -443,6 +490,33 @@ impl Metrics {
     pub fn position_mismatches(&self, symbols: usize) {
         self.position_mismatches
             .set(i64::try_from(symbols).unwrap_or(i64::MAX));
+    }
+
+    /// Sets `state` to 1 and the other trading states to 0.
+    pub fn trading_state(&self, state: TradingState) {
+        for s in TradingState::ALL {
+            let labels = StateLabels { state: s.as_str() };
+            self.trading_state
+                .get_or_create(&labels)
+                .set(i64::from(*s == state));
+        }
+    }
+
+    pub fn risk_alert(&self, instance: &str, alert: RiskAlert) {
+        let labels = AlertLabels {
+            instance: instance.to_owned(),
+            alert: alert.as_str(),
+        };
+        self.risk_alerts.get_or_create(&labels).inc();
+    }
+
+    /// The figures a risk manager last computed for the book it guards.
+    pub fn risk_figures(&self, instance: &str, var_usd: f64, drawdown: f64) {
+        let labels = InstanceLabels {
+            instance: instance.to_owned(),
+        };
+        self.risk_var.get_or_create(&labels).set(var_usd);
+        self.risk_drawdown.get_or_create(&labels).set(drawdown);
     }
 
     /// Sets `state` to 1 and every other state of `child` to 0.

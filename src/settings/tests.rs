@@ -7,6 +7,7 @@ use super::*;
 use crate::strategy::mean_reversion::MeanReversionParams;
 use crate::strategy::momentum::MomentumParams;
 use crate::strategy::portfolio_optimizer::PortfolioOptimizerParams;
+use crate::strategy::risk_manager::RiskManagerParams;
 
 fn load_with(
     dir: &Path,
@@ -66,7 +67,8 @@ fn built_in_defaults_run_one_instance_of_each_shipped_kind_against_the_simulator
         [
             ("momentum-etf", "momentum"),
             ("mean-reversion-metals", "mean_reversion"),
-            ("portfolio-optimizer", "portfolio_optimizer")
+            ("portfolio-optimizer", "portfolio_optimizer"),
+            ("risk-manager", "risk_manager")
         ]
     );
     let symbols: Vec<_> = s.instances[0].symbols.iter().map(|s| s.as_str()).collect();
@@ -85,6 +87,18 @@ fn the_default_instances_spell_out_their_kinds_defaults() {
     assert_eq!(
         s.instances[2].params,
         StrategyParams::PortfolioOptimizer(PortfolioOptimizerParams::default())
+    );
+    let guard = [
+        "momentum-etf",
+        "mean-reversion-metals",
+        "portfolio-optimizer",
+    ];
+    assert_eq!(
+        s.instances[3].params,
+        StrategyParams::RiskManager(RiskManagerParams {
+            guard: guard.iter().map(|g| g.to_string()).collect(),
+            ..RiskManagerParams::default()
+        })
     );
 }
 
@@ -368,4 +382,34 @@ fn resilience_settings_are_checked_with_their_keys() {
     );
     let e = error(&[("HERD__BROKER__BATCH_WINDOW", "5s")], None);
     assert!(e.contains("broker.batch_window"), "{e}");
+}
+
+const GUARD: &str = "[[strategies]]\nid = \"rm\"\nkind = \"risk_manager\"\nevery = \"2m\"\n[strategies.params]\nguard = [\"a\"]\n";
+
+#[test]
+fn a_risk_manager_watches_the_symbols_of_the_instances_it_guards() {
+    let two =
+        format!("{ONE}{GUARD}").replace("symbols = [\"SPY\"]", "symbols = [\"SPY\", \"QQQ\"]");
+    let s = load(&[], Some(&two)).unwrap();
+    let rm = s.instances.iter().find(|i| i.id.as_str() == "rm").unwrap();
+    let symbols: Vec<_> = rm.symbols.iter().map(|s| s.as_str()).collect();
+    assert_eq!(symbols, ["SPY", "QQQ"]);
+}
+
+#[test]
+fn a_risk_manager_must_guard_other_configured_instances() {
+    let unknown = format!("{ONE}{}", GUARD.replace("[\"a\"]", "[\"b\"]"));
+    let e = error(&[], Some(&unknown));
+    assert!(
+        e.contains(
+            "strategies[1].params.guard = \"b\": names no configured instance; configured: a, rm"
+        ),
+        "{e}"
+    );
+    let itself = format!("{ONE}{}", GUARD.replace("[\"a\"]", "[\"rm\"]"));
+    let e = error(&[], Some(&itself));
+    assert!(e.contains("cannot guard itself"), "{e}");
+    let none = format!("{ONE}{}", GUARD.replace("guard = [\"a\"]\n", ""));
+    let e = error(&[], Some(&none));
+    assert!(e.contains("strategies[1].params.guard = []"), "{e}");
 }

@@ -26,6 +26,56 @@ pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), Settin
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
     apply_momentum_env(&mut s.strategies, env, &mut s.notices)?;
     s.instances = strategy_specs(&s.strategies, &mut s.notices)?;
+    resolve_guards(&s.strategies, &mut s.instances)?;
+    Ok(())
+}
+
+/// A risk manager's `guard` must name other configured instances; it watches their symbols
+/// (and any it lists itself).
+fn resolve_guards(
+    strategies: &[StrategySettings],
+    instances: &mut [StrategySpec],
+) -> Result<(), InvalidSetting> {
+    let symbols_of = |id: &str| -> Option<Vec<Symbol>> {
+        let raw = strategies.iter().find(|s| s.id == id)?;
+        Some(
+            raw.symbols
+                .iter()
+                .filter_map(|r| Symbol::parse(r).ok())
+                .collect(),
+        )
+    };
+    for spec in instances.iter_mut() {
+        let Some(i) = strategies.iter().position(|s| s.id == spec.id.as_str()) else {
+            continue;
+        };
+        for guarded in spec.params.guarded() {
+            let key = format!("strategies[{i}].params.guard");
+            if guarded == spec.id.as_str() {
+                return Err(InvalidSetting::new(
+                    key,
+                    format!("{guarded:?}"),
+                    "an instance cannot guard itself",
+                ));
+            }
+            let Some(symbols) = symbols_of(guarded) else {
+                let ids: Vec<&str> = strategies.iter().map(|s| s.id.as_str()).collect();
+                return Err(InvalidSetting::new(
+                    key,
+                    format!("{guarded:?}"),
+                    format!(
+                        "names no configured instance; configured: {}",
+                        ids.join(", ")
+                    ),
+                ));
+            };
+            for symbol in symbols {
+                if !spec.symbols.contains(&symbol) {
+                    spec.symbols.push(symbol);
+                }
+            }
+        }
+    }
     Ok(())
 }
 

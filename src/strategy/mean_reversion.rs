@@ -107,6 +107,7 @@ impl MeanReversion {
     fn decide_one(&self, symbol: &Symbol, view: &MarketView) -> Decision {
         let p = &self.params;
         let decision = |signal, action| Decision {
+            instance: None,
             symbol: symbol.clone(),
             signal,
             action,

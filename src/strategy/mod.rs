@@ -12,6 +12,7 @@
 //!   aggregate, so two instances trading one symbol never act on each other's holdings.
 
 pub mod actor;
+pub mod book_risk;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod indicators;
@@ -20,8 +21,10 @@ pub mod momentum;
 pub mod portfolio;
 pub mod portfolio_optimizer;
 mod registry;
+pub mod risk_manager;
 
-use crate::domain::{DataNeeds, Decision, MarketView};
+use crate::domain::{DataNeeds, Decision, InstanceId, MarketView, TradingState};
+use crate::metrics::RiskAlert;
 
 pub use registry::{StrategyKind, StrategyParams, StrategySpec, build};
 
@@ -31,4 +34,25 @@ pub trait Strategy: Send + 'static {
     fn needs(&self) -> DataNeeds;
     /// Decides on this tick's view; one [`Decision`] per symbol considered.
     fn decide(&mut self, view: &MarketView) -> Vec<Decision>;
+    /// The instances whose books this core watches (the view carries them in `guarded`).
+    fn guards(&self) -> &[InstanceId] {
+        &[]
+    }
+    /// What the last `decide` found beyond its decisions, for a core that monitors.
+    fn report(&mut self) -> Option<CoreReport> {
+        None
+    }
+}
+
+/// What a monitoring core reports after a tick, beyond its decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoreReport {
+    /// Shown in `/strategies` as the instance's `report`.
+    pub details: serde_json::Value,
+    /// Alerts raised this tick (not those still standing): each a log event and a count.
+    pub raised: Vec<(RiskAlert, String)>,
+    /// A trading state the core asks the risk gate for, and why.
+    pub trading: Option<(TradingState, String)>,
+    /// (one-period VaR in USD, current drawdown) for the risk gauges, when computed.
+    pub gauges: Option<(f64, f64)>,
 }

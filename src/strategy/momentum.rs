@@ -82,6 +82,7 @@ impl Momentum {
         let bars = view.bars(symbol);
         let window = &bars[bars.len().saturating_sub(self.params.lookback)..];
         let decision = |signal, action| Decision {
+            instance: None,
             symbol: symbol.clone(),
             signal,
             action,

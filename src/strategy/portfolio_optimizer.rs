@@ -122,6 +122,7 @@ impl PortfolioOptimizer {
         self.symbols
             .iter()
             .map(|s| Decision {
+                instance: None,
                 symbol: s.clone(),
                 signal: None,
                 action: action.clone(),
@@ -253,6 +254,7 @@ impl Strategy for PortfolioOptimizer {
                 })
             };
             decisions.push(Decision {
+                instance: None,
                 symbol: symbol.clone(),
                 signal: Some(target),
                 action,

@@ -13,6 +13,7 @@ use super::chaos::{Chaos, ChaosParams};
 use super::mean_reversion::{MeanReversion, MeanReversionParams};
 use super::momentum::{Momentum, MomentumParams};
 use super::portfolio_optimizer::{PortfolioOptimizer, PortfolioOptimizerParams};
+use super::risk_manager::{RiskManager, RiskManagerParams};
 use crate::domain::{InstanceId, Symbol};
 
 /// One configured strategy instance, validated and ready to build (the settings loader makes
@@ -33,6 +34,7 @@ pub enum StrategyKind {
     Momentum,
     MeanReversion,
     PortfolioOptimizer,
+    RiskManager,
     /// Misbehaves on purpose; only in builds with the `chaos` feature.
     #[cfg(feature = "chaos")]
     Chaos,
@@ -43,6 +45,7 @@ impl StrategyKind {
         StrategyKind::Momentum,
         StrategyKind::MeanReversion,
         StrategyKind::PortfolioOptimizer,
+        StrategyKind::RiskManager,
         #[cfg(feature = "chaos")]
         StrategyKind::Chaos,
     ];
@@ -52,6 +55,7 @@ impl StrategyKind {
             StrategyKind::Momentum => "momentum",
             StrategyKind::MeanReversion => "mean_reversion",
             StrategyKind::PortfolioOptimizer => "portfolio_optimizer",
+            StrategyKind::RiskManager => "risk_manager",
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => "chaos",
         }
@@ -75,6 +79,8 @@ impl StrategyKind {
             StrategyKind::Momentum
             | StrategyKind::MeanReversion
             | StrategyKind::PortfolioOptimizer => true,
+            // Its symbols are those of the instances it guards.
+            StrategyKind::RiskManager => false,
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => false,
         }
@@ -88,11 +94,20 @@ pub enum StrategyParams {
     Momentum(MomentumParams),
     MeanReversion(MeanReversionParams),
     PortfolioOptimizer(PortfolioOptimizerParams),
+    RiskManager(RiskManagerParams),
     #[cfg(feature = "chaos")]
     Chaos(ChaosParams),
 }
 
 impl StrategyParams {
+    /// The instance ids these params name as guarded (a risk manager's `guard`).
+    pub fn guarded(&self) -> &[String] {
+        match self {
+            Self::RiskManager(p) => &p.guard,
+            _ => &[],
+        }
+    }
+
     /// Parses `[strategies.params]` for `kind`. The error continues the key `strategies[i].params`:
     /// either `.field = value: allowed` or `: what is wrong`.
     pub fn parse(
@@ -117,6 +132,11 @@ impl StrategyParams {
                 p.check()?;
                 Ok(Self::PortfolioOptimizer(p))
             }
+            StrategyKind::RiskManager => {
+                let p: RiskManagerParams = serde_json::from_value(value).map_err(syntax)?;
+                p.check()?;
+                Ok(Self::RiskManager(p))
+            }
             #[cfg(feature = "chaos")]
             StrategyKind::Chaos => {
                 let p: ChaosParams = serde_json::from_value(value).map_err(syntax)?;
@@ -136,6 +156,9 @@ pub fn build(spec: &StrategySpec) -> Box<dyn Strategy> {
         }
         StrategyParams::PortfolioOptimizer(p) => {
             Box::new(PortfolioOptimizer::new(spec.symbols.clone(), p.clone()))
+        }
+        StrategyParams::RiskManager(p) => {
+            Box::new(RiskManager::new(spec.symbols.clone(), p.clone()))
         }
         #[cfg(feature = "chaos")]
         StrategyParams::Chaos(p) => Box::new(Chaos::new(p.clone())),

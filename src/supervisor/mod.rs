@@ -34,7 +34,7 @@ pub use lifecycle::{InvalidTransition, LifecycleEvent};
 
 use crate::domain::{
     ChildId, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
-    InvalidSetting, Lifecycle, StatusReport, panic_message, positive,
+    InvalidSetting, Lifecycle, StatusReport, TradingState, panic_message, positive,
 };
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
@@ -240,6 +240,7 @@ impl Supervisor {
                 if essential {
                     self.process.mark_essential_failed();
                     self.process.halt(format!("{id} failed: {reason}"));
+                    self.metrics.trading_state(TradingState::Halted);
                 }
             }
         }

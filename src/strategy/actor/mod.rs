@@ -25,10 +25,12 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 use tokio::sync::oneshot;
 
+mod report;
+
 use super::{Strategy, StrategySpec};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
-    Action, ChildId, DataNeeds, Decision, Drain, DrainAck, ExitNotifier, ExitReason,
+    Action, ChildId, DataNeeds, Decision, Drain, DrainAck, ExitNotifier, ExitReason, InstanceId,
     InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot, StatusReport, panic_message,
 };
 use crate::metrics::{Metrics, TickOutcome};
@@ -55,6 +57,8 @@ pub struct StrategyActor {
     /// `None` while the core is deciding on the blocking pool.
     core: Option<Box<dyn Strategy>>,
     needs: DataNeeds,
+    /// The instances whose books the core watches (fixed for the core's life).
+    guards: Vec<InstanceId>,
     id: ChildId,
     incarnation: u64,
     /// A tick is running; the next due tick is skipped.
@@ -79,10 +83,12 @@ impl StrategyActor {
         exit: ExitNotifier,
     ) -> Self {
         let needs = core.needs();
+        let guards = core.guards().to_vec();
         Self {
             deps,
             core: Some(core),
             needs,
+            guards,
             id,
             incarnation,
             in_flight: false,
@@ -118,6 +124,7 @@ impl StrategyActor {
             instance: self.deps.spec.id.clone(),
             symbols: self.deps.spec.symbols.clone(),
             needs: self.needs,
+            guards: self.guards.clone(),
         };
         let fut = async move { flatten(broker.send(request).await) };
         ctx.spawn(
@@ -139,15 +146,21 @@ impl StrategyActor {
             return self.finish(TickEnd::Failed("strategy core is busy".into()));
         };
         let decide = tokio::task::spawn_blocking(move || {
-            let decided = std::panic::catch_unwind(AssertUnwindSafe(|| core.decide(&view)));
+            let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let decisions = core.decide(&view);
+                (decisions, core.report())
+            }));
             (core, decided.map_err(|p| panic_message(&*p)))
         });
         ctx.spawn(
             decide
                 .into_actor(self)
                 .map(|joined, act, ctx| match joined {
-                    Ok((core, Ok(decisions))) => {
+                    Ok((core, Ok((decisions, report)))) => {
                         act.core = Some(core);
+                        if let Some(report) = report {
+                            act.on_report(report);
+                        }
                         act.on_decisions(decisions, ctx);
                     }
                     Ok((_, Err(message))) => act.core_panicked(message, ctx),
@@ -166,9 +179,14 @@ impl StrategyActor {
 
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
         self.status.last_decisions.clone_from(&decisions);
+        let own = &self.deps.spec.id;
         let intents: Vec<_> = decisions
             .into_iter()
-            .filter_map(|d| self.log_decision(d))
+            .filter_map(|d| {
+                // A decision about another instance (a risk manager's stop) is that instance's order.
+                let instance = d.instance.clone().unwrap_or_else(|| own.clone());
+                self.log_decision(d).map(|intent| (instance, intent))
+            })
             .collect();
         if intents.is_empty() {
             return self.finish(TickEnd::Done { orders: 0 });
@@ -176,12 +194,8 @@ impl StrategyActor {
         let Some(broker) = self.deps.broker.get() else {
             return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
-        let instance = self.deps.spec.id.clone();
-        let submits = intents.into_iter().map(move |intent| {
-            let msg = SubmitOrder {
-                instance: instance.clone(),
-                intent,
-            };
+        let submits = intents.into_iter().map(move |(instance, intent)| {
+            let msg = SubmitOrder { instance, intent };
             let broker = broker.clone();
             async move { flatten(broker.send(msg).await) }
         });

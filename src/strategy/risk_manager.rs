@@ -1,0 +1,585 @@
+//! Risk manager: watches the books of the instances it is configured to guard, and acts on them.
+//!
+//! Each tick: the guarded instances' holdings, replayed over the newest `window` closes
+//! (`book_risk.rs`), give historical VaR and CVaR at `confidence`, the current and maximum
+//! drawdown and the Sharpe ratio. Then:
+//! - a guarded position whose price moved `stop_loss` (a fraction of its entry price) against
+//!   it is closed, as that instance's order (its ledger, its `client_order_id`);
+//! - a drawdown past `max_drawdown` or a VaR past `max_var` raises an alert (a log event and a
+//!   metric), and with `breach_action = "reducing"` or `"halted"` asks the risk gate for that
+//!   trading state. It only ever tightens the state; an operator resumes.
+//!
+//! The rule of the risk manager herd replaces, with its bugs fixed: it guards only the instances
+//! it names (the seed closed any losing position of the account, whoever opened it), a close is
+//! not sent again while the first is working, too few observations are said rather than giving a
+//! VaR of nothing, and a breach can act (the seed only logged "REDUCE_RISK").
+//!
+//! Invariant: an alert is raised once when its condition appears; while it persists it stays in
+//! the report without being raised again.
+
+use std::collections::BTreeSet;
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use serde::{Deserialize, Serialize};
+
+use super::book_risk::{BookFigures, Replayed, figures};
+use super::{CoreReport, Strategy};
+use crate::domain::{
+    Action, DataNeeds, Decision, InstanceId, MarketView, OrderIntent, Side, Symbol, Timeframe,
+    TradingState,
+};
+use crate::metrics::RiskAlert;
+
+/// What a breached limit does besides the alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreachAction {
+    /// Log and count only (the seed's behaviour).
+    Alert,
+    /// Ask the risk gate to pass only orders that reduce exposure.
+    Reducing,
+    /// Ask the risk gate to pass no order at all.
+    Halted,
+}
+
+/// `[strategies.params]` of a `risk_manager` instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskManagerParams {
+    /// Ids of the instances whose books it watches and whose positions it may close.
+    pub guard: Vec<String>,
+    pub timeframe: Timeframe,
+    /// Periods of P&L in the figures (it needs one bar more per symbol).
+    pub window: usize,
+    /// Fewer periods than this: no figures, and the report says so.
+    pub min_observations: usize,
+    /// Of VaR and CVaR (0.95 = the loss exceeded one period in twenty).
+    pub confidence: f64,
+    /// Close a guarded position whose price moved this fraction of its entry price against it;
+    /// unset, no stop.
+    pub stop_loss: Option<f64>,
+    /// Drawdown of the guarded book (a fraction of its peak) that breaches.
+    pub max_drawdown: f64,
+    /// One-period VaR in USD that breaches; unset, no VaR limit.
+    pub max_var: Option<Decimal>,
+    pub breach_action: BreachAction,
+}
+
+impl Default for RiskManagerParams {
+    fn default() -> Self {
+        Self {
+            guard: Vec::new(),
+            timeframe: Timeframe::Day,
+            window: 30,
+            min_observations: 20,
+            confidence: 0.95,
+            stop_loss: Some(0.02),
+            max_drawdown: 0.10,
+            max_var: None,
+            breach_action: BreachAction::Alert,
+        }
+    }
+}
+
+impl RiskManagerParams {
+    /// Range checks; the error is `.key = value: what is allowed`. That every guarded id names
+    /// a configured instance is checked where all instances are known (settings).
+    pub fn check(&self) -> Result<(), String> {
+        if self.guard.is_empty() {
+            return Err(".guard = []: name at least one instance id to guard".into());
+        }
+        for id in &self.guard {
+            InstanceId::parse(id).map_err(|e| format!(".guard = {id:?}: {e}"))?;
+        }
+        if !(2..=1000).contains(&self.window) {
+            return Err(format!(
+                ".window = {}: must be between 2 and 1000",
+                self.window
+            ));
+        }
+        if !(2..=self.window).contains(&self.min_observations) {
+            return Err(format!(
+                ".min_observations = {}: must be at least 2 and at most window ({})",
+                self.min_observations, self.window
+            ));
+        }
+        let c = self.confidence;
+        if !(c.is_finite() && (0.5..1.0).contains(&c)) {
+            return Err(format!(
+                ".confidence = {c}: must be at least 0.5 and below 1 (0.95 = 95 %)"
+            ));
+        }
+        if let Some(stop) = self.stop_loss
+            && !(stop.is_finite() && stop > 0.0 && stop < 1.0)
+        {
+            return Err(format!(
+                ".stop_loss = {stop}: must be greater than 0 and less than 1 (0.02 = 2 %)"
+            ));
+        }
+        let d = self.max_drawdown;
+        if !(d.is_finite() && d > 0.0 && d < 1.0) {
+            return Err(format!(
+                ".max_drawdown = {d}: must be greater than 0 and less than 1 (0.10 = 10 %)"
+            ));
+        }
+        if let Some(v) = self.max_var
+            && v <= Decimal::ZERO
+        {
+            return Err(format!(
+                ".max_var = {v}: must be greater than 0 USD (leave it out for no limit)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A limit the guarded book crossed, or a position it stopped out.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "alert", rename_all = "snake_case")]
+pub enum Alert {
+    StopLoss {
+        instance: InstanceId,
+        symbol: Symbol,
+    },
+    MaxDrawdown,
+    MaxVar,
+}
+
+/// What the risk manager found on its last tick.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskReport {
+    /// The guarded book's figures, when there are enough observations and anything is held.
+    pub figures: Option<BookFigures>,
+    /// Why there are no figures, when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_figures: Option<String>,
+    /// Every alert whose condition holds now.
+    pub active: BTreeSet<Alert>,
+}
+
+pub struct RiskManager {
+    params: RiskManagerParams,
+    symbols: Vec<Symbol>,
+    guards: Vec<InstanceId>,
+    /// Alerts whose condition held at the last tick: raised again only after they cleared.
+    active: BTreeSet<Alert>,
+    /// The last tick's report, taken by `report`.
+    pending_report: Option<CoreReport>,
+}
+
+impl RiskManager {
+    /// `symbols` covers every symbol the guarded instances trade (settings derives it).
+    pub fn new(symbols: Vec<Symbol>, params: RiskManagerParams) -> Self {
+        let guards = params
+            .guard
+            .iter()
+            .filter_map(|g| InstanceId::parse(g).ok())
+            .collect();
+        Self {
+            params,
+            symbols,
+            guards,
+            active: BTreeSet::new(),
+            pending_report: None,
+        }
+    }
+
+    fn periods_per_year(&self) -> f64 {
+        match self.params.timeframe {
+            Timeframe::Day => 252.0,
+            Timeframe::Hours(h) => 252.0 * 6.5 / f64::from(h),
+            Timeframe::Minutes(m) => 252.0 * 390.0 / f64::from(m),
+        }
+    }
+
+    /// The stop-loss decision for one guarded holding.
+    fn stop(&self, instance: &InstanceId, symbol: &Symbol, view: &MarketView) -> Option<Decision> {
+        let book = view.guarded.get(instance)?;
+        let holding = book.positions.get(symbol).copied()?;
+        if holding.qty.is_zero() {
+            return None;
+        }
+        let decision = |signal, action| Decision {
+            instance: Some(instance.clone()),
+            symbol: symbol.clone(),
+            signal,
+            action,
+        };
+        let Some(last) = view.bars(symbol).last().copied() else {
+            return Some(decision(None, Action::NoData { have: 0, need: 1 }));
+        };
+        let price = Decimal::from_f64(last.close).unwrap_or_default();
+        let against = holding.adverse_move(price);
+        let signal = against.to_f64();
+        let working = book.pending.get(symbol).is_some_and(|q| !q.is_zero());
+        let action = match self.params.stop_loss.and_then(Decimal::from_f64) {
+            Some(stop) if against >= stop && working => Action::Hold {
+                reason: "stop loss reached; an order of the instance is already working",
+            },
+            Some(stop) if against >= stop => Action::Order(OrderIntent {
+                symbol: symbol.clone(),
+                side: if holding.qty > Decimal::ZERO {
+                    Side::Sell
+                } else {
+                    Side::Buy
+                },
+                qty: holding.qty.abs(),
+                decided_on: last.time,
+                reference_price: Some(last.close),
+                reason: format!("stop loss: the price moved {against:.4} against the entry"),
+            }),
+            Some(_) => Action::Hold {
+                reason: "within the stop loss",
+            },
+            None => Action::Hold {
+                reason: "no stop loss configured",
+            },
+        };
+        Some(decision(signal, action))
+    }
+}
+
+impl Strategy for RiskManager {
+    fn needs(&self) -> DataNeeds {
+        DataNeeds {
+            timeframe: self.params.timeframe,
+            bars: self.params.window + 1,
+            account: false,
+            only_when_open: false,
+        }
+    }
+
+    fn guards(&self) -> &[InstanceId] {
+        &self.guards
+    }
+
+    fn decide(&mut self, view: &MarketView) -> Vec<Decision> {
+        let mut decisions = Vec::new();
+        let mut now = BTreeSet::new();
+        for instance in &self.guards {
+            for symbol in &self.symbols {
+                if let Some(d) = self.stop(instance, symbol, view) {
+                    if matches!(d.action, Action::Order(_)) {
+                        now.insert(Alert::StopLoss {
+                            instance: instance.clone(),
+                            symbol: symbol.clone(),
+                        });
+                    }
+                    decisions.push(d);
+                }
+            }
+        }
+        let held: Vec<(f64, Vec<f64>)> = self
+            .guards
+            .iter()
+            .filter_map(|i| view.guarded.get(i))
+            .flat_map(|b| b.positions.iter())
+            .filter(|(_, h)| !h.qty.is_zero())
+            .map(|(symbol, h)| {
+                let closes = view.bars(symbol).iter().map(|b| b.close).collect();
+                (h.qty.to_f64().unwrap_or(0.0), closes)
+            })
+            .collect();
+        let book: Vec<Replayed<'_>> = held
+            .iter()
+            .map(|(qty, closes)| Replayed { qty: *qty, closes })
+            .collect();
+        let p = &self.params;
+        let figures = if book.is_empty() {
+            Err("nothing held by the guarded instances".to_owned())
+        } else {
+            figures(
+                &book,
+                p.confidence,
+                p.min_observations,
+                self.periods_per_year(),
+            )
+            .map_err(|e| e.to_string())
+        };
+        if let Ok(f) = &figures {
+            if f.current_drawdown > p.max_drawdown {
+                now.insert(Alert::MaxDrawdown);
+            }
+            if let Some(limit) = p.max_var.and_then(|v| v.to_f64())
+                && f.var_usd > limit
+            {
+                now.insert(Alert::MaxVar);
+            }
+        }
+        let raised: Vec<Alert> = now.difference(&self.active).cloned().collect();
+        let breached = now.iter().any(|a| !matches!(a, Alert::StopLoss { .. }));
+        let trading = match (breached, p.breach_action) {
+            (true, BreachAction::Reducing) => Some(TradingState::Reducing),
+            (true, BreachAction::Halted) => Some(TradingState::Halted),
+            _ => None,
+        };
+        let gauges = figures
+            .as_ref()
+            .ok()
+            .map(|f| (f.var_usd, f.current_drawdown));
+        let report = RiskReport {
+            no_figures: figures.as_ref().err().cloned(),
+            figures: figures.ok(),
+            active: now.clone(),
+        };
+        self.active = now;
+        self.pending_report = Some(CoreReport {
+            details: serde_json::to_value(&report).unwrap_or_default(),
+            raised: raised.iter().map(alert_name).collect(),
+            trading: trading.map(|state| (state, describe(&report))),
+            gauges,
+        });
+        decisions
+    }
+
+    fn report(&mut self) -> Option<CoreReport> {
+        self.pending_report.take()
+    }
+}
+
+fn alert_name(alert: &Alert) -> (RiskAlert, String) {
+    match alert {
+        Alert::StopLoss { instance, symbol } => {
+            (RiskAlert::StopLoss, format!("{instance} {symbol}"))
+        }
+        Alert::MaxDrawdown => (RiskAlert::MaxDrawdown, String::new()),
+        Alert::MaxVar => (RiskAlert::MaxVar, String::new()),
+    }
+}
+
+/// Why the risk manager asks for a tighter trading state, for `/health`.
+fn describe(report: &RiskReport) -> String {
+    match &report.figures {
+        Some(f) => format!(
+            "risk limits breached: drawdown {:.4}, one-period VaR {:.2} USD at {}",
+            f.current_drawdown, f.var_usd, f.confidence
+        ),
+        None => "risk limits breached".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::domain::{Bar, GuardedBook, Holding};
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).unwrap()
+    }
+
+    fn id(s: &str) -> InstanceId {
+        InstanceId::parse(s).unwrap()
+    }
+
+    fn day(i: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 5, 0, 0).unwrap() + Duration::days(i)
+    }
+
+    fn bars(closes: &[f64]) -> Arc<[Bar]> {
+        closes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| Bar {
+                time: day(i as i64),
+                open: c,
+                high: c,
+                low: c,
+                close: c,
+                volume: 1e6,
+                trades: None,
+                vwap: None,
+            })
+            .collect()
+    }
+
+    fn params() -> RiskManagerParams {
+        RiskManagerParams {
+            guard: vec!["mom".into(), "mr".into()],
+            window: 10,
+            min_observations: 5,
+            ..RiskManagerParams::default()
+        }
+    }
+
+    /// SPY falling from 110 to 100 over 11 days; `mom` long 10 from 110, `mr` short 5 from 100,
+    /// `other` (not guarded) long 100 from 110.
+    fn view() -> MarketView {
+        let closes: Vec<f64> = (0..11).map(|i| 110.0 - i as f64).collect();
+        let mut v = MarketView::default();
+        v.bars.insert(sym("SPY"), bars(&closes));
+        for (who, qty, entry) in [("mom", 10, 110), ("mr", -5, 100), ("other", 100, 110)] {
+            let mut h = Holding::default();
+            h.apply(Decimal::from(qty), Decimal::from(entry));
+            let book = GuardedBook {
+                positions: [(sym("SPY"), h)].into(),
+                pending: Default::default(),
+            };
+            v.guarded.insert(id(who), book);
+        }
+        v
+    }
+
+    fn manager(p: RiskManagerParams) -> RiskManager {
+        RiskManager::new(vec![sym("SPY")], p)
+    }
+
+    #[test]
+    fn a_guarded_position_past_its_stop_is_closed_as_that_instances_order() {
+        let mut rm = manager(params());
+        let decisions = rm.decide(&view());
+        let mom = decisions
+            .iter()
+            .find(|d| d.instance == Some(id("mom")))
+            .unwrap();
+        let Action::Order(o) = &mom.action else {
+            panic!("expected a stop, got {mom:?}")
+        };
+        // Long from 110, now 100: 9.1 % against, past the 2 % stop.
+        assert_eq!((o.side, o.qty), (Side::Sell, Decimal::from(10)));
+        assert!(o.reason.starts_with("stop loss"));
+        let mr = decisions
+            .iter()
+            .find(|d| d.instance == Some(id("mr")))
+            .unwrap();
+        assert!(
+            matches!(mr.action, Action::Hold { .. }),
+            "a short from 100 at 100 is fine"
+        );
+        assert!(
+            decisions.iter().all(|d| d.instance != Some(id("other"))),
+            "an instance it does not guard is not its business"
+        );
+    }
+
+    #[test]
+    fn a_stop_is_not_sent_again_while_the_instances_order_is_working() {
+        let mut v = view();
+        if let Some(book) = v.guarded.get_mut(&id("mom")) {
+            book.pending.insert(sym("SPY"), Decimal::from(-10));
+        }
+        let decisions = manager(params()).decide(&v);
+        let mom = decisions
+            .iter()
+            .find(|d| d.instance == Some(id("mom")))
+            .unwrap();
+        assert!(matches!(mom.action, Action::Hold { .. }), "{mom:?}");
+    }
+
+    #[test]
+    fn figures_are_of_the_guarded_book_and_alerts_are_raised_once() {
+        let mut rm = manager(RiskManagerParams {
+            max_drawdown: 0.01,
+            breach_action: BreachAction::Reducing,
+            ..params()
+        });
+        rm.decide(&view());
+        let first = rm.report().unwrap();
+        let details = &first.details;
+        // Guarded: +10 and −5 SPY, a net long of 5 losing 5 USD a day.
+        assert_eq!(details["figures"]["observations"], 10, "{details}");
+        assert!(
+            (details["figures"]["var_usd"].as_f64().unwrap() - 5.0).abs() < 1e-9,
+            "{details}"
+        );
+        let raised: Vec<_> = first.raised.iter().map(|(a, _)| *a).collect();
+        assert_eq!(raised, [RiskAlert::StopLoss, RiskAlert::MaxDrawdown]);
+        assert_eq!(
+            first.trading.as_ref().map(|t| t.0),
+            Some(TradingState::Reducing)
+        );
+        rm.decide(&view());
+        let second = rm.report().unwrap();
+        assert!(
+            second.raised.is_empty(),
+            "a standing breach is not raised again"
+        );
+        assert_eq!(
+            second.trading.map(|t| t.0),
+            Some(TradingState::Reducing),
+            "but still asked for"
+        );
+    }
+
+    #[test]
+    fn too_few_observations_say_so_and_breach_nothing() {
+        let mut rm = manager(RiskManagerParams {
+            min_observations: 10,
+            window: 50,
+            ..params()
+        });
+        let mut v = view();
+        v.bars.insert(sym("SPY"), bars(&[100.0, 99.0, 98.0]));
+        rm.decide(&v);
+        let report = rm.report().unwrap();
+        assert_eq!(
+            report.details["no_figures"],
+            "too few observations: 2 periods, at least 10 needed"
+        );
+        assert_eq!(report.trading, None);
+    }
+
+    #[test]
+    fn params_out_of_range_are_refused_with_the_key() {
+        let base = params();
+        let cases = [
+            (
+                RiskManagerParams {
+                    guard: vec![],
+                    ..base.clone()
+                },
+                ".guard = []",
+            ),
+            (
+                RiskManagerParams {
+                    guard: vec!["a b".into()],
+                    ..base.clone()
+                },
+                ".guard = \"a b\"",
+            ),
+            (
+                RiskManagerParams {
+                    min_observations: 11,
+                    ..base.clone()
+                },
+                ".min_observations = 11",
+            ),
+            (
+                RiskManagerParams {
+                    confidence: 1.0,
+                    ..base.clone()
+                },
+                ".confidence = 1",
+            ),
+            (
+                RiskManagerParams {
+                    stop_loss: Some(0.0),
+                    ..base.clone()
+                },
+                ".stop_loss = 0",
+            ),
+            (
+                RiskManagerParams {
+                    max_drawdown: 2.0,
+                    ..base.clone()
+                },
+                ".max_drawdown = 2",
+            ),
+            (
+                RiskManagerParams {
+                    max_var: Some(Decimal::ZERO),
+                    ..base.clone()
+                },
+                ".max_var = 0",
+            ),
+        ];
+        for (p, key) in cases {
+            assert!(p.check().unwrap_err().starts_with(key), "{key}");
+        }
+        assert_eq!(base.check(), Ok(()));
+    }
+}
