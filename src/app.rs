@@ -21,6 +21,7 @@ use crate::settings::Settings;
 use crate::shutdown::{self, Running};
 use crate::sim::SimServer;
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
+use crate::strategy::workshop::Workshop;
 use crate::supervisor::{ChildRole, ChildSpec, RestartPolicy, Supervisor};
 
 /// Why herd could not start. The binary prints it and exits 1.
@@ -59,6 +60,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     probe_venue(&client, &process).await?;
 
     let cache = MarketCache::new(Arc::clone(&metrics));
+    let workshop = Arc::new(Workshop::new(&settings.data.dir));
     let slots = Slots::default();
     let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
     let deps = BrokerDeps {
@@ -77,7 +79,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     };
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();
-        let specs = child_specs(&settings, &deps, &slots, reports, speed);
+        let specs = child_specs(&settings, &deps, &slots, reports, speed, &workshop);
         Supervisor::new(
             specs,
             RestartPolicy::from(&settings.supervisor),
@@ -185,6 +187,7 @@ fn child_specs(
     slots: &Slots,
     reports: Recipient<StatusReport>,
     speed: VenueSpeed,
+    workshop: &Arc<Workshop>,
 ) -> Vec<ChildSpec> {
     let mut specs = Vec::with_capacity(settings.instances.len() + 3);
     let (metrics, slot) = (Arc::clone(&deps.metrics), slots.metrics.clone());
@@ -230,6 +233,7 @@ fn child_specs(
             reports.clone(),
         );
         let period = speed.to_real(spec.every);
+        let workshop = Arc::clone(workshop);
         specs.push(ChildSpec {
             id: spec.id.as_str().into(),
             role,
@@ -240,6 +244,7 @@ fn child_specs(
                     supervisor: reports.clone(),
                     metrics: Arc::clone(&metrics),
                     period,
+                    workshop: Arc::clone(&workshop),
                 };
                 let core = crate::strategy::build(&spec);
                 StrategyActor::new(deps, core, c.id, c.incarnation, c.exit)

@@ -1,4 +1,4 @@
-//! Several strategy kinds in one process, trading overlapping symbols on one account: each
+//! All five strategy kinds in one process, trading overlapping symbols on one account: each
 //! ticks without error, each instance's ledger is exactly the fills it received, and the
 //! ledgers together are what the venue says the account holds.
 // Test helpers: a failed setup step panics with its message, which is the failure report.
@@ -13,9 +13,9 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 /// Momentum and mean reversion on SPY at hair triggers (mean reversion also shorts), an
-/// optimizer holding SPY too, and a risk manager with a hair-trigger stop closing momentum's and
-/// mean reversion's positions as theirs: all trade within moments and their positions net at
-/// the venue.
+/// optimizer holding SPY too, a tiny neural forecaster on SPY, and a risk manager with a
+/// hair-trigger stop closing the others' positions as theirs: all trade within moments and
+/// their positions net at the venue.
 const KINDS: &str = r#"
 [sim]
 speed = 600.0
@@ -51,11 +51,27 @@ lookback = 10
 capital = 5000
 
 [[strategies]]
+id = "nf"
+kind = "neural_forecast"
+symbols = ["SPY", "AAPL"]
+every = "5m"
+[strategies.params]
+history = 60
+lookback = 10
+horizon = 3
+hidden = 6
+dense = 4
+epochs = 3
+batch_size = 16
+learning_rate = 0.03
+confidence_floor = 0.5
+
+[[strategies]]
 id = "rm"
 kind = "risk_manager"
 every = "5m"
 [strategies.params]
-guard = ["mom", "mr"]
+guard = ["mom", "mr", "nf"]
 window = 10
 min_observations = 5
 stop_loss = 0.0005
@@ -85,7 +101,7 @@ fn filled(orders: &[Value]) -> BTreeMap<(String, String), Decimal> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_venue() {
+async fn all_five_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_venue() {
     // The simulator runs 600x, so ticks come every half second: lift the request quotas (real
     // time), which this test is not about.
     let unlimited = [
@@ -157,6 +173,22 @@ async fn the_kinds_trade_one_account_and_every_ledger_matches_its_fills_and_the_
     );
 
     let strategies = get_json(&format!("{base}/strategies")).await.unwrap();
+    let kinds: Vec<&str> = strategies["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "momentum",
+            "mean_reversion",
+            "portfolio_optimizer",
+            "neural_forecast",
+            "risk_manager"
+        ]
+    );
     for s in strategies["strategies"].as_array().unwrap() {
         assert_eq!(s["last_error"], Value::Null, "{s}");
         assert!(s["ticks"].as_u64().unwrap() >= 1, "{s}");

@@ -6,6 +6,7 @@
 //!   be read and tested alone (`tests/layers.rs` checks it).
 //! - A value that parsed is safe everywhere it goes (labels, ids, upstream queries).
 
+mod data;
 mod duration;
 mod holding;
 mod ids;
@@ -16,6 +17,7 @@ mod secret;
 mod trading;
 mod venue;
 
+pub use data::DataSettings;
 pub use duration::HumanDuration;
 pub use holding::Holding;
 pub use ids::{ChildId, ClientOrderId, InstanceId, Symbol};

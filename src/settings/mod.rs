@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use sources::{EnvSnapshot, LoadOptions};
 
 use crate::broker::BrokerSettings;
-use crate::domain::{HumanDuration, InvalidSetting, Venue};
+use crate::domain::{DataSettings, HumanDuration, InvalidSetting, Venue};
 use crate::http::HttpSettings;
 use crate::shutdown::ShutdownSettings;
 use crate::sim::SimConfig;
@@ -45,6 +45,7 @@ pub struct Settings {
     pub supervisor: SupervisorSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
+    pub data: DataSettings,
     #[serde(default)]
     pub strategies: Vec<StrategySettings>,
     /// The validated strategy instances, derived from `strategies` by [`validate`].

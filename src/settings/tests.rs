@@ -6,6 +6,7 @@ use std::path::Path;
 use super::*;
 use crate::strategy::mean_reversion::MeanReversionParams;
 use crate::strategy::momentum::MomentumParams;
+use crate::strategy::neural::NeuralForecastParams;
 use crate::strategy::portfolio_optimizer::PortfolioOptimizerParams;
 use crate::strategy::risk_manager::RiskManagerParams;
 
@@ -67,6 +68,7 @@ fn built_in_defaults_run_one_instance_of_each_shipped_kind_against_the_simulator
         [
             ("momentum-etf", "momentum"),
             ("mean-reversion-metals", "mean_reversion"),
+            ("neural-forecast", "neural_forecast"),
             ("portfolio-optimizer", "portfolio_optimizer"),
             ("risk-manager", "risk_manager")
         ]
@@ -86,15 +88,20 @@ fn the_default_instances_spell_out_their_kinds_defaults() {
     );
     assert_eq!(
         s.instances[2].params,
+        StrategyParams::NeuralForecast(NeuralForecastParams::default())
+    );
+    assert_eq!(
+        s.instances[3].params,
         StrategyParams::PortfolioOptimizer(PortfolioOptimizerParams::default())
     );
     let guard = [
         "momentum-etf",
         "mean-reversion-metals",
+        "neural-forecast",
         "portfolio-optimizer",
     ];
     assert_eq!(
-        s.instances[3].params,
+        s.instances[4].params,
         StrategyParams::RiskManager(RiskManagerParams {
             guard: guard.iter().map(|g| g.to_string()).collect(),
             ..RiskManagerParams::default()

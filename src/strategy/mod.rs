@@ -18,14 +18,17 @@ pub mod chaos;
 pub mod indicators;
 pub mod mean_reversion;
 pub mod momentum;
+pub mod neural;
 pub mod portfolio;
 pub mod portfolio_optimizer;
 mod registry;
 pub mod risk_manager;
+pub mod workshop;
 
 use crate::domain::{DataNeeds, Decision, InstanceId, MarketView, TradingState};
 use crate::metrics::RiskAlert;
 
+pub use neural::work::{Finished, Work};
 pub use registry::{StrategyKind, StrategyParams, StrategySpec, build};
 
 /// The decision logic of one strategy kind.
@@ -42,6 +45,14 @@ pub trait Strategy: Send + 'static {
     fn report(&mut self) -> Option<CoreReport> {
         None
     }
+    /// Heavy work the last `decide` asked for (training a model): the actor hands it to the
+    /// shared [`Workshop`](workshop::Workshop), off every actor thread, and brings the result
+    /// back through [`Strategy::finished`]. Deciding never waits for it.
+    fn work(&mut self) -> Vec<Work> {
+        Vec::new()
+    }
+    /// The result of work asked for earlier.
+    fn finished(&mut self, _done: Finished) {}
 }
 
 /// What a monitoring core reports after a tick, beyond its decisions.

@@ -12,6 +12,7 @@ use super::Strategy;
 use super::chaos::{Chaos, ChaosParams};
 use super::mean_reversion::{MeanReversion, MeanReversionParams};
 use super::momentum::{Momentum, MomentumParams};
+use super::neural::{NeuralForecast, NeuralForecastParams};
 use super::portfolio_optimizer::{PortfolioOptimizer, PortfolioOptimizerParams};
 use super::risk_manager::{RiskManager, RiskManagerParams};
 use crate::domain::{InstanceId, Symbol};
@@ -33,6 +34,7 @@ pub struct StrategySpec {
 pub enum StrategyKind {
     Momentum,
     MeanReversion,
+    NeuralForecast,
     PortfolioOptimizer,
     RiskManager,
     /// Misbehaves on purpose; only in builds with the `chaos` feature.
@@ -44,6 +46,7 @@ impl StrategyKind {
     pub const ALL: &[StrategyKind] = &[
         StrategyKind::Momentum,
         StrategyKind::MeanReversion,
+        StrategyKind::NeuralForecast,
         StrategyKind::PortfolioOptimizer,
         StrategyKind::RiskManager,
         #[cfg(feature = "chaos")]
@@ -54,6 +57,7 @@ impl StrategyKind {
         match self {
             StrategyKind::Momentum => "momentum",
             StrategyKind::MeanReversion => "mean_reversion",
+            StrategyKind::NeuralForecast => "neural_forecast",
             StrategyKind::PortfolioOptimizer => "portfolio_optimizer",
             StrategyKind::RiskManager => "risk_manager",
             #[cfg(feature = "chaos")]
@@ -78,6 +82,7 @@ impl StrategyKind {
         match self {
             StrategyKind::Momentum
             | StrategyKind::MeanReversion
+            | StrategyKind::NeuralForecast
             | StrategyKind::PortfolioOptimizer => true,
             // Its symbols are those of the instances it guards.
             StrategyKind::RiskManager => false,
@@ -93,6 +98,7 @@ impl StrategyKind {
 pub enum StrategyParams {
     Momentum(MomentumParams),
     MeanReversion(MeanReversionParams),
+    NeuralForecast(NeuralForecastParams),
     PortfolioOptimizer(PortfolioOptimizerParams),
     RiskManager(RiskManagerParams),
     #[cfg(feature = "chaos")]
@@ -127,6 +133,11 @@ impl StrategyParams {
                 p.check()?;
                 Ok(Self::MeanReversion(p))
             }
+            StrategyKind::NeuralForecast => {
+                let p: NeuralForecastParams = serde_json::from_value(value).map_err(syntax)?;
+                p.check()?;
+                Ok(Self::NeuralForecast(p))
+            }
             StrategyKind::PortfolioOptimizer => {
                 let p: PortfolioOptimizerParams = serde_json::from_value(value).map_err(syntax)?;
                 p.check()?;
@@ -153,6 +164,9 @@ pub fn build(spec: &StrategySpec) -> Box<dyn Strategy> {
         StrategyParams::Momentum(p) => Box::new(Momentum::new(spec.symbols.clone(), p.clone())),
         StrategyParams::MeanReversion(p) => {
             Box::new(MeanReversion::new(spec.symbols.clone(), p.clone()))
+        }
+        StrategyParams::NeuralForecast(p) => {
+            Box::new(NeuralForecast::new(spec.symbols.clone(), p.clone()))
         }
         StrategyParams::PortfolioOptimizer(p) => {
             Box::new(PortfolioOptimizer::new(spec.symbols.clone(), p.clone()))

@@ -25,7 +25,9 @@ pub struct Herd {
     pub sim: Option<String>,
     /// The stdout and stderr readers, joined once the process has exited.
     readers: Vec<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    /// The working directory (config file, data directory), removed on drop unless it was
+    /// lent by the test (`start_in`).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Herd {
@@ -53,16 +55,37 @@ impl Herd {
         sim
     }
 
+    /// Starts `herd run` like [`Herd::start`], working in `dir`, which outlives the process: a
+    /// second start in it finds what the first left (the data directory).
+    pub fn start_in(dir: &std::path::Path, config_toml: &str, env: &[(&str, &str)]) -> Herd {
+        let mut herd = Herd::launch_in(dir, None, &["run"], config_toml, env);
+        let listening = herd.wait_log(|v| v["message"] == "http listening");
+        herd.http = format!("http://{}", listening["addr"].as_str().expect("addr"));
+        herd
+    }
+
     /// Starts `herd <args> --config <file>` without waiting for anything.
     pub fn launch(args: &[&str], config_toml: &str, env: &[(&str, &str)]) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("test.toml");
+        let path = dir.path().to_path_buf();
+        Herd::launch_in(&path, Some(dir), args, config_toml, env)
+    }
+
+    fn launch_in(
+        path: &std::path::Path,
+        owned: Option<tempfile::TempDir>,
+        args: &[&str],
+        config_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Herd {
+        let dir = path;
+        let config = dir.join("test.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
         cmd.args(args)
             .arg("--config")
             .arg(&config)
-            .current_dir(dir.path())
+            .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HERD__HTTP__BIND", "127.0.0.1")
@@ -100,7 +123,7 @@ impl Herd {
             http: String::new(),
             sim: None,
             readers: vec![out, err],
-            _dir: dir,
+            _dir: owned,
         }
     }
 

@@ -27,7 +27,8 @@ use tokio::sync::oneshot;
 
 mod report;
 
-use super::{Strategy, StrategySpec};
+use super::workshop::Workshop;
+use super::{Finished, Strategy, StrategySpec, Work};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, DataNeeds, Decision, Drain, DrainAck, ExitNotifier, ExitReason, InstanceId,
@@ -43,6 +44,8 @@ pub struct StrategyDeps {
     pub metrics: Arc<Metrics>,
     /// Real time between ticks: the configured `every` divided by the venue's speed.
     pub period: Duration,
+    /// Where the core's heavy work (training) is done, shared by every instance.
+    pub workshop: Arc<Workshop>,
 }
 
 /// How a tick ended, for metrics and the status report.
@@ -70,6 +73,8 @@ pub struct StrategyActor {
     /// The schedule, cancelled by `Drain`.
     timer: Option<SpawnHandle>,
     status: InstanceStatus,
+    /// Work results that came back while the core was deciding, handed over when it returns.
+    finished_while_deciding: Vec<Finished>,
     /// Tells the Supervisor why this incarnation ended.
     exit: ExitNotifier,
 }
@@ -96,6 +101,7 @@ impl StrategyActor {
             drain_waiter: None,
             timer: None,
             status: InstanceStatus::default(),
+            finished_while_deciding: Vec::new(),
             exit,
         }
     }
@@ -148,7 +154,7 @@ impl StrategyActor {
         let decide = tokio::task::spawn_blocking(move || {
             let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let decisions = core.decide(&view);
-                (decisions, core.report())
+                (decisions, core.report(), core.work())
             }));
             (core, decided.map_err(|p| panic_message(&*p)))
         });
@@ -156,17 +162,43 @@ impl StrategyActor {
             decide
                 .into_actor(self)
                 .map(|joined, act, ctx| match joined {
-                    Ok((core, Ok((decisions, report)))) => {
+                    Ok((core, Ok((decisions, report, work)))) => {
                         act.core = Some(core);
+                        for done in std::mem::take(&mut act.finished_while_deciding) {
+                            act.deliver(done, ctx);
+                        }
                         if let Some(report) = report {
                             act.on_report(report);
                         }
+                        act.dispatch(work, ctx);
                         act.on_decisions(decisions, ctx);
                     }
                     Ok((_, Err(message))) => act.core_panicked(message, ctx),
                     Err(e) => act.core_panicked(format!("blocking task failed: {e}"), ctx),
                 }),
         );
+    }
+
+    /// Hands the core's work to the workshop; each result comes back through `deliver`.
+    fn dispatch(&mut self, work: Vec<Work>, ctx: &mut Context<Self>) {
+        for job in work {
+            let done = self.deps.workshop.run(&self.deps.spec.id, job);
+            ctx.spawn(
+                done.into_actor(self)
+                    .map(|done, act, ctx| act.deliver(done, ctx)),
+            );
+        }
+    }
+
+    /// Gives a work result to the core, or keeps it until the core is back from deciding.
+    fn deliver(&mut self, done: Finished, ctx: &mut Context<Self>) {
+        let Some(core) = self.core.as_mut() else {
+            self.finished_while_deciding.push(done);
+            return;
+        };
+        if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| core.finished(done))) {
+            self.core_panicked(panic_message(&*p), ctx);
+        }
     }
 
     /// The core's state may be half-updated: stop, so the Supervisor builds a fresh one.
