@@ -303,6 +303,39 @@ mod tests {
     }
 
     #[test]
+    fn flat_prices_hold_with_a_zero_signal() {
+        let d = decide(&[100.0; 20], 0);
+        assert_eq!(d.signal, Some(0.0));
+        assert_eq!(
+            d.action,
+            Action::Hold {
+                reason: "no signal"
+            }
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_bars_only_widens_the_window_and_dates_the_order_by_the_newest_bar() {
+        // The window is counted in bars, not minutes: a session break between two bars leaves
+        // the same closes in it, and the order is dated by the newest bar, after the gap.
+        let mut gapped = bars(&[100.0, 100.5, 101.0, 102.5]).to_vec();
+        for b in gapped.iter_mut().skip(2) {
+            b.time += Duration::hours(17);
+        }
+        let newest = gapped[3].time;
+        let mut v = view(&[], 0);
+        v.bars.insert(spy(), gapped.into());
+        let d = Momentum::new(vec![spy()], MomentumParams::default())
+            .decide(&v)
+            .remove(0);
+        assert!((d.signal.unwrap() - 0.025).abs() < 1e-12);
+        assert!(
+            matches!(d.action, Action::Order(ref o) if o.side == Side::Buy && o.decided_on == newest),
+            "{d:?}"
+        );
+    }
+
+    #[test]
     fn holds_while_an_own_order_for_the_symbol_is_pending() {
         let mut v = view(&[100.0, 110.0], 0);
         v.pending.insert(spy(), Decimal::from(10));

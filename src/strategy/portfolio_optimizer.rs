@@ -413,6 +413,30 @@ mod tests {
     }
 
     #[test]
+    fn flat_prices_have_no_variance_and_hold_with_that_reason() {
+        let mut flat = MarketView::default();
+        flat.bars.insert(sym("AAA"), bars(&[100.0; 30]));
+        flat.bars.insert(sym("BBB"), bars(&[50.0; 30]));
+        // Minimum variance has nothing to minimise; maximum Sharpe stops earlier, as a zero
+        // mean return cannot beat the risk-free rate.
+        let cases = [
+            (
+                Objective::MinVariance,
+                "no weights: the returns have no variance",
+            ),
+            (
+                Objective::MaxSharpe,
+                "no weights: no symbol's mean return beats the risk-free rate",
+            ),
+        ];
+        for (method, why) in cases {
+            let d = optimizer(method).decide(&flat);
+            assert!(orders(&d).is_empty(), "{d:?}");
+            assert_eq!(d[0].action, Action::Hold { reason: why }, "{method:?}");
+        }
+    }
+
+    #[test]
     fn pending_orders_and_no_excess_return_hold_with_their_reasons() {
         let mut view = market(30);
         view.pending.insert(sym("BBB"), Decimal::ONE);

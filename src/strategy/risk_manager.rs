@@ -457,6 +457,32 @@ mod tests {
     }
 
     #[test]
+    fn a_short_past_its_stop_is_bought_back_and_a_symbol_without_bars_says_so() {
+        // SPY rising from 100 to 110: `mr`, short 5 from 100, is 10 % against.
+        let mut v = view();
+        let rising: Vec<f64> = (0..11).map(|i| 100.0 + i as f64).collect();
+        v.bars.insert(sym("SPY"), bars(&rising));
+        let decisions = manager(params()).decide(&v);
+        let mr = decisions
+            .iter()
+            .find(|d| d.instance == Some(id("mr")))
+            .unwrap();
+        let Action::Order(o) = &mr.action else {
+            panic!("expected a stop, got {mr:?}")
+        };
+        assert_eq!((o.side, o.qty), (Side::Buy, Decimal::from(5)));
+        assert!((mr.signal.unwrap() - 0.1).abs() < 1e-12, "{mr:?}");
+
+        v.bars.remove(&sym("SPY"));
+        let decisions = manager(params()).decide(&v);
+        let mom = decisions
+            .iter()
+            .find(|d| d.instance == Some(id("mom")))
+            .unwrap();
+        assert_eq!(mom.action, Action::NoData { have: 0, need: 1 });
+    }
+
+    #[test]
     fn a_stop_is_not_sent_again_while_the_instances_order_is_working() {
         let mut v = view();
         if let Some(book) = v.guarded.get_mut(&id("mom")) {

@@ -287,6 +287,12 @@ impl NeuralForecast {
         let change = (forecast - price) / price;
         let signal = Some(change);
         let sigma = mean_std(&returns(&closes)).map_or(0.0, |(_, s)| s);
+        if sigma == 0.0 {
+            // Confidence is 1 − σ/|change|: with no movement at all (a halted symbol, a stale
+            // feed) any forecast would look certain, so it is not trusted.
+            let reason = "flat prices: confidence undefined";
+            return decision(signal, Action::Hold { reason });
+        }
         let confidence = if change == 0.0 {
             0.5
         } else {

@@ -215,6 +215,64 @@ fn over_a_cycle_it_buys_from_flat_on_confident_rises_and_sells_all_on_falls_neve
 }
 
 #[test]
+fn with_a_model_too_few_bars_decide_nothing_and_flat_prices_are_not_trusted() {
+    let core = &mut trained(&sine(120));
+    let few = core.decide(&view(&sine(11))).remove(0);
+    assert_eq!(few.action, Action::NoData { have: 11, need: 12 });
+    let flat = core.decide(&view(&[100.0; 120])).remove(0);
+    assert_eq!(
+        flat.action,
+        Action::Hold {
+            reason: "flat prices: confidence undefined"
+        }
+    );
+}
+
+#[test]
+fn a_gap_in_the_bars_changes_nothing_but_the_dates() {
+    // The network reads the newest closes in order; times only date the order.
+    let closes = sine(120);
+    let mut core = trained_with(
+        &closes,
+        NeuralForecastParams {
+            confidence_floor: 0.6,
+            ..params()
+        },
+    );
+    let mut orders = 0;
+    for end in 60..120 {
+        let plain = core.decide(&view(&closes[..end])).remove(0);
+        let mut v = view(&closes[..end]);
+        let gapped: Vec<Bar> = v
+            .bars(&aapl())
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Bar {
+                time: if i >= end / 2 {
+                    b.time + Duration::hours(17)
+                } else {
+                    b.time
+                },
+                ..*b
+            })
+            .collect();
+        let newest = gapped[end - 1].time;
+        v.bars.insert(aapl(), gapped.into());
+        let gapped = core.decide(&v).remove(0);
+        assert_eq!(plain.signal, gapped.signal);
+        match (&plain.action, &gapped.action) {
+            (Action::Order(a), Action::Order(b)) => {
+                assert_eq!((a.side, a.qty), (b.side, b.qty));
+                assert_eq!(b.decided_on, newest);
+                orders += 1;
+            }
+            (a, b) => assert_eq!(a, b),
+        }
+    }
+    assert!(orders > 0, "the dates of at least one order were checked");
+}
+
+#[test]
 fn the_size_reaches_max_size_at_the_confidence_cap() {
     let p = NeuralForecastParams::default();
     assert_eq!(p.size(0.70), Decimal::from(5));
