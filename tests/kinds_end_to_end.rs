@@ -131,8 +131,12 @@ async fn all_five_kinds_trade_one_account_and_every_ledger_matches_its_fills_and
         if !all || orders.iter().any(working) {
             return None;
         }
+        // `reconciled` means every symbol was compared and matched; the orders read again
+        // after it must be the same fills, or an order came and filled in between.
         let positions = get_json(&format!("{base}/positions")).await?;
-        (positions["reconciled"] == true).then_some((orders, positions))
+        let again = common::herd_orders(&herd).await;
+        let settled = filled(&again) == filled(&orders) && !again.iter().any(working);
+        (positions["reconciled"] == true && settled).then_some((orders, positions))
     })
     .await;
 

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::alpaca::models::Position;
-use super::book::{Mismatch, OrderBook};
+use super::book::{Mismatch, OrderBook, Reconciliation};
 use super::{BrokerActor, BrokerError};
 use crate::domain::{Holding, InstanceId, Symbol};
 use crate::metrics::Metrics;
@@ -21,9 +21,13 @@ pub struct GetPositions;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PositionsReport {
-    /// The account holds exactly what herd's fills and the positions it did not make explain.
+    /// Every symbol was compared, and the account holds exactly what herd's fills and the
+    /// positions it did not make explain.
     pub reconciled: bool,
     pub mismatches: Vec<Mismatch>,
+    /// Symbols not compared at this reading: one of herd's orders for them is still working,
+    /// so the venue may be mid-fill.
+    pub unsettled: Vec<Symbol>,
     /// Each instance's holding, marked at the venue's current price when the account holds the
     /// symbol.
     pub instances: Vec<InstanceHolding>,
@@ -55,7 +59,7 @@ pub(super) fn observe_account(
     book: &OrderBook,
     metrics: &Metrics,
     held: &[Position],
-) -> Vec<Mismatch> {
+) -> Reconciliation {
     let r = book.reconcile(held);
     metrics.position_mismatches(r.mismatches.len());
     if r.changed {
@@ -72,7 +76,7 @@ pub(super) fn observe_account(
             );
         }
     }
-    r.mismatches
+    r
 }
 
 impl Handler<GetPositions> for BrokerActor {
@@ -86,7 +90,11 @@ impl Handler<GetPositions> for BrokerActor {
         );
         Box::pin(self.guard(async move {
             let held = snapshots.positions().await?;
-            let mismatches = observe_account(&book, &metrics, &held);
+            let Reconciliation {
+                mismatches,
+                unsettled,
+                ..
+            } = observe_account(&book, &metrics, &held);
             let price = |symbol: &Symbol| {
                 held.iter()
                     .find(|p| p.symbol == symbol.as_str())
@@ -112,8 +120,9 @@ impl Handler<GetPositions> for BrokerActor {
                 .map(|(symbol, qty)| ExternalPosition { symbol, qty })
                 .collect();
             Ok(PositionsReport {
-                reconciled: mismatches.is_empty(),
+                reconciled: mismatches.is_empty() && unsettled.is_empty(),
                 mismatches,
+                unsettled,
                 instances,
                 account: held.to_vec(),
                 external,

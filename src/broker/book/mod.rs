@@ -22,7 +22,7 @@ use serde::Serialize;
 
 mod reconcile;
 
-pub use reconcile::Mismatch;
+pub use reconcile::{Mismatch, Reconciliation};
 
 use super::alpaca::models::{Order, OrderStatus};
 use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Side, Symbol};

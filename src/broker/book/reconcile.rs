@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! - A symbol with one of herd's orders still working is not compared: the venue may be
-//!   mid-fill, and a difference then is the fill in transit, not a mismatch.
+//!   mid-fill, and a difference then is the fill in transit, not a mismatch. Such a symbol is
+//!   listed as unsettled, so "no mismatches" is never mistaken for "all compared".
 //! - [`Reconciliation::changed`] is true only when the set of mismatched symbols changed since
 //!   the previous reading, so a lasting mismatch is logged once, not on every tick.
 
@@ -38,6 +39,8 @@ pub struct Mismatch {
 #[derive(Debug, Clone, Default)]
 pub struct Reconciliation {
     pub mismatches: Vec<Mismatch>,
+    /// Symbols not compared because one of herd's orders for them is still working.
+    pub unsettled: Vec<Symbol>,
     /// The set of mismatched symbols differs from the previous reading's.
     pub changed: bool,
 }
@@ -87,6 +90,7 @@ impl OrderBook {
         b.mismatched = now;
         Reconciliation {
             mismatches,
+            unsettled: working.into_iter().collect(),
             changed,
         }
     }
@@ -217,6 +221,12 @@ mod tests {
         };
         let a = InstanceId::parse("a").unwrap();
         book.begin(&a, &intent, ClientOrderId::new("working".into()));
-        assert!(book.reconcile(&held(&[("SPY", 6)])).mismatches.is_empty());
+        let mid_fill = book.reconcile(&held(&[("SPY", 6)]));
+        assert!(mid_fill.mismatches.is_empty());
+        assert_eq!(
+            mid_fill.unsettled,
+            [Symbol::parse("SPY").unwrap()],
+            "and it says which it did not compare"
+        );
     }
 }
