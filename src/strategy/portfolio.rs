@@ -6,7 +6,10 @@
 //! minimum variance with `a = 1` (then `w = y`), maximum Sharpe with `a = μ − r_f` (then
 //! `w = y / Σy`, the classic change of variables, valid when some asset beats the risk-free
 //! rate). It is solved by accelerated projected gradient (FISTA) with step `1/L`, `L` twice the
-//! largest eigenvalue of Σ, and an exact projection onto the constraint set by bisection.
+//! largest eigenvalue of Σ, and an exact projection onto the constraint set (a search over
+//! the kinks of a piecewise-linear function, not an iteration); once the set of assets held
+//! settles, the problem on that set has a closed form, which ends the iteration when the KKT
+//! conditions confirm it (the "polishing" step of QP solvers such as OSQP).
 //!
 //! Invariants:
 //! - Deterministic: the same inputs give the same weights, bit for bit (no random search).
@@ -59,10 +62,9 @@ pub fn moments(returns: &[Vec<f64>]) -> Result<Moments, Unsolvable> {
     if returns.iter().flatten().any(|r| !r.is_finite()) {
         return Err(Unsolvable::NotFinite);
     }
-    let data = DMatrix::from_fn(t, n, |row, col| returns[col][row]);
-    let mean = DVector::from_fn(n, |i, _| data.column(i).mean());
-    let centered = DMatrix::from_fn(t, n, |row, col| data[(row, col)] - mean[col]);
-    let cov = centered.transpose() * &centered / (t - 1) as f64;
+    let mean = DVector::from_fn(n, |i, _| returns[i].iter().sum::<f64>() / t as f64);
+    let centered = DMatrix::from_fn(t, n, |row, col| returns[col][row] - mean[col]);
+    let cov = centered.tr_mul(&centered) / (t - 1) as f64;
     Ok(Moments { mean, cov })
 }
 
@@ -106,8 +108,15 @@ pub fn sharpe(m: &Moments, w: &[f64], risk_free: f64) -> Option<f64> {
 
 const MAX_ITERATIONS: usize = 20_000;
 const TOLERANCE: f64 = 1e-13;
+/// Iterations the support must stay the same before the exact solve on it is tried.
+const SETTLED: usize = 4;
+/// How far below zero a KKT multiplier may be, relative to the gradient, and still count as 0.
+const KKT_SLACK: f64 = 1e-9;
 
-/// `min yᵀΣy` subject to `aᵀy = 1, y ≥ 0`, by FISTA.
+/// `min yᵀΣy` subject to `aᵀy = 1, y ≥ 0`, by FISTA, finished exactly: once the support (the
+/// `y_i > 0`) has settled, the problem restricted to it is an equality-constrained QP with a
+/// closed form (see [`solve_on_support`]); when that answer is feasible and optimal, it is the
+/// answer. Otherwise FISTA goes on, so a singular or wrongly guessed support costs only time.
 fn min_quadratic(cov: &DMatrix<f64>, a: &DVector<f64>) -> Result<DVector<f64>, Unsolvable> {
     let n = a.len();
     let largest = cov
@@ -120,54 +129,147 @@ fn min_quadratic(cov: &DMatrix<f64>, a: &DVector<f64>) -> Result<DVector<f64>, U
         return Err(Unsolvable::NoVariance);
     }
     let step = 1.0 / (2.0 * largest);
-    let mut y = project(&DVector::from_element(n, 1.0 / n as f64), a);
+    // Every vector of the loop is allocated once: the loop runs on each decision.
+    let mut kinks = Vec::with_capacity(n);
+    let mut y = DVector::zeros(n);
+    project(
+        &DVector::from_element(n, 1.0 / n as f64),
+        a,
+        &mut y,
+        &mut kinks,
+    );
     let mut z = y.clone();
+    let mut next = DVector::zeros(n);
+    let mut descent = DVector::zeros(n);
     let mut t = 1.0f64;
+    let mut support = vec![false; n];
+    let mut settled = 0;
     for _ in 0..MAX_ITERATIONS {
-        let gradient = cov * &z * 2.0;
-        let next = project(&(&z - gradient * step), a);
+        // next = project(z − step·∇), ∇ = 2Σz
+        descent.copy_from(&z);
+        descent.gemv(-2.0 * step, cov, &z, 1.0);
+        project(&descent, a, &mut next, &mut kinks);
         let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
-        let moved = (&next - &y).amax();
-        z = &next + (&next - &y) * ((t - 1.0) / t_next);
-        y = next;
+        let momentum = (t - 1.0) / t_next;
+        let mut moved = 0.0f64;
+        let mut same_support = true;
+        for i in 0..n {
+            let change = next[i] - y[i];
+            moved = moved.max(change.abs());
+            z[i] = next[i] + change * momentum;
+            same_support &= support[i] == (next[i] > 0.0);
+            support[i] = next[i] > 0.0;
+        }
+        std::mem::swap(&mut y, &mut next);
         t = t_next;
         if moved <= TOLERANCE * (1.0 + y.amax()) {
             break;
+        }
+        settled = if same_support { settled + 1 } else { 0 };
+        if settled == SETTLED
+            && let Some(exact) = solve_on_support(cov, a, &support)
+        {
+            return Ok(exact);
         }
     }
     Ok(y)
 }
 
-/// The point of `{y ≥ 0, aᵀy = 1}` nearest `v`: `y = max(0, v + λa)` with λ found by bisection
-/// (`aᵀy(λ)` never decreases in λ). Needs some `a_i > 0`.
-fn project(v: &DVector<f64>, a: &DVector<f64>) -> DVector<f64> {
-    let at = |lambda: f64| v.zip_map(a, |vi, ai| (vi + lambda * ai).max(0.0));
-    let dot = |lambda: f64| a.dot(&at(lambda));
-    let (mut lo, mut hi) = (-1.0f64, 1.0f64);
-    for _ in 0..200 {
-        if dot(lo) <= 1.0 {
-            break;
-        }
-        lo *= 2.0;
+/// The optimum when `support` is the set of non-zero weights, if it is one. On the support
+/// `F` the problem is `min y_Fᵀ Σ_FF y_F` s.t. `a_Fᵀ y_F = 1`, solved by
+/// `y_F = Σ_FF⁻¹ a_F / (a_Fᵀ Σ_FF⁻¹ a_F)` with multiplier `λ = 2 / (a_Fᵀ Σ_FF⁻¹ a_F)`. It is
+/// the optimum of the whole problem when every `y_F > 0` and the KKT multipliers
+/// `(2Σy)_i − λ a_i` are zero on the support (to rounding) and not negative off it. `None` when
+/// Σ_FF is not positive definite or a condition fails.
+fn solve_on_support(
+    cov: &DMatrix<f64>,
+    a: &DVector<f64>,
+    support: &[bool],
+) -> Option<DVector<f64>> {
+    let on: Vec<usize> = (0..support.len()).filter(|&i| support[i]).collect();
+    let k = on.len();
+    let sub = DMatrix::from_fn(k, k, |r, c| cov[(on[r], on[c])]);
+    let a_on = DVector::from_fn(k, |r, _| a[on[r]]);
+    let x = sub.cholesky()?.solve(&a_on);
+    let scale = a_on.dot(&x);
+    if !(scale > 0.0 && scale.is_finite()) || x.iter().any(|v| *v <= 0.0) {
+        return None;
     }
-    for _ in 0..200 {
-        if dot(hi) >= 1.0 {
-            break;
-        }
-        hi *= 2.0;
+    let mut y = DVector::zeros(a.len());
+    for (r, &i) in on.iter().enumerate() {
+        y[i] = x[r] / scale;
     }
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if mid <= lo || mid >= hi {
-            break;
-        }
-        if dot(mid) < 1.0 {
-            lo = mid;
+    let lambda = 2.0 / scale;
+    let gradient = cov * &y * 2.0;
+    let size = gradient.amax().max(lambda * a.amax());
+    // On the support the multiplier must be 0 (which also rejects the garbage an
+    // ill-conditioned Σ_FF can give); off it, not negative.
+    let optimal = (0..a.len()).all(|i| {
+        let multiplier = gradient[i] - lambda * a[i];
+        if support[i] {
+            multiplier.abs() <= KKT_SLACK * size
         } else {
-            hi = mid;
+            multiplier >= -KKT_SLACK * size
         }
+    });
+    optimal.then_some(y)
+}
+
+/// The point of `{y ≥ 0, aᵀy = 1}` nearest `v`, written to `out`: `y = max(0, v + λa)` for the
+/// λ that solves `g(λ) = aᵀy(λ) = 1`. `g` is continuous, piecewise linear and non-decreasing
+/// (each active term adds `a_i²` to its slope), with a kink where a term switches on or off, at
+/// `−v_i / a_i`. So the root is found exactly: evaluate `g` at the sorted kinks, take the first
+/// segment that reaches 1, and solve the line there. Needs some `a_i > 0` (then `g` grows
+/// without bound). `kinks` is scratch space.
+fn project(v: &DVector<f64>, a: &DVector<f64>, out: &mut DVector<f64>, kinks: &mut Vec<f64>) {
+    let g = |lambda: f64| {
+        v.iter()
+            .zip(a.iter())
+            .map(|(vi, ai)| ai * (vi + lambda * ai).max(0.0))
+            .sum::<f64>()
+    };
+    kinks.clear();
+    kinks.extend(
+        v.iter()
+            .zip(a.iter())
+            .filter(|(_, ai)| **ai != 0.0)
+            .map(|(vi, ai)| -vi / ai),
+    );
+    kinks.sort_unstable_by(f64::total_cmp);
+    // Slopes left of every kink (terms with a_i < 0 are on) and right of every kink (a_i > 0).
+    let slope_of = |keep: fn(f64) -> bool| a.iter().filter(|ai| keep(**ai)).map(|ai| ai * ai).sum();
+    let lambda = 'root: {
+        let (Some(&first), Some(&last)) = (kinks.first(), kinks.last()) else {
+            break 'root 0.0;
+        };
+        let mut before = (first, g(first));
+        if before.1 >= 1.0 {
+            // Without a negative a_i, g is 0 left of every kink and cannot reach 1 at the first.
+            let left: f64 = slope_of(|ai| ai < 0.0);
+            break 'root if left > 0.0 {
+                first - (before.1 - 1.0) / left
+            } else {
+                first
+            };
+        }
+        for &kink in &kinks[1..] {
+            let here = (kink, g(kink));
+            if here.1 >= 1.0 {
+                let rise = here.1 - before.1;
+                break 'root if rise > 0.0 {
+                    before.0 + (1.0 - before.1) * (here.0 - before.0) / rise
+                } else {
+                    here.0
+                };
+            }
+            before = here;
+        }
+        let right: f64 = slope_of(|ai| ai > 0.0);
+        last + (1.0 - before.1) / right
+    };
+    for ((o, vi), ai) in out.iter_mut().zip(v.iter()).zip(a.iter()) {
+        *o = (vi + lambda * ai).max(0.0);
     }
-    at(hi)
 }
 
 #[cfg(test)]
@@ -203,6 +305,24 @@ mod tests {
         let w = optimize(&m, Objective::MinVariance, 0.0).unwrap();
         assert!((w[0] - 0.084 / 0.118).abs() < 1e-9, "{w:?}");
         assert!((w[0] + w[1] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_exact_solve_accepts_only_an_optimal_support() {
+        let ones = DVector::from_element(2, 1.0);
+        let m = two_assets([0.0, 0.0], 0.04, 0.09, 0.006);
+        let both = solve_on_support(&m.cov, &ones, &[true, true]).unwrap();
+        assert!((both[0] - 0.084 / 0.118).abs() < 1e-12, "{both:?}");
+        // Holding only the riskier asset is feasible but not optimal: its KKT multiplier for
+        // the other asset is negative.
+        assert_eq!(solve_on_support(&m.cov, &ones, &[false, true]), None);
+        // Perfectly correlated twins: every split has the same variance, so whatever answer
+        // comes out (closed form or FISTA) must have that variance, and the same one each time.
+        let twins = two_assets([0.0, 0.0], 0.04, 0.04, 0.04);
+        let w = optimize(&twins, Objective::MinVariance, 0.0).unwrap();
+        assert!((w[0] + w[1] - 1.0).abs() < 1e-12, "{w:?}");
+        assert!((variance(&twins.cov, &w) - 0.04).abs() < 1e-12, "{w:?}");
+        assert_eq!(optimize(&twins, Objective::MinVariance, 0.0).unwrap(), w);
     }
 
     #[test]
@@ -261,6 +381,28 @@ mod tests {
                     prop_assert!(w.iter().all(|x| *x >= 0.0));
                     prop_assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
                 }
+            }
+        }
+
+        #[test]
+        fn the_projection_is_feasible_and_nearer_than_any_other_feasible_point(
+            v in prop::collection::vec(-2.0f64..2.0, 1..8),
+            a in prop::collection::vec(-1.0f64..1.0, 8),
+            q in prop::collection::vec(0.0f64..1.0, 8),
+        ) {
+            let n = v.len();
+            let mut a = DVector::from_column_slice(&a[..n]);
+            a[0] = a[0].abs().max(0.1); // some a_i > 0, as the solver guarantees
+            let v = DVector::from_column_slice(&v);
+            let mut p = DVector::zeros(n);
+            project(&v, &a, &mut p, &mut Vec::new());
+            prop_assert!(p.iter().all(|x| *x >= 0.0));
+            prop_assert!((a.dot(&p) - 1.0).abs() < 1e-9, "aᵀp = {}", a.dot(&p));
+            // Another feasible point: non-negative on the a_i > 0 only, scaled onto aᵀq = 1.
+            let q = DVector::from_fn(n, |i, _| if a[i] > 0.0 { q[i] } else { 0.0 });
+            if a.dot(&q) > 1e-6 {
+                let q = &q / a.dot(&q);
+                prop_assert!((&v - &p).norm() <= (&v - &q).norm() + 1e-9);
             }
         }
 

@@ -13,8 +13,6 @@
 //! annual risk-free rate made consistent, and weights of its own capital (not of the whole
 //! account, which other strategies trade too).
 
-use std::collections::{BTreeSet, HashMap};
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
@@ -24,7 +22,7 @@ use super::Strategy;
 use super::indicators::returns;
 use super::portfolio::{Objective, moments, optimize};
 use crate::domain::{
-    Action, DataNeeds, Decision, MarketView, OrderIntent, Side, Symbol, Timeframe,
+    Action, Bar, DataNeeds, Decision, MarketView, OrderIntent, Side, Symbol, Timeframe,
 };
 
 /// `[strategies.params]` of a `portfolio_optimizer` instance.
@@ -130,38 +128,53 @@ impl PortfolioOptimizer {
             .collect()
     }
 
-    /// Closes of every symbol at the newest `lookback + 1` bar times they all share.
+    /// Closes of every symbol at the newest `lookback + 1` bar times they all share (a bar with
+    /// an unusable close counts as missing). A view's bars are sorted by time without
+    /// duplicates (the broker's market data makes them so), so all symbols are walked newest
+    /// first together, as in a merge: one pass, no lookups.
     fn aligned_closes(&self, view: &MarketView) -> Result<(Vec<Vec<f64>>, DateTime<Utc>), Action> {
         let need = self.params.lookback + 1;
-        let mut common: Option<BTreeSet<DateTime<Utc>>> = None;
-        let mut by_symbol: Vec<HashMap<DateTime<Utc>, f64>> = Vec::new();
-        for symbol in &self.symbols {
-            let closes: HashMap<_, _> = view
-                .bars(symbol)
-                .iter()
-                .filter(|b| b.close.is_finite() && b.close > 0.0)
-                .map(|b| (b.time, b.close))
-                .collect();
-            let times: BTreeSet<_> = closes.keys().copied().collect();
-            common = Some(match common {
-                None => times,
-                Some(c) => c.intersection(&times).copied().collect(),
-            });
-            by_symbol.push(closes);
+        let usable = |b: &&Bar| b.close.is_finite() && b.close > 0.0;
+        let bars: Vec<&[Bar]> = self.symbols.iter().map(|s| view.bars(s)).collect();
+        let Some((first, others)) = bars.split_first() else {
+            return Err(Action::NoData { have: 0, need });
+        };
+        // Per other symbol: how many of its bars are not newer than the time being matched.
+        let mut ends: Vec<usize> = others.iter().map(|b| b.len()).collect();
+        let mut times = Vec::with_capacity(need);
+        let mut series = vec![Vec::with_capacity(need); self.symbols.len()];
+        let mut row = Vec::with_capacity(self.symbols.len());
+        for bar in first.iter().rev().filter(usable) {
+            row.clear();
+            row.push(bar.close);
+            for (other, end) in others.iter().zip(&mut ends) {
+                while *end > 0 && other[*end - 1].time > bar.time {
+                    *end -= 1;
+                }
+                match other[..*end].last().filter(usable) {
+                    Some(b) if b.time == bar.time => row.push(b.close),
+                    _ => break,
+                }
+            }
+            if row.len() < self.symbols.len() {
+                continue;
+            }
+            times.push(bar.time);
+            for (closes, close) in series.iter_mut().zip(&row) {
+                closes.push(*close);
+            }
+            if times.len() == need {
+                break;
+            }
         }
-        let common: Vec<_> = common.unwrap_or_default().into_iter().collect();
-        if common.len() < need {
-            return Err(Action::NoData {
-                have: common.len(),
-                need,
-            });
+        let (Some(&newest), true) = (times.first(), times.len() == need) else {
+            let have = times.len();
+            return Err(Action::NoData { have, need });
+        };
+        for closes in &mut series {
+            closes.reverse();
         }
-        let times = &common[common.len() - need..];
-        let series = by_symbol
-            .iter()
-            .map(|closes| times.iter().map(|t| closes[t]).collect())
-            .collect();
-        Ok((series, times[times.len() - 1]))
+        Ok((series, newest))
     }
 }
 
@@ -408,8 +421,15 @@ mod tests {
         view.bars.insert(sym("BBB"), gapped.into());
         let mut p = params(Objective::MinVariance);
         p.lookback = 29;
-        let d = PortfolioOptimizer::new(vec![sym("AAA"), sym("BBB")], p).decide(&view);
+        let opt = || PortfolioOptimizer::new(vec![sym("AAA"), sym("BBB")], p.clone());
+        let d = opt().decide(&view);
         assert_eq!(d[0].action, Action::NoData { have: 29, need: 30 });
+        // A bar without a usable close is missing too.
+        let mut broken = view.bars(&sym("AAA")).to_vec();
+        broken[20].close = f64::NAN;
+        view.bars.insert(sym("AAA"), broken.into());
+        let d = opt().decide(&view);
+        assert_eq!(d[0].action, Action::NoData { have: 28, need: 30 });
     }
 
     #[test]

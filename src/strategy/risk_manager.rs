@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::book_risk::{BookFigures, Replayed, figures};
 use super::{CoreReport, Strategy};
 use crate::domain::{
-    Action, DataNeeds, Decision, InstanceId, MarketView, OrderIntent, Side, Symbol, Timeframe,
+    Action, Bar, DataNeeds, Decision, InstanceId, MarketView, OrderIntent, Side, Symbol, Timeframe,
     TradingState,
 };
 use crate::metrics::RiskAlert;
@@ -162,6 +162,8 @@ pub struct RiskManager {
     params: RiskManagerParams,
     symbols: Vec<Symbol>,
     guards: Vec<InstanceId>,
+    /// `params.stop_loss`, converted once: the exact f64 → Decimal conversion is not cheap.
+    stop_loss: Option<Decimal>,
     /// Alerts whose condition held at the last tick: raised again only after they cleared.
     active: BTreeSet<Alert>,
     /// The last tick's report, taken by `report`.
@@ -177,6 +179,7 @@ impl RiskManager {
             .filter_map(|g| InstanceId::parse(g).ok())
             .collect();
         Self {
+            stop_loss: params.stop_loss.and_then(Decimal::from_f64),
             params,
             symbols,
             guards,
@@ -193,8 +196,15 @@ impl RiskManager {
         }
     }
 
-    /// The stop-loss decision for one guarded holding.
-    fn stop(&self, instance: &InstanceId, symbol: &Symbol, view: &MarketView) -> Option<Decision> {
+    /// The stop-loss decision for one guarded holding; `newest` is the symbol's newest bar and
+    /// its close as a Decimal.
+    fn stop(
+        &self,
+        instance: &InstanceId,
+        symbol: &Symbol,
+        newest: Option<&(Bar, Decimal)>,
+        view: &MarketView,
+    ) -> Option<Decision> {
         let book = view.guarded.get(instance)?;
         let holding = book.positions.get(symbol).copied()?;
         if holding.qty.is_zero() {
@@ -206,14 +216,13 @@ impl RiskManager {
             signal,
             action,
         };
-        let Some(last) = view.bars(symbol).last().copied() else {
+        let Some(&(last, price)) = newest else {
             return Some(decision(None, Action::NoData { have: 0, need: 1 }));
         };
-        let price = Decimal::from_f64(last.close).unwrap_or_default();
         let against = holding.adverse_move(price);
         let signal = against.to_f64();
         let working = book.pending.get(symbol).is_some_and(|q| !q.is_zero());
-        let action = match self.params.stop_loss.and_then(Decimal::from_f64) {
+        let action = match self.stop_loss {
             Some(stop) if against >= stop && working => Action::Hold {
                 reason: "stop loss reached; an order of the instance is already working",
             },
@@ -257,9 +266,17 @@ impl Strategy for RiskManager {
     fn decide(&mut self, view: &MarketView) -> Vec<Decision> {
         let mut decisions = Vec::new();
         let mut now = BTreeSet::new();
+        let newest: Vec<Option<(Bar, Decimal)>> = self
+            .symbols
+            .iter()
+            .map(|s| {
+                let bar = *view.bars(s).last()?;
+                Some((bar, Decimal::from_f64(bar.close).unwrap_or_default()))
+            })
+            .collect();
         for instance in &self.guards {
-            for symbol in &self.symbols {
-                if let Some(d) = self.stop(instance, symbol, view) {
+            for (symbol, newest) in self.symbols.iter().zip(&newest) {
+                if let Some(d) = self.stop(instance, symbol, newest.as_ref(), view) {
                     if matches!(d.action, Action::Order(_)) {
                         now.insert(Alert::StopLoss {
                             instance: instance.clone(),
