@@ -216,36 +216,14 @@ impl Strategy for MeanReversion {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use chrono::{DateTime, Duration, TimeZone, Utc};
+    use chrono::Duration;
 
     use super::*;
-    use crate::domain::{Bar, Holding};
+    use crate::domain::Holding;
+    use crate::strategy::testing::{minute_bars as bars, sym, t0};
 
     fn gld() -> Symbol {
-        Symbol::parse("GLD").unwrap()
-    }
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap()
-    }
-
-    fn bars(closes: &[f64]) -> Arc<[Bar]> {
-        closes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Bar {
-                time: t0() + Duration::minutes(5 * i as i64),
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: 1000.0,
-                trades: None,
-                vwap: None,
-            })
-            .collect()
+        sym("GLD")
     }
 
     /// 19 closes alternating 100 ± 1, then `last`: mean ≈ 100, σ ≈ 1, so z tracks `last`.

@@ -23,6 +23,8 @@ pub mod portfolio;
 pub mod portfolio_optimizer;
 mod registry;
 pub mod risk_manager;
+#[cfg(test)]
+mod testing;
 pub mod workshop;
 
 use crate::domain::{DataNeeds, Decision, InstanceId, MarketView, TradingState};

@@ -176,36 +176,13 @@ impl Strategy for Momentum {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use chrono::{DateTime, Duration, TimeZone, Utc};
+    use chrono::Duration;
 
     use super::*;
-    use crate::domain::Bar;
+    use crate::strategy::testing::{minute_bars as bars, sym, t0};
 
     fn spy() -> Symbol {
-        Symbol::parse("SPY").unwrap()
-    }
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap()
-    }
-
-    fn bars(closes: &[f64]) -> Arc<[Bar]> {
-        closes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Bar {
-                time: t0() + Duration::minutes(5 * i as i64),
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: 1000.0,
-                trades: None,
-                vwap: None,
-            })
-            .collect()
+        sym("SPY")
     }
 
     fn view(closes: &[f64], position: i64) -> MarketView {

@@ -287,37 +287,9 @@ fn with_targets(mut decisions: Vec<Decision>, weights: &[f64]) -> Vec<Decision> 
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use chrono::{Duration, TimeZone};
-
     use super::*;
-    use crate::domain::{Bar, Holding};
-
-    fn sym(s: &str) -> Symbol {
-        Symbol::parse(s).unwrap()
-    }
-
-    fn day(i: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 21, 0, 0).unwrap() + Duration::days(i)
-    }
-
-    fn bars(closes: &[f64]) -> Arc<[Bar]> {
-        closes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Bar {
-                time: day(i as i64),
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: 1e6,
-                trades: None,
-                vwap: None,
-            })
-            .collect()
-    }
+    use crate::domain::Holding;
+    use crate::strategy::testing::{daily_bars as bars, day, sym};
 
     /// Two symbols with independent-looking wiggles and the same upward drift.
     fn market(n: usize) -> MarketView {

@@ -378,40 +378,12 @@ fn describe(report: &RiskReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use chrono::{DateTime, Duration, TimeZone, Utc};
-
     use super::*;
-    use crate::domain::{Bar, GuardedBook, Holding};
-
-    fn sym(s: &str) -> Symbol {
-        Symbol::parse(s).unwrap()
-    }
+    use crate::domain::{GuardedBook, Holding};
+    use crate::strategy::testing::{daily_bars as bars, sym};
 
     fn id(s: &str) -> InstanceId {
         InstanceId::parse(s).unwrap()
-    }
-
-    fn day(i: i64) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 5, 0, 0).unwrap() + Duration::days(i)
-    }
-
-    fn bars(closes: &[f64]) -> Arc<[Bar]> {
-        closes
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Bar {
-                time: day(i as i64),
-                open: c,
-                high: c,
-                low: c,
-                close: c,
-                volume: 1e6,
-                trades: None,
-                vwap: None,
-            })
-            .collect()
     }
 
     fn params() -> RiskManagerParams {

@@ -3,17 +3,14 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 
 use super::*;
 use crate::domain::{Bar, Holding};
+use crate::strategy::testing::{minute_bar as t, minute_bars as bars, sym};
 
 fn aapl() -> Symbol {
-    Symbol::parse("AAPL").unwrap()
-}
-
-fn t(i: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap() + Duration::minutes(5 * i)
+    sym("AAPL")
 }
 
 /// A tiny network that trains in a fraction of a second.
@@ -30,23 +27,6 @@ fn params() -> NeuralForecastParams {
         learning_rate: 0.03,
         ..NeuralForecastParams::default()
     }
-}
-
-fn bars(closes: &[f64]) -> Arc<[Bar]> {
-    closes
-        .iter()
-        .enumerate()
-        .map(|(i, &c)| Bar {
-            time: t(i as i64),
-            open: c,
-            high: c,
-            low: c,
-            close: c,
-            volume: 1e5,
-            trades: None,
-            vwap: None,
-        })
-        .collect()
 }
 
 fn sine(n: usize) -> Vec<f64> {
