@@ -108,9 +108,11 @@ pub fn sharpe(m: &Moments, w: &[f64], risk_free: f64) -> Option<f64> {
 
 const MAX_ITERATIONS: usize = 20_000;
 const TOLERANCE: f64 = 1e-13;
-/// Iterations the support must stay the same before the exact solve on it is tried.
+/// Iterations the support must stay the same before the exact solve on it is tried (once per
+/// settled support: if it fails, the next try waits for the support to change and settle).
 const SETTLED: usize = 4;
-/// How far below zero a KKT multiplier may be, relative to the gradient, and still count as 0.
+/// How far a KKT multiplier may miss its condition (0 on the support, ≥ 0 off it), relative
+/// to the size of the gradient, and still meet it: rounding, not a wrong support.
 const KKT_SLACK: f64 = 1e-9;
 
 /// `min yᵀΣy` subject to `aᵀy = 1, y ≥ 0`, by FISTA, finished exactly: once the support (the
