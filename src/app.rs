@@ -22,7 +22,7 @@ use crate::shutdown::{self, Running};
 use crate::sim::SimServer;
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
 use crate::strategy::workshop::Workshop;
-use crate::supervisor::{ChildRole, ChildSpec, RestartPolicy, Supervisor};
+use crate::supervisor::{ChildHandle, ChildRole, ChildSpec, RestartPolicy, Supervisor};
 
 /// Why herd could not start. The binary prints it and exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     });
 
     let state = OpsState {
+        settings: settings.http.clone(),
         process: Arc::clone(&process),
         supervisor: supervisor.clone(),
         broker: slots.broker,
@@ -197,7 +198,7 @@ fn child_specs(
         start: Box::new(move |c| {
             let addr = MetricsActor::new(&metrics, c.exit).start();
             slot.set(addr.clone());
-            addr.recipient()
+            ChildHandle::service(&addr)
         }),
     });
     let (cache, slot) = (deps.cache.clone(), slots.cache.clone());
@@ -207,7 +208,7 @@ fn child_specs(
         start: Box::new(move |c| {
             let addr = MarketCacheActor::new(cache.clone(), c.exit).start();
             slot.set(addr.clone());
-            addr.recipient()
+            ChildHandle::service(&addr)
         }),
     });
     let (broker_deps, slot) = (deps.clone(), slots.broker.clone());
@@ -217,7 +218,7 @@ fn child_specs(
         start: Box::new(move |c| {
             let addr = BrokerActor::new(broker_deps.clone(), c.exit).start();
             slot.set(addr.clone());
-            addr.recipient()
+            ChildHandle::service(&addr)
         }),
     });
     for spec in &settings.instances {
@@ -247,9 +248,8 @@ fn child_specs(
                     workshop: Arc::clone(&workshop),
                 };
                 let core = crate::strategy::build(&spec);
-                StrategyActor::new(deps, core, c.id, c.incarnation, c.exit)
-                    .start()
-                    .recipient()
+                let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);
+                ChildHandle::strategy(&actor.paused(c.paused).start())
             }),
         });
     }

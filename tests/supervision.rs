@@ -192,7 +192,9 @@ const TICK_EVENTS: &[(&str, &str)] = &[("HERD__LOG__LEVEL", "info,herd::strategy
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
-    let mut herd = Herd::start(&slow_tick(1500, "20s"), TICK_EVENTS);
+    const TOKEN: &str = "a-token-for-the-drain-test";
+    let env = [TICK_EVENTS, &[("HERD_ADMIN_TOKEN", TOKEN)]].concat();
+    let mut herd = Herd::start(&slow_tick(1500, "20s"), &env);
     let http = herd.http.clone();
     eventually("ready", &herd, || async {
         let r = reqwest::get(format!("{http}/readyz")).await.ok()?;
@@ -207,6 +209,19 @@ async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
     })
     .await;
     assert_eq!(during["phase"], "draining");
+    // An operator cannot change anything during the drain, even with the right token.
+    let admin = reqwest::Client::new()
+        .post(format!("{http}/admin/strategies/slow/execute"))
+        .header("X-Admin-Token", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 503);
+    let body: Value = admin.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("draining"),
+        "{body}"
+    );
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
     let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
     assert_eq!(summary["message"], "shutdown complete", "{summary}");

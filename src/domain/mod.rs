@@ -24,8 +24,8 @@ pub use ids::{ChildId, ClientOrderId, InstanceId, Symbol};
 pub use invalid::{InvalidSetting, positive};
 pub use market::{Bar, Side, Timeframe};
 pub use protocol::{
-    Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition, InstanceStatus, Lifecycle, Slot,
-    StatusReport, panic_message,
+    Control, ControlRefused, Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition,
+    InstanceStatus, Lifecycle, Slot, StatusReport, panic_message,
 };
 pub use secret::Secret;
 pub use trading::{

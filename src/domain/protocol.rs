@@ -1,7 +1,7 @@
 //! The protocol every supervised child speaks, and what the Supervisor reports about it.
 //!
 //! A child incarnation holds an [`ExitNotifier`] and answers [`Drain`]; strategy instances also
-//! send a [`StatusReport`] after every tick. Holders of a child's address go through its
+//! answer [`Control`] and send a [`StatusReport`] after every tick. Holders of a child's address go through its
 //! [`Slot`]. These types live here, not in the supervisor, because the children, the HTTP layer
 //! and the metrics speak them without depending on the Supervisor.
 //!
@@ -102,6 +102,27 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[derive(Message)]
 #[rtype(result = "DrainAck")]
 pub struct Drain;
+
+/// An operator's instruction to a running strategy instance, relayed by the Supervisor (which
+/// also remembers `Pause`, so that a restarted incarnation starts paused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
+#[rtype(result = "Result<(), ControlRefused>")]
+pub enum Control {
+    /// Skip scheduled ticks until `Resume`.
+    Pause,
+    Resume,
+    /// Tick now, outside the schedule; a paused instance ticks too (the operator asked).
+    TickNow,
+}
+
+/// Why an instance did not do what a [`Control`] asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ControlRefused {
+    #[error("a tick is already running")]
+    Busy,
+    #[error("the instance is draining")]
+    Draining,
+}
 
 #[derive(Debug, Clone, Copy, Default, MessageResponse)]
 pub struct DrainAck {

@@ -53,6 +53,11 @@ impl Operation {
         Operation::ListOrders,
     ];
 
+    /// The operation whose [`as_str`](Self::as_str) is `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|op| op.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Clock => "clock",

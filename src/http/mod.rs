@@ -1,4 +1,6 @@
-//! The ops HTTP server (actix-web): probes, health, metrics, strategies, orders.
+//! The HTTP server (actix-web): the ops endpoints (`ops.rs`), the token-protected admin API
+//! (`admin.rs`), and what every request passes through (`context.rs`: request id, error shape,
+//! slow-request log).
 //!
 //! Invariants:
 //! - actix-web's own signal handling is off: herd's shutdown sequence stops the server last,
@@ -6,6 +8,9 @@
 //! - Handlers never call the broker venue, and never reach into an actor's state: they ask
 //!   actors by message, or read `ProcessState`.
 
+pub mod admin;
+mod context;
+pub mod error;
 pub mod ops;
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,11 +18,12 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpRequest, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerActor, MarketCacheActor};
-use crate::domain::{InvalidSetting, Slot, Venue};
+use crate::domain::{HumanDuration, InvalidSetting, Secret, Slot, Venue, positive};
 use crate::metrics::MetricsActor;
 use crate::process::ProcessState;
 use crate::supervisor::Supervisor;
@@ -31,7 +37,19 @@ pub struct HttpSettings {
     pub port: u16,
     /// Worker threads; ops traffic is light, so a small number keeps the footprint small.
     pub workers: usize,
+    /// The admin API's token (`HERD_ADMIN_TOKEN` or `ADMIN_TOKEN`); unset, the admin API is
+    /// disabled, never open.
+    #[serde(default)]
+    pub admin_token: Secret,
+    /// Internal details of a failure in error bodies. Off in production: there they are only
+    /// in the log, under the body's `error_id`.
+    pub error_details: bool,
+    /// A request slower than this is logged with its timing.
+    pub slow_request: HumanDuration,
 }
+
+/// The shortest admin token accepted: 16 bytes, 128 bits if random.
+pub const ADMIN_TOKEN_MIN_BYTES: usize = 16;
 
 impl HttpSettings {
     pub fn check(&self) -> Result<(), InvalidSetting> {
@@ -42,12 +60,23 @@ impl HttpSettings {
                 "must be between 1 and 64",
             ));
         }
-        Ok(())
+        let token = self.admin_token.expose().len();
+        if self.admin_token.is_set() && token < ADMIN_TOKEN_MIN_BYTES {
+            return Err(InvalidSetting::new(
+                "http.admin_token (HERD_ADMIN_TOKEN)",
+                format!("[redacted, {token} bytes]"),
+                format!(
+                    "must be at least {ADMIN_TOKEN_MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), or unset to disable the admin API"
+                ),
+            ));
+        }
+        positive("http.slow_request", self.slow_request)
     }
 }
 
 /// What every handler can reach.
 pub struct OpsState {
+    pub settings: HttpSettings,
     pub process: Arc<ProcessState>,
     pub supervisor: Addr<Supervisor>,
     pub broker: Slot<BrokerActor>,
@@ -59,16 +88,32 @@ pub struct OpsState {
 /// Binds and starts the server; returns it (to be spawned) and the bound address.
 pub fn start(settings: &HttpSettings, state: OpsState) -> std::io::Result<(Server, SocketAddr)> {
     let state = web::Data::new(state);
-    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(ops::routes))
-        .workers(settings.workers)
-        .disable_signals()
-        // The drain already waited for the work that matters; requests still open get a moment.
-        .shutdown_timeout(2)
-        .bind((settings.bind, settings.port))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(context::request_context))
+            .configure(ops::routes)
+            .configure(admin::routes)
+            .default_service(web::to(no_route))
+    })
+    .workers(settings.workers)
+    .disable_signals()
+    // The drain already waited for the work that matters; requests still open get a moment.
+    .shutdown_timeout(2)
+    .bind((settings.bind, settings.port))?;
     let addr = server
         .addrs()
         .first()
         .copied()
         .ok_or_else(|| std::io::Error::other("the HTTP server bound no address"))?;
     Ok((server.run(), addr))
+}
+
+/// Every path and method no route serves: a JSON 404 like every other error.
+async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::not_found(format!(
+        "no route {} {}",
+        req.method(),
+        req.path()
+    )))
 }

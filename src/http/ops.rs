@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::OpsState;
+use super::error::ApiError;
 use crate::broker::{BrokerStatus, GetBrokerStatus, GetPositions, ListOrders};
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{BreakerState, Lifecycle, Venue};
@@ -36,7 +37,7 @@ pub const POSITIONS: &str = "/positions";
 pub const CACHE_STATS: &str = "/cache/stats";
 
 /// How long a handler waits for an actor before answering that it is unavailable.
-const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const ACTOR_TIMEOUT: Duration = Duration::from_secs(2);
 const ORDERS_DEFAULT: usize = 100;
 const ORDERS_MAX: usize = 1000;
 
@@ -53,10 +54,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(CACHE_STATS, web::get().to(cache_stats));
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "error": message.into() }))
-}
-
 async fn children(state: &OpsState) -> Option<Vec<ChildView>> {
     state
         .supervisor
@@ -66,15 +63,14 @@ async fn children(state: &OpsState) -> Option<Vec<ChildView>> {
         .ok()
 }
 
-async fn livez(state: web::Data<OpsState>) -> HttpResponse {
+fn supervisor_silent() -> ApiError {
+    ApiError::unavailable("the supervisor does not answer")
+}
+
+async fn livez(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
     let uptime = state.process.started_at.elapsed().as_secs_f64();
-    match children(&state).await {
-        Some(_) => HttpResponse::Ok().json(json!({ "alive": true, "uptime_seconds": uptime })),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the supervisor does not answer",
-        ),
-    }
+    children(&state).await.ok_or_else(supervisor_silent)?;
+    Ok(HttpResponse::Ok().json(json!({ "alive": true, "uptime_seconds": uptime })))
 }
 
 async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
@@ -144,39 +140,32 @@ async fn health(state: web::Data<OpsState>) -> HttpResponse {
     })
 }
 
-async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
-    let Some(actor) = state.metrics.get() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "metrics are restarting");
-    };
-    match actor.send(RenderMetrics).timeout(ACTOR_TIMEOUT).await {
-        Ok(Ok(text)) => HttpResponse::Ok()
-            .content_type(OPENMETRICS_CONTENT_TYPE)
-            .body(text),
-        Ok(Err(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot encode metrics: {e}"),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("metrics unavailable: {e}"),
-        ),
-    }
+async fn metrics(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let actor = state
+        .metrics
+        .get()
+        .ok_or_else(|| ApiError::unavailable("metrics are restarting; try again"))?;
+    let text = actor
+        .send(RenderMetrics)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::unavailable("metrics are unavailable").detail(e))?
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").detail(e)
+        })?;
+    Ok(HttpResponse::Ok()
+        .content_type(OPENMETRICS_CONTENT_TYPE)
+        .body(text))
 }
 
-async fn strategies(state: web::Data<OpsState>) -> HttpResponse {
-    match children(&state).await {
-        Some(children) => {
-            let instances: Vec<_> = children
-                .into_iter()
-                .filter(|c| matches!(c.role, ChildRole::Strategy { .. }))
-                .collect();
-            HttpResponse::Ok().json(json!({ "strategies": instances }))
-        }
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the supervisor does not answer",
-        ),
-    }
+async fn strategies(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let instances: Vec<_> = children(&state)
+        .await
+        .ok_or_else(supervisor_silent)?
+        .into_iter()
+        .filter(|c| matches!(c.role, ChildRole::Strategy { .. }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "strategies": instances })))
 }
 
 #[derive(Deserialize)]
@@ -185,53 +174,46 @@ struct OrdersQuery {
     limit: Option<String>,
 }
 
-async fn orders(state: web::Data<OpsState>, query: web::Query<OrdersQuery>) -> HttpResponse {
+fn broker_restarting() -> ApiError {
+    ApiError::unavailable("the broker is restarting; try again")
+}
+
+async fn orders(
+    state: web::Data<OpsState>,
+    query: web::Query<OrdersQuery>,
+) -> Result<HttpResponse, ApiError> {
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
         None => ORDERS_DEFAULT,
         Some(Ok(n)) if (1..=ORDERS_MAX).contains(&n) => n,
         Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "limit = {:?}: must be a whole number from 1 to {ORDERS_MAX}",
-                    query.limit.as_deref().unwrap_or_default()
-                ),
-            );
+            return Err(ApiError::bad_request(format!(
+                "limit = {:?}: must be a whole number from 1 to {ORDERS_MAX}",
+                query.limit.as_deref().unwrap_or_default()
+            )));
         }
     };
-    let Some(broker) = state.broker.get() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is restarting");
-    };
-    match broker
+    let broker = state.broker.get().ok_or_else(broker_restarting)?;
+    let orders = broker
         .send(ListOrders { limit })
         .timeout(ACTOR_TIMEOUT)
         .await
-    {
-        Ok(orders) => HttpResponse::Ok().json(json!({ "orders": orders })),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the broker does not answer: {e}"),
-        ),
-    }
+        .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?;
+    Ok(HttpResponse::Ok().json(json!({ "orders": orders })))
 }
 
 /// Every instance's holdings, the account's positions, and whether they reconcile. Reads the
 /// account's positions through the broker's shared snapshot (cached, one call for everyone).
-async fn positions(state: web::Data<OpsState>) -> HttpResponse {
-    let Some(broker) = state.broker.get() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the broker is restarting");
-    };
-    match broker.send(GetPositions).timeout(ACTOR_TIMEOUT).await {
-        Ok(Ok(report)) => HttpResponse::Ok().json(report),
-        Ok(Err(e)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the account's positions cannot be read: {e}"),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the broker does not answer: {e}"),
-        ),
-    }
+async fn positions(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let broker = state.broker.get().ok_or_else(broker_restarting)?;
+    let report = broker
+        .send(GetPositions)
+        .timeout(ACTOR_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?
+        .map_err(|e| {
+            ApiError::unavailable("the account's positions cannot be read now").detail(e)
+        })?;
+    Ok(HttpResponse::Ok().json(report))
 }
 
 /// The CacheActor's answer; `None` while it restarts or does not answer in time.
@@ -240,9 +222,9 @@ async fn cache_stats_of(state: &OpsState) -> Option<CacheStats> {
     actor.send(GetCacheStats).timeout(ACTOR_TIMEOUT).await.ok()
 }
 
-async fn cache_stats(state: web::Data<OpsState>) -> HttpResponse {
-    match cache_stats_of(&state).await {
-        Some(stats) => HttpResponse::Ok().json(stats),
-        None => error(StatusCode::SERVICE_UNAVAILABLE, "the cache does not answer"),
-    }
+async fn cache_stats(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let stats = cache_stats_of(&state)
+        .await
+        .ok_or_else(|| ApiError::unavailable("the cache does not answer"))?;
+    Ok(HttpResponse::Ok().json(stats))
 }

@@ -52,6 +52,7 @@ pub const ENV_ALIASES: &[(&[&str], &str)] = &[
     (&["ENABLE_LIVE_TRADING"], "broker.enable_live_trading"),
     (&["MAX_ORDER_VALUE_USD"], "broker.risk.max_order_value"),
     (&["PORT"], "http.port"),
+    (&["HERD_ADMIN_TOKEN", "ADMIN_TOKEN"], "http.admin_token"),
     (&["LOG_LEVEL"], "log.level"),
 ];
 

@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use serde::Serialize;
 
-use crate::domain::{ChildId, Drain, ExitNotifier, Symbol};
+use crate::domain::{ChildId, Control, Drain, ExitNotifier, Symbol};
 
 /// What a child is; decides its drain phase and whether losing it halts trading.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -29,6 +29,10 @@ impl ChildRole {
     pub fn is_essential(&self) -> bool {
         matches!(self, Self::Broker)
     }
+
+    pub fn is_strategy(&self) -> bool {
+        matches!(self, Self::Strategy { .. })
+    }
 }
 
 /// Passed to a spec's start function for each incarnation.
@@ -37,10 +41,43 @@ pub struct ChildContext {
     /// 1 for the first start, then +1 per restart.
     pub incarnation: u64,
     pub exit: ExitNotifier,
+    /// An operator paused the instance: the incarnation starts paused.
+    pub paused: bool,
 }
 
-/// Builds and starts one incarnation with FRESH state, returning where to send `Drain`.
-pub type StartFn = Box<dyn FnMut(ChildContext) -> Recipient<Drain>>;
+/// Where the Supervisor reaches a running incarnation.
+pub struct ChildHandle {
+    pub drain: Recipient<Drain>,
+    /// Strategy instances only: where an operator's [`Control`] goes.
+    pub control: Option<Recipient<Control>>,
+}
+
+impl ChildHandle {
+    /// A service actor: it drains, and takes no operator control.
+    pub fn service<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<Drain>,
+    {
+        Self {
+            drain: addr.clone().recipient(),
+            control: None,
+        }
+    }
+
+    /// A strategy instance: it drains and takes [`Control`].
+    pub fn strategy<A>(addr: &Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<Drain> + Handler<Control>,
+    {
+        Self {
+            drain: addr.clone().recipient(),
+            control: Some(addr.clone().recipient()),
+        }
+    }
+}
+
+/// Builds and starts one incarnation with FRESH state, returning where to reach it.
+pub type StartFn = Box<dyn FnMut(ChildContext) -> ChildHandle>;
 
 pub struct ChildSpec {
     pub id: ChildId,

@@ -17,6 +17,7 @@
 //! - Exit notices of an older incarnation are ignored.
 
 mod child;
+mod control;
 mod intensity;
 mod lifecycle;
 
@@ -28,12 +29,13 @@ use futures::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-pub use child::{ChildContext, ChildRole, ChildSpec, StartFn};
+pub use child::{ChildContext, ChildHandle, ChildRole, ChildSpec, StartFn};
+pub use control::{ChildAction, ControlChild, ControlDone, ControlError};
 pub use intensity::{RestartIntensity, backoff};
 pub use lifecycle::{InvalidTransition, LifecycleEvent};
 
 use crate::domain::{
-    ChildId, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
+    ChildId, Control, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
     InvalidSetting, Lifecycle, StatusReport, TradingState, panic_message, positive,
 };
 use crate::metrics::Metrics;
@@ -97,6 +99,13 @@ struct Child {
     restarts: u64,
     /// Where to send `Drain`; `None` while no incarnation runs.
     drain: Option<Recipient<Drain>>,
+    /// Where to send an operator's `Control` (strategy instances); `None` while none runs.
+    control: Option<Recipient<Control>>,
+    /// An operator paused it; every incarnation starts paused until resumed.
+    paused: bool,
+    /// An operator asked for a restart of the running incarnation: start again once it has
+    /// drained.
+    restart_on_exit: bool,
     /// The scheduled restart, cancelled if a drain begins first.
     pending_restart: Option<SpawnHandle>,
     last_exit: Option<ExitReason>,
@@ -129,6 +138,9 @@ impl Supervisor {
                 intensity: RestartIntensity::new(policy.max_restarts, policy.window),
                 restarts: 0,
                 drain: None,
+                control: None,
+                paused: false,
+                restart_on_exit: false,
                 pending_restart: None,
                 last_exit: None,
                 status: InstanceStatus::default(),
@@ -173,16 +185,19 @@ impl Supervisor {
         let start = &mut child.spec.start;
         // A panic while building the child's state must not take the Supervisor down; the
         // notifier is dropped in the unwind, so the watcher below sees a crash and backs off.
+        let paused = child.paused;
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             start(ChildContext {
                 id: id.clone(),
                 incarnation,
                 exit,
+                paused,
             })
         }));
         match started {
-            Ok(recipient) => {
-                self.children[i].drain = Some(recipient);
+            Ok(handle) => {
+                self.children[i].drain = Some(handle.drain);
+                self.children[i].control = handle.control;
                 self.transition(i, LifecycleEvent::Started);
                 tracing::info!(child = %id, incarnation, "child started");
             }
@@ -205,7 +220,9 @@ impl Supervisor {
             return;
         }
         child.drain = None;
+        child.control = None;
         child.last_exit = Some(reason.clone());
+        let restart_asked = std::mem::take(&mut child.restart_on_exit);
         let id = child.spec.id.clone();
         if !reason.is_abnormal() || self.draining {
             if reason.is_abnormal() {
@@ -213,6 +230,9 @@ impl Supervisor {
                 self.transition(i, LifecycleEvent::Crashed { give_up: false });
             } else {
                 self.transition(i, LifecycleEvent::Exited);
+                if restart_asked {
+                    self.start_child(i, ctx);
+                }
             }
             return;
         }
@@ -256,6 +276,7 @@ impl Supervisor {
                 incarnation: c.incarnation,
                 restarts: c.restarts,
                 last_exit: c.last_exit.as_ref().map(ToString::to_string),
+                paused: c.spec.role.is_strategy().then_some(c.paused),
                 status: c.status.clone(),
             })
             .collect()
@@ -282,6 +303,9 @@ pub struct ChildView {
     pub incarnation: u64,
     pub restarts: u64,
     pub last_exit: Option<String>,
+    /// Strategy instances: whether an operator paused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
     #[serde(flatten)]
     pub status: InstanceStatus,
 }
@@ -307,48 +331,6 @@ impl Handler<StatusReport> for Supervisor {
         {
             c.status = report.status;
         }
-    }
-}
-
-/// Restarts a child that is `failed` or `stopped` (the admin API's "restart instance").
-#[derive(Message)]
-#[rtype(result = "Result<(), RestartError>")]
-pub struct RestartChild {
-    pub id: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RestartError {
-    #[error("no child named {0:?}")]
-    Unknown(String),
-    #[error("{id} is {state:?}; only failed or stopped children can be restarted")]
-    NotDown { id: String, state: Lifecycle },
-    #[error("herd is draining; nothing is restarted")]
-    Draining,
-}
-
-impl Handler<RestartChild> for Supervisor {
-    type Result = Result<(), RestartError>;
-
-    fn handle(&mut self, msg: RestartChild, ctx: &mut Self::Context) -> Self::Result {
-        if self.draining {
-            return Err(RestartError::Draining);
-        }
-        let i = self
-            .children
-            .iter()
-            .position(|c| *c.spec.id == *msg.id)
-            .ok_or_else(|| RestartError::Unknown(msg.id.clone()))?;
-        let state = self.children[i].state;
-        if !matches!(state, Lifecycle::Failed | Lifecycle::Stopped) {
-            return Err(RestartError::NotDown { id: msg.id, state });
-        }
-        self.children[i].intensity.reset();
-        if self.children[i].spec.role.is_essential() {
-            tracing::warn!(child = %msg.id, "essential child restarted by an operator; trading stays halted until resumed");
-        }
-        self.start_child(i, ctx);
-        Ok(())
     }
 }
 

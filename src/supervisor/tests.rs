@@ -8,13 +8,15 @@ use actix::prelude::*;
 
 use super::Supervisor;
 use super::*;
-use crate::domain::Slot;
+use crate::domain::{ControlRefused, Slot};
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
 
-/// A child with a counter (to see whether state is fresh) that panics on request.
+/// A child with a counter (to see whether state is fresh) that panics on request and takes an
+/// operator's `Control` like a strategy instance.
 struct Dummy {
     counter: u32,
+    paused: bool,
     /// Answers `Drain` only after this long (to miss a deadline on purpose).
     drain_delay: Duration,
     exit: ExitNotifier,
@@ -47,6 +49,31 @@ impl Handler<Explode> for Dummy {
     }
 }
 
+impl Handler<Control> for Dummy {
+    type Result = Result<(), ControlRefused>;
+    fn handle(&mut self, msg: Control, _: &mut Self::Context) -> Self::Result {
+        match msg {
+            Control::Pause => self.paused = true,
+            Control::Resume => self.paused = false,
+            // Busy whenever the counter is odd: a way to see a refusal come back.
+            Control::TickNow if self.counter % 2 == 1 => return Err(ControlRefused::Busy),
+            Control::TickNow => self.counter += 1,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct IsPaused;
+
+impl Handler<IsPaused> for Dummy {
+    type Result = bool;
+    fn handle(&mut self, _: IsPaused, _: &mut Self::Context) -> bool {
+        self.paused
+    }
+}
+
 impl Handler<Drain> for Dummy {
     type Result = ResponseActFuture<Self, DrainAck>;
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
@@ -64,18 +91,24 @@ impl Handler<Drain> for Dummy {
 }
 
 fn dummy_spec(id: &str, role: ChildRole, slot: Slot<Dummy>, drain_delay: Duration) -> ChildSpec {
+    let strategy = role.is_strategy();
     ChildSpec {
         id: id.into(),
         role,
         start: Box::new(move |c| {
             let addr = Dummy {
                 counter: 0,
+                paused: c.paused,
                 drain_delay,
                 exit: c.exit,
             }
             .start();
             slot.set(addr.clone());
-            addr.recipient()
+            if strategy {
+                ChildHandle::strategy(&addr)
+            } else {
+                ChildHandle::service(&addr)
+            }
         }),
     }
 }
@@ -201,14 +234,104 @@ async fn a_child_over_its_intensity_is_left_failed_while_the_rest_runs() {
     assert!(!process.essential_failed(), "a strategy is not essential");
 
     // An operator can bring it back.
-    sup.send(RestartChild { id: "a".into() })
+    sup.send(control("a", ChildAction::Restart))
         .await
         .unwrap()
         .unwrap();
     let back = until_state(&sup, "a", Lifecycle::Running).await;
     assert_eq!(back.incarnation, 4);
-    let refused = sup.send(RestartChild { id: "a".into() }).await.unwrap();
-    assert!(matches!(refused, Err(RestartError::NotDown { .. })));
+}
+
+fn control(id: &str, action: ChildAction) -> ControlChild {
+    ControlChild {
+        id: id.into(),
+        action,
+        strategy_only: false,
+    }
+}
+
+#[actix_web::test]
+async fn a_restart_of_a_running_child_drains_it_and_starts_fresh_state() {
+    tokio::time::pause();
+    let a = Slot::default();
+    let specs = vec![dummy_spec("a", strategy_role(), a.clone(), Duration::ZERO)];
+    let sup = Supervisor::new(specs, policy(5), ProcessState::new(), Metrics::new()).start();
+    let first = live(&a).await;
+    assert_eq!(first.send(Bump).await.unwrap(), 1);
+    let done = sup
+        .send(control("a", ChildAction::Restart))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.incarnation, 1, "answered once the restart began");
+    let view = until_incarnation(&sup, "a", 2).await;
+    assert_eq!(
+        (view.restarts, view.last_exit.as_deref()),
+        (0, Some("drained"))
+    );
+    let second = live(&a).await;
+    assert_eq!(second.send(Bump).await.unwrap(), 1, "fresh state");
+}
+
+#[actix_web::test]
+async fn a_pause_is_relayed_and_outlives_a_restart_and_tick_now_answers_for_the_instance() {
+    tokio::time::pause();
+    let (a, broker) = (Slot::default(), Slot::default());
+    let specs = vec![
+        dummy_spec("a", strategy_role(), a.clone(), Duration::ZERO),
+        dummy_spec("broker", ChildRole::Broker, broker.clone(), Duration::ZERO),
+    ];
+    let sup = Supervisor::new(specs, policy(5), ProcessState::new(), Metrics::new()).start();
+    let first = live(&a).await;
+    let paused = sup
+        .send(control("a", ChildAction::Pause))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(paused.paused, Some(true));
+    assert!(
+        first.send(IsPaused).await.unwrap(),
+        "relayed to the incarnation"
+    );
+    let _ = first.send(Explode).await;
+    let view = until_incarnation(&sup, "a", 2).await;
+    assert_eq!(view.paused, Some(true));
+    assert!(
+        live(&a).await.send(IsPaused).await.unwrap(),
+        "the new one starts paused"
+    );
+
+    // Tick now: done, then refused by the instance (its counter is odd now), both answered.
+    let ticked = sup.send(control("a", ChildAction::Execute)).await.unwrap();
+    assert!(ticked.is_ok(), "{ticked:?}");
+    let busy = sup.send(control("a", ChildAction::Execute)).await.unwrap();
+    assert!(matches!(
+        busy,
+        Err(ControlError::Refused {
+            why: ControlRefused::Busy,
+            ..
+        })
+    ));
+    let resumed = sup
+        .send(control("a", ChildAction::Resume))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumed.paused, Some(false));
+
+    let not_strategy = sup
+        .send(control("broker", ChildAction::Pause))
+        .await
+        .unwrap();
+    assert_eq!(
+        not_strategy.unwrap_err(),
+        ControlError::NotAStrategy("broker".into())
+    );
+    let unknown = sup
+        .send(control("nope", ChildAction::Execute))
+        .await
+        .unwrap();
+    assert_eq!(unknown.unwrap_err(), ControlError::Unknown("nope".into()));
 }
 
 #[actix_web::test]
@@ -255,6 +378,9 @@ async fn drain_stops_everyone_and_names_the_children_that_miss_the_deadline() {
     assert_eq!(report.phases.first().map(|p| p.0), Some("strategies"));
     until_state(&sup, "fast", Lifecycle::Stopped).await;
     // Nothing is restarted once draining, whatever ends afterwards.
-    let refused = sup.send(RestartChild { id: "fast".into() }).await.unwrap();
-    assert!(matches!(refused, Err(RestartError::Draining)));
+    let refused = sup
+        .send(control("fast", ChildAction::Restart))
+        .await
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), ControlError::Draining);
 }

@@ -10,6 +10,8 @@
 //!   core cannot stall the other actors sharing the arbiter.
 //! - A panic in the core is caught at this boundary, logged with the instance id, and turned
 //!   into a stop with reason `Panicked`, which the Supervisor restarts with fresh state.
+//! - An operator's `Control` pauses or resumes the schedule, or ticks now (never a second tick
+//!   in flight: that is refused as busy).
 //! - `Drain` stops the schedule, lets the tick in flight finish (its orders included), and only
 //!   then acknowledges; the acknowledgement's own completion stops the actor, because actix
 //!   drops every pending reply once an actor is stopping.
@@ -31,8 +33,9 @@ use super::workshop::Workshop;
 use super::{Finished, Strategy, StrategySpec, Work};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
-    Action, ChildId, DataNeeds, Decision, Drain, DrainAck, ExitNotifier, ExitReason, InstanceId,
-    InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot, StatusReport, panic_message,
+    Action, ChildId, Control, ControlRefused, DataNeeds, Decision, Drain, DrainAck, ExitNotifier,
+    ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot,
+    StatusReport, panic_message,
 };
 use crate::metrics::{Metrics, TickOutcome};
 
@@ -68,6 +71,8 @@ pub struct StrategyActor {
     in_flight: bool,
     /// Set by `Drain`: no new ticks.
     draining: bool,
+    /// An operator paused the instance: scheduled ticks are skipped (`TickNow` still ticks).
+    paused: bool,
     /// Fired when the tick in flight finishes, to release a waiting `Drain`.
     drain_waiter: Option<oneshot::Sender<()>>,
     /// The schedule, cancelled by `Drain`.
@@ -98,6 +103,7 @@ impl StrategyActor {
             incarnation,
             in_flight: false,
             draining: false,
+            paused: false,
             drain_waiter: None,
             timer: None,
             status: InstanceStatus::default(),
@@ -106,8 +112,23 @@ impl StrategyActor {
         }
     }
 
+    /// Starts the incarnation paused (an operator paused an earlier one).
+    pub fn paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
+    }
+
     fn kind(&self) -> &'static str {
         self.deps.spec.kind.as_str()
+    }
+
+    /// A tick the schedule asks for: skipped while paused.
+    fn scheduled_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.paused {
+            tracing::debug!(instance = %self.id, "paused; scheduled tick skipped");
+            return;
+        }
+        self.tick(ctx);
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -338,8 +359,30 @@ impl Actor for StrategyActor {
             period_ms = self.deps.period.as_millis() as u64, "strategy instance started"
         );
         // Like the seeds: one tick at once, then on the schedule.
-        self.tick(ctx);
-        self.timer = Some(ctx.run_interval(self.deps.period, |act, ctx| act.tick(ctx)));
+        self.scheduled_tick(ctx);
+        self.timer = Some(ctx.run_interval(self.deps.period, |act, ctx| act.scheduled_tick(ctx)));
+    }
+}
+
+impl Handler<Control> for StrategyActor {
+    type Result = Result<(), ControlRefused>;
+
+    fn handle(&mut self, msg: Control, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Err(ControlRefused::Draining);
+        }
+        match msg {
+            Control::Pause | Control::Resume => {
+                self.paused = msg == Control::Pause;
+                tracing::info!(instance = %self.id, paused = self.paused, "paused state set by an operator");
+            }
+            Control::TickNow if self.in_flight => return Err(ControlRefused::Busy),
+            Control::TickNow => {
+                tracing::info!(instance = %self.id, "tick asked by an operator");
+                self.tick(ctx);
+            }
+        }
+        Ok(())
     }
 }
 
