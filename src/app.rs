@@ -90,6 +90,8 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
 
     let state = OpsState {
         settings: settings.http.clone(),
+        limiter: http::InboundLimiter::new(&settings.http.rate_limit),
+        counters: Arc::clone(&metrics),
         process: Arc::clone(&process),
         supervisor: supervisor.clone(),
         broker: slots.broker,

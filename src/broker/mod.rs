@@ -57,7 +57,7 @@ use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
 pub use alpaca::{AlpacaClient, AlpacaError, Endpoint};
-pub use book::{OrderBook, OrderRecord, OrderState};
+pub use book::{OrderBook, OrderFilter, OrderRecord, OrderState, OrdersPage};
 pub use breaker::BreakerSnapshot;
 pub use cached::{CacheKey, CacheValue, MarketCache, MarketCacheActor};
 pub use error::{BrokerError, NotSent};
@@ -203,18 +203,21 @@ impl Actor for BrokerActor {
     }
 }
 
-/// Orders this process placed, newest first.
+/// Orders this process placed, newest first, one page at a time.
 #[derive(Message)]
-#[rtype(result = "Vec<OrderRecord>")]
+#[rtype(result = "OrdersPage")]
 pub struct ListOrders {
+    pub filter: OrderFilter,
     pub limit: usize,
+    /// The cursor of the page before (its `next`); `None` for the newest page.
+    pub before: Option<u64>,
 }
 
 impl Handler<ListOrders> for BrokerActor {
     type Result = MessageResult<ListOrders>;
 
     fn handle(&mut self, msg: ListOrders, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.deps.book.recent(msg.limit))
+        MessageResult(self.deps.book.page(&msg.filter, msg.limit, msg.before))
     }
 }
 

@@ -1,5 +1,5 @@
-//! What every request passes through: its request id, the one shape of its error answer, and a
-//! log line when it was slow.
+//! What every request passes through: the inbound rate limit, its request id, the one shape of
+//! its error answer, its metrics, and a log line when it was slow.
 //!
 //! Invariants:
 //! - Every response carries `X-Request-Id`: the client's when it is sane (1 to 64 characters of
@@ -8,7 +8,7 @@
 //!   route), leaves in the shape `error.rs` defines, under an `error_id` that the log line
 //!   carries too.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -18,8 +18,8 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 use uuid::Uuid;
 
-use super::OpsState;
 use super::error::ApiError;
+use super::{EndpointClass, OpsState};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const REQUEST_ID_MAX: usize = 64;
@@ -41,11 +41,10 @@ pub async fn request_context(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let (details, slow) = req
-        .app_data::<web::Data<OpsState>>()
-        .map_or((false, Duration::MAX), |s| {
-            (s.settings.error_details, s.settings.slow_request.get())
-        });
+    let Some(state) = req.app_data::<web::Data<OpsState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let details = state.settings.error_details;
     let id = req
         .headers()
         .get(REQUEST_ID_HEADER)
@@ -54,10 +53,13 @@ pub async fn request_context(
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
-    // An `Err` here is a middleware's, not a handler's (actix turns those into responses): it
-    // goes back as it is. The request cannot be cloned beforehand to render it: routing needs
-    // the only reference.
-    let res = next.call(req).await?.map_into_boxed_body();
+    let res = match refused_by_limit(&state, &req) {
+        Some(refusal) => req.error_response(refusal),
+        // An `Err` here is a middleware's, not a handler's (actix turns those into responses):
+        // it goes back as it is. The request cannot be cloned beforehand to render it: routing
+        // needs the only reference.
+        None => next.call(req).await?.map_into_boxed_body(),
+    };
     let mut res = match res.response().error() {
         Some(error) => {
             let api = error
@@ -76,14 +78,37 @@ pub async fn request_context(
             .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     let elapsed = started.elapsed();
-    if elapsed > slow {
+    let (route, method, status) = (route(&res), res.request().method(), res.status().as_u16());
+    state
+        .counters
+        .http
+        .request(&route, method.as_str(), status, elapsed);
+    if elapsed > state.settings.slow_request.get() {
         tracing::warn!(
-            event = "slow_request", request_id = %id, method = %res.request().method(),
-            route = route(&res), status = res.status().as_u16(),
+            event = "slow_request", request_id = %id, method = %method, route, status,
             elapsed_ms = elapsed.as_millis() as u64, "slow request"
         );
     }
     Ok(res)
+}
+
+/// A 429 when the client has used up its budget for this kind of endpoint.
+fn refused_by_limit(state: &OpsState, req: &ServiceRequest) -> Option<ApiError> {
+    let client = req.peer_addr()?.ip();
+    let class = EndpointClass::of(req.path());
+    let wait = state.limiter.check(class, client).err()?;
+    state.counters.http.rate_limited(class.as_str());
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Some(
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many {} requests from {client}: try again in {seconds} s",
+                class.as_str()
+            ),
+        )
+        .retry_after(seconds.max(1)),
+    )
 }
 
 /// The route template (`/admin/strategies/{id}/{action}`), never the raw path: a bounded

@@ -11,20 +11,25 @@
 pub mod admin;
 mod context;
 pub mod error;
+mod limit;
 pub mod ops;
+
+pub use limit::{EndpointClass, InboundLimiter, RateLimitSettings};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use actix::Addr;
+use actix_cors::Cors;
 use actix_web::dev::Server;
+use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerActor, MarketCacheActor};
 use crate::domain::{HumanDuration, InvalidSetting, Secret, Slot, Venue, positive};
-use crate::metrics::MetricsActor;
+use crate::metrics::{Metrics, MetricsActor};
 use crate::process::ProcessState;
 use crate::supervisor::Supervisor;
 
@@ -46,6 +51,9 @@ pub struct HttpSettings {
     pub error_details: bool,
     /// A request slower than this is logged with its timing.
     pub slow_request: HumanDuration,
+    pub rate_limit: RateLimitSettings,
+    /// Origins a browser may call herd from (`https://ops.example.com`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 /// The shortest admin token accepted: 16 bytes, 128 bits if random.
@@ -70,13 +78,41 @@ impl HttpSettings {
                 ),
             ));
         }
-        positive("http.slow_request", self.slow_request)
+        positive("http.slow_request", self.slow_request)?;
+        self.rate_limit.check()?;
+        for (i, origin) in self.cors_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                return Err(InvalidSetting::new(
+                    format!("http.cors_origins[{i}]"),
+                    format!("{origin:?}"),
+                    "must be an origin: http:// or https://, a host, an optional port, no path (`*` is not accepted: list the origins)",
+                ));
+            }
+        }
+        Ok(())
     }
+}
+
+/// `scheme://host[:port]` and nothing more, as browsers send it in `Origin`.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 /// What every handler can reach.
 pub struct OpsState {
     pub settings: HttpSettings,
+    pub limiter: InboundLimiter,
+    /// The metric handles (HTTP requests, rate-limit refusals).
+    pub counters: Arc<Metrics>,
     pub process: Arc<ProcessState>,
     pub supervisor: Addr<Supervisor>,
     pub broker: Slot<BrokerActor>,
@@ -88,9 +124,11 @@ pub struct OpsState {
 /// Binds and starts the server; returns it (to be spawned) and the bound address.
 pub fn start(settings: &HttpSettings, state: OpsState) -> std::io::Result<(Server, SocketAddr)> {
     let state = web::Data::new(state);
+    let origins = settings.cors_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(cors(&origins))
             .wrap(from_fn(context::request_context))
             .configure(ops::routes)
             .configure(admin::routes)
@@ -107,6 +145,23 @@ pub fn start(settings: &HttpSettings, state: OpsState) -> std::io::Result<(Serve
         .copied()
         .ok_or_else(|| std::io::Error::other("the HTTP server bound no address"))?;
     Ok((server.run(), addr))
+}
+
+/// Cross-origin calls from the configured origins only; with none configured, browsers get no
+/// CORS headers and refuse cross-origin calls, as without the middleware.
+fn cors(origins: &[String]) -> Cors {
+    let cors = origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static(admin::TOKEN_HEADER),
+            header::HeaderName::from_static(context::REQUEST_ID_HEADER),
+        ])
+        .expose_headers([header::HeaderName::from_static(context::REQUEST_ID_HEADER)])
+        .max_age(3600)
 }
 
 /// Every path and method no route serves: a JSON 404 like every other error.

@@ -18,12 +18,14 @@ use serde_json::json;
 
 use super::OpsState;
 use super::error::ApiError;
-use crate::broker::{BrokerStatus, GetBrokerStatus, GetPositions, ListOrders};
+use crate::broker::{
+    BrokerStatus, GetBrokerStatus, GetPositions, ListOrders, OrderFilter, OrderState,
+};
 use crate::cache::{CacheStats, GetCacheStats};
-use crate::domain::{BreakerState, Lifecycle, Venue};
+use crate::domain::{BreakerState, InstanceId, Lifecycle, Symbol, Venue};
 use crate::metrics::{OPENMETRICS_CONTENT_TYPE, RenderMetrics};
 use crate::process::Phase;
-use crate::supervisor::{ChildRole, ChildView, ListChildren};
+use crate::supervisor::{ChildView, ListChildren};
 
 pub const LIVEZ: &str = "/livez";
 pub const LIVE: &str = "/live";
@@ -32,6 +34,7 @@ pub const READY: &str = "/ready";
 pub const HEALTH: &str = "/health";
 pub const METRICS: &str = "/metrics";
 pub const STRATEGIES: &str = "/strategies";
+pub const STRATEGY: &str = "/strategies/{id}";
 pub const ORDERS: &str = "/orders";
 pub const POSITIONS: &str = "/positions";
 pub const CACHE_STATS: &str = "/cache/stats";
@@ -49,6 +52,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(HEALTH, web::get().to(health))
         .route(METRICS, web::get().to(metrics))
         .route(STRATEGIES, web::get().to(strategies))
+        .route(STRATEGY, web::get().to(strategy))
         .route(ORDERS, web::get().to(orders))
         .route(POSITIONS, web::get().to(positions))
         .route(CACHE_STATS, web::get().to(cache_stats));
@@ -158,20 +162,101 @@ async fn metrics(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
         .body(text))
 }
 
-async fn strategies(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
-    let instances: Vec<_> = children(&state)
+async fn instances(state: &OpsState) -> Result<Vec<ChildView>, ApiError> {
+    Ok(children(state)
         .await
         .ok_or_else(supervisor_silent)?
         .into_iter()
-        .filter(|c| matches!(c.role, ChildRole::Strategy { .. }))
-        .collect();
+        .filter(|c| c.role.is_strategy())
+        .collect())
+}
+
+async fn strategies(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let instances = instances(&state).await?;
     Ok(HttpResponse::Ok().json(json!({ "strategies": instances })))
 }
 
+async fn strategy(
+    state: web::Data<OpsState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let instance = instances(&state)
+        .await?
+        .into_iter()
+        .find(|c| c.id == *id)
+        .ok_or_else(|| ApiError::not_found(format!("no strategy instance {:?}", id.as_str())))?;
+    Ok(HttpResponse::Ok().json(instance))
+}
+
+/// `/orders` query parameters, all optional, taken as text so that a bad one is named.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OrdersQuery {
     limit: Option<String>,
+    instance: Option<String>,
+    symbol: Option<String>,
+    state: Option<String>,
+    /// The `next` cursor of the previous page.
+    before: Option<String>,
+}
+
+impl OrdersQuery {
+    fn parse(&self) -> Result<ListOrders, ApiError> {
+        let bad = |name: &str, value: &str, allowed: &str| {
+            ApiError::bad_request(format!("{name} = {value:?}: {allowed}"))
+        };
+        let limit = match self.limit.as_deref() {
+            None => ORDERS_DEFAULT,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=ORDERS_MAX).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "limit",
+                        raw,
+                        &format!("must be a whole number from 1 to {ORDERS_MAX}"),
+                    )
+                })?,
+        };
+        let instance = self
+            .instance
+            .as_deref()
+            .map(|raw| InstanceId::parse(raw).map_err(|why| bad("instance", raw, &why)))
+            .transpose()?;
+        let symbol = self
+            .symbol
+            .as_deref()
+            .map(|raw| Symbol::parse(raw).map_err(|why| bad("symbol", raw, &why)))
+            .transpose()?;
+        let state = self
+            .state
+            .as_deref()
+            .map(|raw| {
+                OrderState::parse(raw).ok_or_else(|| {
+                    let all: Vec<_> = OrderState::ALL.iter().map(|s| s.as_str()).collect();
+                    bad("state", raw, &format!("must be one of {}", all.join(", ")))
+                })
+            })
+            .transpose()?;
+        let before = self
+            .before
+            .as_deref()
+            .map(|raw| {
+                raw.parse::<u64>()
+                    .map_err(|_| bad("before", raw, "must be the `next` of a previous page"))
+            })
+            .transpose()?;
+        Ok(ListOrders {
+            filter: OrderFilter {
+                instance,
+                symbol,
+                state,
+            },
+            limit,
+            before,
+        })
+    }
 }
 
 fn broker_restarting() -> ApiError {
@@ -182,23 +267,14 @@ async fn orders(
     state: web::Data<OpsState>,
     query: web::Query<OrdersQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
-        None => ORDERS_DEFAULT,
-        Some(Ok(n)) if (1..=ORDERS_MAX).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "limit = {:?}: must be a whole number from 1 to {ORDERS_MAX}",
-                query.limit.as_deref().unwrap_or_default()
-            )));
-        }
-    };
+    let request = query.parse()?;
     let broker = state.broker.get().ok_or_else(broker_restarting)?;
-    let orders = broker
-        .send(ListOrders { limit })
+    let page = broker
+        .send(request)
         .timeout(ACTOR_TIMEOUT)
         .await
         .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?;
-    Ok(HttpResponse::Ok().json(json!({ "orders": orders })))
+    Ok(HttpResponse::Ok().json(page))
 }
 
 /// Every instance's holdings, the account's positions, and whether they reconcile. Reads the

@@ -10,6 +10,7 @@
 //!   `_total` from prometheus-client, units are base units (seconds).
 
 mod actor;
+mod http;
 mod labels;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use actor::{MetricsActor, OPENMETRICS_CONTENT_TYPE, RenderMetrics};
+pub use http::HttpMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
@@ -112,6 +114,8 @@ fn latency_histogram() -> Histogram {
 
 /// Shared handles to every metric. Cloning an `Arc<Metrics>` is how a component gets them.
 pub struct Metrics {
+    /// The HTTP server's requests, latency and rate-limit refusals.
+    pub http: HttpMetrics,
     ticks: Family<TickLabels, Counter>,
     orders: Family<OrderLabels, Counter>,
     broker_requests: Family<RequestLabels, Counter>,
@@ -160,6 +164,7 @@ struct InstanceLabels {
 impl Metrics {
     pub fn new() -> Arc<Self> {
         let m = Self {
+            http: HttpMetrics::default(),
             ticks: Family::default(),
             orders: Family::default(),
             broker_requests: Family::default(),
@@ -207,6 +212,7 @@ impl Metrics {
     /// Registers every handle in a fresh registry (one per MetricsActor incarnation).
     pub fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("herd");
+        self.http.register(&mut r);
         r.register(
             "strategy_ticks",
             "Strategy ticks by instance and outcome",

@@ -50,6 +50,22 @@ pub enum OrderState {
 }
 
 impl OrderState {
+    pub const ALL: &[OrderState] = &[
+        Self::Submitting,
+        Self::Open,
+        Self::Filled,
+        Self::Canceled,
+        Self::Expired,
+        Self::Rejected,
+        Self::Refused,
+        Self::Unknown,
+    ];
+
+    /// The state whose [`as_str`](Self::as_str) is `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|s| s.as_str() == name)
+    }
+
     /// The same spelling as the JSON of `/orders`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -314,14 +330,55 @@ impl OrderBook {
 
     /// Newest first.
     pub fn recent(&self, limit: usize) -> Vec<OrderRecord> {
-        self.lock()
-            .records
-            .values()
-            .rev()
-            .take(limit)
-            .cloned()
-            .collect()
+        self.page(&OrderFilter::default(), limit, None).orders
     }
+
+    /// The newest `limit` records matching `filter` that are older than the cursor `before`.
+    pub fn page(&self, filter: &OrderFilter, limit: usize, before: Option<u64>) -> OrdersPage {
+        let b = self.lock();
+        let mut matching = b
+            .records
+            .range(..before.unwrap_or(u64::MAX))
+            .rev()
+            .filter(|(_, r)| filter.matches(r));
+        let orders: Vec<(u64, OrderRecord)> = matching
+            .by_ref()
+            .take(limit)
+            .map(|(seq, r)| (*seq, r.clone()))
+            .collect();
+        // A cursor only when there is more: the sequence of the oldest record on this page.
+        let next = orders
+            .last()
+            .map(|(seq, _)| *seq)
+            .filter(|_| matching.next().is_some());
+        OrdersPage {
+            orders: orders.into_iter().map(|(_, r)| r).collect(),
+            next,
+        }
+    }
+}
+
+/// Which orders `/orders` lists; every field set must match.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub instance: Option<InstanceId>,
+    pub symbol: Option<Symbol>,
+    pub state: Option<OrderState>,
+}
+
+impl OrderFilter {
+    fn matches(&self, r: &OrderRecord) -> bool {
+        self.instance.as_ref().is_none_or(|i| *i == r.instance)
+            && self.symbol.as_ref().is_none_or(|s| *s == r.symbol)
+            && self.state.is_none_or(|s| s == r.state)
+    }
+}
+
+/// One page of `/orders`, newest first; `next` is the cursor for the page after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrdersPage {
+    pub orders: Vec<OrderRecord>,
+    pub next: Option<u64>,
 }
 
 /// The price of the part of an order that filled since it was last read: the venue reports the
@@ -430,6 +487,42 @@ mod tests {
         assert_eq!(pos[&spy].qty, Decimal::from(10));
         assert_eq!(pos[&spy].avg_price, "100.96".parse::<Decimal>().unwrap());
         assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn pages_of_orders_filter_and_continue_where_the_last_ended() {
+        let book = OrderBook::new();
+        for n in 0..5 {
+            let who = InstanceId::parse(if n % 2 == 0 { "even" } else { "odd" }).unwrap();
+            let cid = ClientOrderId::new(format!("cid-{n}"));
+            book.begin(&who, &intent(Side::Buy, n + 1), cid);
+        }
+        let cids = |page: &OrdersPage| -> Vec<String> {
+            page.orders
+                .iter()
+                .map(|r| r.client_order_id.as_str().to_owned())
+                .collect()
+        };
+        let even = OrderFilter {
+            instance: Some(InstanceId::parse("even").unwrap()),
+            ..OrderFilter::default()
+        };
+        let first = book.page(&even, 2, None);
+        assert_eq!(cids(&first), ["cid-4", "cid-2"], "newest first");
+        let second = book.page(&even, 2, first.next);
+        assert_eq!(cids(&second), ["cid-0"]);
+        assert_eq!(second.next, None, "the last page says so");
+        let submitting = OrderFilter {
+            state: Some(OrderState::Submitting),
+            symbol: Some(Symbol::parse("SPY").unwrap()),
+            ..OrderFilter::default()
+        };
+        assert_eq!(book.page(&submitting, 10, None).orders.len(), 5);
+        let filled = OrderFilter {
+            state: Some(OrderState::Filled),
+            ..OrderFilter::default()
+        };
+        assert!(book.page(&filled, 10, None).orders.is_empty());
     }
 
     #[test]
