@@ -60,7 +60,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
     probe_venue(&client, &process).await?;
 
     let cache = MarketCache::new(Arc::clone(&metrics));
-    let workshop = Arc::new(Workshop::new(&settings.data.dir));
+    let workshop = Arc::new(Workshop::new(&settings.data.dir, Arc::clone(&metrics)));
     let slots = Slots::default();
     let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
     let deps = BrokerDeps {

@@ -119,6 +119,14 @@ async fn places_orders_on_the_simulator_serves_ops_endpoints_and_exits_zero_on_s
         "herd_orders_total{",
         "herd_broker_requests_total{operation=\"bars\",outcome=\"ok\"}",
         "herd_broker_requests_total{operation=\"submit_order\",outcome=\"ok\"}",
+        "herd_strategy_decisions_total{",
+        "herd_strategy_tick_duration_seconds_bucket{",
+        "herd_broker_orders_in_flight ",
+        "herd_http_requests_total{route=\"/strategies\",method=\"GET\",status=\"200\"}",
+        "\nprocess_resident_memory_bytes ",
+        "\nprocess_cpu_seconds_total ",
+        "\nprocess_open_fds ",
+        "\nprocess_start_time_seconds ",
     ] {
         assert!(
             text.contains(family),

@@ -169,9 +169,11 @@ impl BrokerActor {
             client_order_id: cid.to_string(),
         };
         let gateway = self.deps.gateway.clone();
-        let submission = self
-            .in_flight
-            .track_future(async move { submit::submit_idempotent(&gateway, &request).await });
+        let counted = self.deps.metrics.work.order_in_flight();
+        let submission = self.in_flight.track_future(async move {
+            let _counted = counted;
+            submit::submit_idempotent(&gateway, &request).await
+        });
         let placed = self
             .guard(async move { Ok(submission.await) })
             .map(move |outcome, act, ctx| {

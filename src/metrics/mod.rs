@@ -12,10 +12,12 @@
 mod actor;
 mod http;
 mod labels;
+mod process;
+mod work;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,6 +31,7 @@ pub use http::HttpMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
+pub use work::{DecisionKind, InQueue, WorkMetrics};
 
 use crate::domain::{BreakerState, Lifecycle, Operation, RequestClass, Side, TradingState};
 
@@ -116,6 +119,8 @@ fn latency_histogram() -> Histogram {
 pub struct Metrics {
     /// The HTTP server's requests, latency and rate-limit refusals.
     pub http: HttpMetrics,
+    /// Tick durations, decisions, and the queues of work (orders in flight, model jobs).
+    pub work: WorkMetrics,
     ticks: Family<TickLabels, Counter>,
     orders: Family<OrderLabels, Counter>,
     broker_requests: Family<RequestLabels, Counter>,
@@ -123,7 +128,6 @@ pub struct Metrics {
     restarts: Family<ChildLabels, Counter>,
     child_state: Family<ChildStateLabels, Gauge>,
     build_info: Family<BuildLabels, Gauge>,
-    start_time: Gauge<f64, AtomicU64>,
     cache_hits: Counter,
     cache_misses: Counter,
     cache_evictions: Counter,
@@ -165,6 +169,7 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let m = Self {
             http: HttpMetrics::default(),
+            work: WorkMetrics::default(),
             ticks: Family::default(),
             orders: Family::default(),
             broker_requests: Family::default(),
@@ -172,7 +177,6 @@ impl Metrics {
             restarts: Family::default(),
             child_state: Family::default(),
             build_info: Family::default(),
-            start_time: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_evictions: Counter::default(),
@@ -202,17 +206,17 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        m.start_time.set(now.as_secs_f64());
         Arc::new(m)
     }
 
-    /// Registers every handle in a fresh registry (one per MetricsActor incarnation).
+    /// Registers every handle in a fresh registry (one per MetricsActor incarnation): herd's
+    /// own under the `herd_` prefix, the standard `process_*` ones without it.
     pub fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("herd");
-        self.http.register(&mut r);
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let r = root.sub_registry_with_prefix("herd");
+        self.http.register(r);
+        self.work.register(r);
         r.register(
             "strategy_ticks",
             "Strategy ticks by instance and outcome",
@@ -341,13 +345,7 @@ impl Metrics {
             self.risk_drawdown.clone(),
         );
         r.register("build_info", "herd version", self.build_info.clone());
-        r.register_with_unit(
-            "process_start_time",
-            "Start time of the process since the Unix epoch",
-            prometheus_client::registry::Unit::Seconds,
-            self.start_time.clone(),
-        );
-        r
+        root
     }
 
     /// `kind` is the instance's `StrategyKind::as_str`.

@@ -18,20 +18,24 @@ use tokio::sync::Semaphore;
 use super::neural::model::{Model, ModelError, NetConfig, train};
 use super::neural::work::{Finished, Work};
 use crate::domain::{InstanceId, Symbol};
+use crate::metrics::Metrics;
 
 pub struct Workshop {
     /// One permit per CPU core.
     permits: Arc<Semaphore>,
     /// `<data dir>/models`.
     models: PathBuf,
+    /// Jobs queued and running.
+    metrics: Arc<Metrics>,
 }
 
 impl Workshop {
-    pub fn new(data_dir: &Path) -> Self {
+    pub fn new(data_dir: &Path, metrics: Arc<Metrics>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             permits: Arc::new(Semaphore::new(cores)),
             models: data_dir.join("models"),
+            metrics,
         }
     }
 
@@ -47,14 +51,18 @@ impl Workshop {
         let permits = Arc::clone(&self.permits);
         let path = self.model_path(instance, work.symbol());
         let instance = instance.clone();
+        let metrics = Arc::clone(&self.metrics);
         async move {
             let symbol = work.symbol().clone();
+            let queued = metrics.work.job_queued();
             let Ok(_permit) = permits.acquire_owned().await else {
                 return Finished {
                     symbol,
                     outcome: Err("the workshop is closed".into()),
                 };
             };
+            drop(queued);
+            let _running = metrics.work.job_running();
             let job = tokio::task::spawn_blocking(move || match work {
                 Work::Load { config, .. } => load(&path, &config),
                 Work::Train {

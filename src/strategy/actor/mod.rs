@@ -37,7 +37,7 @@ use crate::domain::{
     ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot,
     StatusReport, panic_message,
 };
-use crate::metrics::{Metrics, TickOutcome};
+use crate::metrics::{DecisionKind, Metrics, TickOutcome};
 
 /// Everything an incarnation needs besides its fresh core.
 pub struct StrategyDeps {
@@ -69,6 +69,8 @@ pub struct StrategyActor {
     incarnation: u64,
     /// A tick is running; the next due tick is skipped.
     in_flight: bool,
+    /// When the tick in flight started.
+    tick_started: Option<std::time::Instant>,
     /// Set by `Drain`: no new ticks.
     draining: bool,
     /// An operator paused the instance: scheduled ticks are skipped (`TickNow` still ticks).
@@ -102,6 +104,7 @@ impl StrategyActor {
             id,
             incarnation,
             in_flight: false,
+            tick_started: None,
             draining: false,
             paused: false,
             drain_waiter: None,
@@ -146,6 +149,7 @@ impl StrategyActor {
             return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
         self.in_flight = true;
+        self.tick_started = Some(std::time::Instant::now());
         tracing::debug!(instance = %self.id, "tick started");
         let request = GetMarketView {
             instance: self.deps.spec.id.clone(),
@@ -276,8 +280,14 @@ impl StrategyActor {
         }));
     }
 
-    /// Logs one decision; returns its order intent if it has one.
+    /// Logs and counts one decision; returns its order intent if it has one.
     fn log_decision(&self, d: Decision) -> Option<OrderIntent> {
+        let kind = match d.action {
+            Action::Order(_) => DecisionKind::Order,
+            Action::Hold { .. } => DecisionKind::Hold,
+            Action::NoData { .. } => DecisionKind::NoData,
+        };
+        self.deps.metrics.work.decision(self.id.as_ref(), kind);
         match d.action {
             Action::Order(intent) => {
                 tracing::info!(
@@ -299,6 +309,12 @@ impl StrategyActor {
 
     fn finish(&mut self, outcome: TickEnd) {
         self.in_flight = false;
+        if let Some(started) = self.tick_started.take() {
+            self.deps
+                .metrics
+                .work
+                .tick_duration(self.id.as_ref(), started.elapsed());
+        }
         self.status.ticks += 1;
         self.status.last_tick_at = Some(Utc::now());
         let label = match &outcome {
