@@ -24,6 +24,14 @@ symbols = ["SPY"]
 every = "1h"
 "#;
 
+async fn first_tick_done(herd: &Herd) {
+    eventually("the first tick", herd, || async {
+        let mom = get_json(&format!("{}/strategies/mom", herd.http)).await?;
+        (mom["ticks"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+}
+
 async fn admin(herd: &Herd, path: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{}{path}", herd.http))
@@ -74,7 +82,11 @@ async fn every_answer_has_a_request_id_and_errors_one_shape_without_details_in_p
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
+    // Once the one tick has read the account, with the breaker open and the cached reading
+    // gone, /positions must go upstream and fail.
+    first_tick_done(&herd).await;
     admin(&herd, "/admin/breakers/positions/open").await;
+    admin(&herd, "/admin/cache/clear").await;
     let failing = reqwest::get(format!("{}/positions", herd.http))
         .await
         .unwrap();
@@ -103,7 +115,11 @@ async fn every_answer_has_a_request_id_and_errors_one_shape_without_details_in_p
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_production_an_error_body_carries_its_detail() {
     let herd = Herd::start(ONE_INSTANCE, &[("HERD_ADMIN_TOKEN", TOKEN)]);
+    // Once the one tick has read the account, with the breaker open and the cached reading
+    // gone, /positions must go upstream and fail.
+    first_tick_done(&herd).await;
     admin(&herd, "/admin/breakers/positions/open").await;
+    admin(&herd, "/admin/cache/clear").await;
     let failing = reqwest::get(format!("{}/positions", herd.http))
         .await
         .unwrap();
