@@ -5,24 +5,12 @@
 
 mod common;
 
-use common::{Herd, eventually, get_json};
+use common::{
+    ADMIN_TOKEN as TOKEN, Herd, ONE_QUIET_INSTANCE as ONE_INSTANCE, eventually, get_json,
+};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-
-const TOKEN: &str = "an-admin-token-of-32-characters!";
-
-/// One momentum instance with a long schedule: it ticks once at start, then only when told.
-const ONE_INSTANCE: &str = r#"
-[sim]
-speed = 60.0
-
-[[strategies]]
-id = "mom"
-kind = "momentum"
-symbols = ["SPY"]
-every = "1h"
-"#;
 
 struct Answer {
     status: StatusCode,

@@ -6,23 +6,11 @@
 
 mod common;
 
-use common::{Herd, eventually, get_json, metric};
+use common::{
+    ADMIN_TOKEN as TOKEN, Herd, ONE_QUIET_INSTANCE as ONE_INSTANCE, eventually, get_json, metric,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const TOKEN: &str = "an-admin-token-of-32-characters!";
-
-/// One momentum instance with a long schedule: it ticks once at start.
-const ONE_INSTANCE: &str = r#"
-[sim]
-speed = 60.0
-
-[[strategies]]
-id = "mom"
-kind = "momentum"
-symbols = ["SPY"]
-every = "1h"
-"#;
 
 async fn first_tick_done(herd: &Herd) {
     eventually("the first tick", herd, || async {

@@ -356,3 +356,19 @@ position_size = 1
 "#
     )
 }
+
+/// An admin token for tests (32 bytes, over the 16-byte minimum).
+pub const ADMIN_TOKEN: &str = "an-admin-token-of-32-characters!";
+
+/// One momentum instance on SPY with an hour-long schedule: it ticks once at start, then only
+/// when told.
+pub const ONE_QUIET_INSTANCE: &str = r#"
+[sim]
+speed = 60.0
+
+[[strategies]]
+id = "mom"
+kind = "momentum"
+symbols = ["SPY"]
+every = "1h"
+"#;
