@@ -328,11 +328,6 @@ impl OrderBook {
             .collect()
     }
 
-    /// Newest first.
-    pub fn recent(&self, limit: usize) -> Vec<OrderRecord> {
-        self.page(&OrderFilter::default(), limit, None).orders
-    }
-
     /// The newest `limit` records matching `filter` that are older than the cursor `before`.
     pub fn page(&self, filter: &OrderFilter, limit: usize, before: Option<u64>) -> OrdersPage {
         let b = self.lock();
