@@ -275,4 +275,6 @@ async fn a_breached_risk_manager_halts_trading_and_health_says_why() {
         metrics.contains("herd_risk_alerts_total{instance=\"rm\",alert=\"max_var\"} 1"),
         "raised once, however long it stands\n{metrics}"
     );
+    // Risk families appear only once a risk manager has run: lint them too.
+    common::assert_promtool_accepts(&metrics);
 }

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Herd, assert_openmetrics, eventually, get_json};
+use common::{
+    Herd, PROMETHEUS_ACCEPT, assert_openmetrics, assert_promtool_accepts, eventually, get_json,
+};
 use serde_json::Value;
 
 /// A fast market and a hair-trigger threshold, so the first ticks already trade.
@@ -102,7 +104,12 @@ async fn places_orders_on_the_simulator_serves_ops_endpoints_and_exits_zero_on_s
     assert!(instance["ticks"].as_u64().unwrap() >= 1, "{instance}");
     assert_eq!(instance["restarts"], 0);
 
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    let metrics = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .header("accept", PROMETHEUS_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
     let content_type = metrics.headers()["content-type"]
         .to_str()
@@ -133,6 +140,20 @@ async fn places_orders_on_the_simulator_serves_ops_endpoints_and_exits_zero_on_s
             "{family} missing from /metrics:\n{text}"
         );
     }
+
+    // Without an OpenMetrics Accept (curl, promtool) the same samples come in the classic
+    // format, which Prometheus' own linter must accept.
+    let classic = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(
+        classic.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let classic = classic.text().await.unwrap();
+    assert!(
+        classic.contains("# TYPE herd_orders_total counter\n"),
+        "{classic}"
+    );
+    assert_promtool_accepts(&classic);
 
     let health = get_json(&format!("{base}/health")).await.unwrap();
     assert_eq!(health["venue"], "simulator");

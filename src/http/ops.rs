@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::ACCEPT;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -23,7 +24,7 @@ use crate::broker::{
 };
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{BreakerState, InstanceId, Lifecycle, Symbol, Venue};
-use crate::metrics::{OPENMETRICS_CONTENT_TYPE, RenderMetrics};
+use crate::metrics::{Exposition, RenderMetrics};
 use crate::process::Phase;
 use crate::supervisor::{ChildView, ListChildren};
 
@@ -144,7 +145,18 @@ async fn health(state: web::Data<OpsState>) -> HttpResponse {
     })
 }
 
-async fn metrics(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+/// OpenMetrics for clients that ask for it (Prometheus does), the classic text format for the
+/// rest (curl, promtool).
+async fn metrics(
+    request: HttpRequest,
+    state: web::Data<OpsState>,
+) -> Result<HttpResponse, ApiError> {
+    let format = Exposition::negotiate(
+        request
+            .headers()
+            .get(ACCEPT)
+            .and_then(|accept| accept.to_str().ok()),
+    );
     let actor = state
         .metrics
         .get()
@@ -158,8 +170,8 @@ async fn metrics(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").detail(e)
         })?;
     Ok(HttpResponse::Ok()
-        .content_type(OPENMETRICS_CONTENT_TYPE)
-        .body(text))
+        .content_type(format.content_type())
+        .body(format.render(text)))
 }
 
 async fn instances(state: &OpsState) -> Result<Vec<ChildView>, ApiError> {

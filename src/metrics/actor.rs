@@ -9,10 +9,6 @@ use prometheus_client::registry::Registry;
 use super::Metrics;
 use crate::domain::{Drain, DrainAck, ExitNotifier, ExitReason};
 
-/// The content type `/metrics` answers with.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 /// Owns the registry; renders it on request.
 pub struct MetricsActor {
     /// Built fresh by every incarnation from the shared handles, so a restart loses no counts.

@@ -1,5 +1,5 @@
 //! Every metric herd exports, defined in this one place, and the MetricsActor that owns the
-//! registry and renders `/metrics` as OpenMetrics text.
+//! registry and renders `/metrics` as OpenMetrics or classic Prometheus text.
 //!
 //! Invariants:
 //! - Hot paths record through [`Metrics`]' shared atomic handles and never wait on the actor.
@@ -10,6 +10,7 @@
 //!   `_total` from prometheus-client, units are base units (seconds).
 
 mod actor;
+mod exposition;
 mod http;
 mod labels;
 mod process;
@@ -26,7 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-pub use actor::{MetricsActor, OPENMETRICS_CONTENT_TYPE, RenderMetrics};
+pub use actor::{MetricsActor, RenderMetrics};
+pub use exposition::Exposition;
 pub use http::HttpMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,

@@ -216,6 +216,40 @@ where
     }
 }
 
+/// What Prometheus sends: OpenMetrics preferred, the classic text format accepted.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
+                                     text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+
+/// Runs Prometheus' own linter, `promtool check metrics`, on a classic-format exposition and
+/// fails with its findings. promtool comes from Debian's `prometheus` package, which
+/// `./scripts/test` installs; a missing promtool fails the test rather than skipping it.
+pub fn assert_promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run promtool ({e}); install Debian's `prometheus` or run ./scripts/test")
+        });
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\n{}{}\n--- exposition ---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+}
+
 /// Checks OpenMetrics text line by line: metadata, samples (`name{labels} value`), `# EOF` last.
 pub fn assert_openmetrics(text: &str) {
     let lines: Vec<&str> = text.lines().collect();
