@@ -23,6 +23,7 @@ use crate::sim::SimServer;
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
 use crate::strategy::workshop::Workshop;
 use crate::supervisor::{ChildHandle, ChildRole, ChildSpec, RestartPolicy, Supervisor};
+use crate::telemetry::Traces;
 
 /// Why herd could not start. The binary prints it and exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -46,10 +47,13 @@ pub enum StartError {
 pub const SIM_KEY: &str = "herd-embedded";
 
 /// Runs until a signal and the drain; returns the process exit code.
-pub async fn run(settings: Settings) -> Result<u8, StartError> {
+pub async fn run(
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    traces: Option<Traces>,
+) -> Result<u8, StartError> {
     let mut signals = shutdown::Signals::install().map_err(StartError::Signals)?;
     let process = ProcessState::new();
-    let metrics = Metrics::new();
     let venue = settings.venue();
     let (endpoint, speed, sim) = venue_endpoint(&settings).await?;
     tracing::info!(
@@ -119,6 +123,7 @@ pub async fn run(settings: Settings) -> Result<u8, StartError> {
         supervisor,
         http,
         sim,
+        traces,
     };
     Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal, signals).await)
 }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use herd::metrics::Metrics;
 use herd::settings::{LoadOptions, Settings};
+use herd::telemetry::Traces;
 
 const EXIT_CONFIG: u8 = 2;
 
@@ -55,17 +57,30 @@ fn load(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
     })
 }
 
-/// Installs logging, then says what configuration validation normalised.
-fn init_logs(settings: &Settings) -> Result<(), ExitCode> {
+/// Installs logging and, when the OpenTelemetry environment asks for them, traces; then says
+/// what configuration validation normalised.
+fn init_telemetry(settings: &Settings, metrics: &Metrics) -> Result<Option<Traces>, ExitCode> {
     let rust_log = std::env::var("RUST_LOG").ok();
-    herd::telemetry::init(&settings.log, rust_log.as_deref()).map_err(|e| {
+    let traces = herd::telemetry::init(
+        &settings.log,
+        rust_log.as_deref(),
+        settings.traces.as_ref(),
+        metrics.traces.clone(),
+    )
+    .map_err(|e| {
         eprintln!("herd: {e}");
         ExitCode::from(EXIT_CONFIG)
     })?;
     for notice in &settings.notices {
         tracing::warn!(event = "config_normalised", notice = %notice, "configuration value normalised");
     }
-    Ok(())
+    if let Some(config) = &settings.traces {
+        tracing::info!(
+            event = "traces_exporting", endpoint = %config.endpoint, protocol = ?config.protocol,
+            queue = config.queue, "exporting traces over OTLP"
+        );
+    }
+    Ok(traces)
 }
 
 /// candle asks for its thread count on every tensor operation, and without `RAYON_NUM_THREADS`
@@ -95,13 +110,18 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Run { config } => {
-            let settings = match load(config).and_then(|s| init_logs(&s).map(|()| s)) {
+            let settings = match load(config) {
                 Ok(s) => s,
+                Err(code) => return code,
+            };
+            let metrics = Metrics::new();
+            let traces = match init_telemetry(&settings, &metrics) {
+                Ok(traces) => traces,
                 Err(code) => return code,
             };
             // Bound to a name so that the runtime is not dropped before `exit` below.
             let system = actix::System::new();
-            let code = match system.block_on(herd::app::run(settings)) {
+            let code = match system.block_on(herd::app::run(settings, metrics, traces)) {
                 Ok(code) => code,
                 Err(e) => {
                     tracing::error!(error = %e, "herd could not start");
@@ -115,10 +135,16 @@ fn main() -> ExitCode {
             std::process::exit(i32::from(code));
         }
         Command::Sim { args, config } => {
-            let settings = match load(config).and_then(|s| init_logs(&s).map(|()| s)) {
+            let settings = match load(config) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            // The simulator has no metrics and no spans of its own: logs only.
+            let mut settings = settings;
+            settings.traces = None;
+            if let Err(code) = init_telemetry(&settings, &Metrics::new()) {
+                return code;
+            }
             let (sim, addr) = match args.apply(settings.sim) {
                 Ok(applied) => applied,
                 Err(e) => {

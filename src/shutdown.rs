@@ -5,7 +5,9 @@
 //!    the broker waits for orders in flight to reach a known state, then cache and metrics.
 //! 3. The HTTP server stops (last, so probes and `/metrics` answer throughout), then the
 //!    embedded simulator.
-//! 4. One summary event: each phase's duration, orders completed, who missed the deadline.
+//! 4. Queued spans are exported, within what is left of the grace period (at most
+//!    [`TRACE_FLUSH`]), on a blocking thread: the exporter must not wait on an actix thread.
+//! 5. One summary event: each phase's duration, orders completed, who missed the deadline.
 //!
 //! Invariants: a second SIGTERM/SIGINT during the drain exits at once with code 130; missing the
 //! deadline exits non-zero after naming the children that did not finish.
@@ -22,6 +24,7 @@ use crate::domain::{HumanDuration, InvalidSetting, positive};
 use crate::process::{Phase, ProcessState};
 use crate::sim::SimServer;
 use crate::supervisor::{DrainAll, Supervisor};
+use crate::telemetry::Traces;
 
 /// `[shutdown]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +43,9 @@ impl ShutdownSettings {
 /// The actors' drain ends this much before the grace period (at most a tenth of it), so the
 /// Supervisor can still report which actors missed it.
 const REPORT_MARGIN: Duration = Duration::from_millis(250);
+
+/// The longest the drain waits for the collector to take the last spans.
+pub const TRACE_FLUSH: Duration = Duration::from_secs(2);
 
 /// Exit code when the drain missed its deadline.
 pub const EXIT_DRAIN_TIMEOUT: u8 = 1;
@@ -95,6 +101,8 @@ pub struct Running {
     pub supervisor: Addr<Supervisor>,
     pub http: ServerHandle,
     pub sim: Option<SimServer>,
+    /// The trace pipeline, flushed last.
+    pub traces: Option<Traces>,
 }
 
 /// Runs the drain; returns the process exit code.
@@ -124,6 +132,7 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
         sim.stop().await;
     }
     let http_ms = http_started.elapsed().as_millis() as u64;
+    let traces_ms = flush_traces(running.traces, deadline).await;
     let total_ms = started.elapsed().as_millis() as u64;
     let phases = |r: &crate::supervisor::DrainReport| {
         r.phases
@@ -135,14 +144,14 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
     match report {
         Ok(Ok(report)) if report.unfinished.is_empty() => {
             tracing::info!(
-                event = "shutdown_summary", total_ms, actors_ms, http_ms, phases = %phases(&report),
+                event = "shutdown_summary", total_ms, actors_ms, http_ms, traces_ms, phases = %phases(&report),
                 orders_completed = report.orders_completed, "shutdown complete"
             );
             0
         }
         Ok(Ok(report)) => {
             tracing::error!(
-                event = "shutdown_summary", total_ms, actors_ms, http_ms, phases = %phases(&report),
+                event = "shutdown_summary", total_ms, actors_ms, http_ms, traces_ms, phases = %phases(&report),
                 orders_completed = report.orders_completed, unfinished = %report.unfinished.join(","),
                 "shutdown deadline passed; these actors did not finish"
             );
@@ -161,4 +170,20 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
             EXIT_DRAIN_TIMEOUT
         }
     }
+}
+
+/// Exports the spans still queued; returns how long it took (ms).
+async fn flush_traces(traces: Option<Traces>, deadline: Instant) -> u64 {
+    let Some(traces) = traces else { return 0 };
+    let started = Instant::now();
+    let budget = deadline
+        .saturating_duration_since(started)
+        .min(TRACE_FLUSH)
+        .max(Duration::from_millis(100));
+    match tokio::task::spawn_blocking(move || traces.shutdown(budget)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "traces: the last spans were not all exported"),
+        Err(e) => tracing::warn!(error = %e, "traces: the exporter's shutdown failed"),
+    }
+    started.elapsed().as_millis() as u64
 }

@@ -15,6 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tracing::Span;
 
 use super::error::BrokerError;
 use crate::domain::{Bar, Symbol, Timeframe};
@@ -27,6 +28,8 @@ struct Waiter {
     symbols: Vec<Symbol>,
     depth: usize,
     reply: oneshot::Sender<BarsReply>,
+    /// The requesting tick's span, which the batch's request links to.
+    tick: Span,
 }
 
 /// What one flush must fetch.
@@ -46,6 +49,11 @@ impl Waiters {
     }
 
     /// Answers every requester from one fetch result.
+    /// The spans of the ticks waiting on this batch.
+    pub fn ticks(&self) -> impl Iterator<Item = &Span> {
+        self.0.iter().map(|w| &w.tick)
+    }
+
     pub fn deliver(self, result: &BarsReply) {
         for w in self.0 {
             let answer = match result {
@@ -88,6 +96,7 @@ impl BarBatcher {
         timeframe: Timeframe,
         symbols: Vec<Symbol>,
         depth: usize,
+        tick: Span,
     ) -> (oneshot::Receiver<BarsReply>, bool) {
         let (reply, rx) = oneshot::channel();
         let opened = !self.open.contains_key(&timeframe);
@@ -98,6 +107,7 @@ impl BarBatcher {
             symbols,
             depth,
             reply,
+            tick,
         });
         (rx, opened)
     }
@@ -149,9 +159,9 @@ mod tests {
     fn requests_in_one_window_become_one_fetch_of_the_union_at_the_deepest_depth() {
         let tf = Timeframe::Minutes(5);
         let mut b = BarBatcher::default();
-        let (mut first, opened) = b.add(tf, vec![sym("SPY"), sym("QQQ")], 20);
+        let (mut first, opened) = b.add(tf, vec![sym("SPY"), sym("QQQ")], 20, Span::none());
         assert!(opened);
-        let (mut second, opened) = b.add(tf, vec![sym("QQQ"), sym("IWM")], 50);
+        let (mut second, opened) = b.add(tf, vec![sym("QQQ"), sym("IWM")], 50, Span::none());
         assert!(!opened, "the second request joins the open batch");
         let (request, waiters) = b.take(tf).unwrap();
         assert_eq!(request.symbols, vec![sym("IWM"), sym("QQQ"), sym("SPY")]);
@@ -182,8 +192,8 @@ mod tests {
     #[test]
     fn every_requester_hears_the_error_and_other_timeframes_are_separate_batches() {
         let mut b = BarBatcher::default();
-        let (mut five, _) = b.add(Timeframe::Minutes(5), vec![sym("SPY")], 20);
-        let (_, opened) = b.add(Timeframe::Day, vec![sym("SPY")], 60);
+        let (mut five, _) = b.add(Timeframe::Minutes(5), vec![sym("SPY")], 20, Span::none());
+        let (_, opened) = b.add(Timeframe::Day, vec![sym("SPY")], 60, Span::none());
         assert!(opened, "another timeframe opens its own batch");
         let (_, waiters) = b.take(Timeframe::Minutes(5)).unwrap();
         waiters.deliver(&Err(BrokerError::Draining));

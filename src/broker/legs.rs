@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use rust_decimal::Decimal;
+use tracing::Span;
 
 use super::book::{Begin, OrderRecord, OrderState};
 use super::lanes::{LANE_HOLD, until_final};
@@ -48,6 +49,7 @@ impl BrokerActor {
         cid: ClientOrderId,
         close: Decimal,
         open: Decimal,
+        trace: Span,
     ) -> Placed {
         let note = "closing leg: the venue refuses one order through zero";
         let record = self.deps.book.resize(&cid, close, note).unwrap_or(record);
@@ -60,7 +62,7 @@ impl BrokerActor {
             qty: close,
             ..intent.clone()
         };
-        let placed = self.place(record, first, cid.clone());
+        let placed = self.place(record, first, cid.clone(), &trace);
         Box::pin(placed.then(move |first, act, _| -> Placed {
             let first = match first {
                 Ok(r) => r,
@@ -79,7 +81,7 @@ impl BrokerActor {
                     );
                     return Box::pin(fut::ready(settled.map(|r| r.unwrap_or(first))));
                 }
-                act.place_second_leg(&first, intent, open)
+                act.place_second_leg(&first, intent, open, &trace)
             }))
         }))
     }
@@ -89,6 +91,7 @@ impl BrokerActor {
         first: &OrderRecord,
         intent: OrderIntent,
         open: Decimal,
+        trace: &Span,
     ) -> Placed {
         let cid = second_leg_id(
             &first.instance,
@@ -103,7 +106,7 @@ impl BrokerActor {
         };
         match self.deps.book.begin(&first.instance, &second, cid.clone()) {
             Begin::Existing(record) => Box::pin(fut::ready(Ok(record))),
-            Begin::New(record) => self.place(record, second, cid),
+            Begin::New(record) => self.place(record, second, cid, trace),
         }
     }
 }

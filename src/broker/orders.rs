@@ -17,6 +17,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
+use tracing::{Instrument, Span};
 
 use super::alpaca::models::{Order, OrderRequest};
 use super::book::{Begin, OrderRecord, OrderState};
@@ -44,6 +45,8 @@ const LIST_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 pub struct SubmitOrder {
     pub instance: InstanceId,
     pub intent: OrderIntent,
+    /// The decision's span: the broker's work on this order is traced as its child.
+    pub trace: Span,
 }
 
 /// What the gate needs to know besides the limits, read before the order is sent.
@@ -56,11 +59,26 @@ impl Handler<SubmitOrder> for BrokerActor {
     type Result = ResponseActFuture<Self, Result<OrderRecord, BrokerError>>;
 
     fn handle(&mut self, msg: SubmitOrder, _: &mut Self::Context) -> Self::Result {
-        let SubmitOrder { instance, intent } = msg;
+        let SubmitOrder {
+            instance,
+            intent,
+            trace,
+        } = msg;
         if self.draining {
             return Box::pin(fut::ready(Err(BrokerError::Draining)));
         }
         let cid = client_order_id(&instance, &intent.symbol, intent.side, intent.decided_on);
+        let span = tracing::info_span!(
+            parent: &trace,
+            "submit_order",
+            otel.name = "broker submit_order",
+            instance = %instance,
+            symbol = %intent.symbol,
+            side = %intent.side,
+            qty = %intent.qty,
+            client_order_id = %cid,
+            outcome = tracing::field::Empty,
+        );
         let record = match self.deps.book.begin(&instance, &intent, cid.clone()) {
             Begin::Existing(record) => return Box::pin(fut::ready(Ok(record))),
             Begin::New(record) => record,
@@ -89,7 +107,8 @@ impl Handler<SubmitOrder> for BrokerActor {
                 daily_pnl: daily_pnl(account.equity, last),
             };
             Ok::<_, BrokerError>((turn, inputs))
-        };
+        }
+        .instrument(span.clone());
         let fut = self
             .guard(inputs)
             .then(move |inputs, act, _| -> Self::Result {
@@ -120,8 +139,10 @@ impl Handler<SubmitOrder> for BrokerActor {
                     return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
                 }
                 let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
-                    Some((close, open)) => act.place_in_legs(record, intent, cid, close, open),
-                    None => act.place(record, intent, cid),
+                    Some((close, open)) => {
+                        act.place_in_legs(record, intent, cid, close, open, span.clone())
+                    }
+                    None => act.place(record, intent, cid, &span),
                 };
                 Box::pin(placed.map(move |result, act, ctx| {
                     act.release_lane_when_final(turn, &result, ctx);
@@ -159,6 +180,7 @@ impl BrokerActor {
         record: OrderRecord,
         intent: OrderIntent,
         cid: ClientOrderId,
+        trace: &Span,
     ) -> ResponseActFuture<Self, Result<OrderRecord, BrokerError>> {
         let request = OrderRequest {
             symbol: intent.symbol.to_string(),
@@ -170,13 +192,18 @@ impl BrokerActor {
         };
         let gateway = self.deps.gateway.clone();
         let counted = self.deps.metrics.work.order_in_flight();
-        let submission = self.in_flight.track_future(async move {
-            let _counted = counted;
-            submit::submit_idempotent(&gateway, &request).await
-        });
+        let submission = self.in_flight.track_future(
+            async move {
+                let _counted = counted;
+                submit::submit_idempotent(&gateway, &request).await
+            }
+            .instrument(trace.clone()),
+        );
+        let span = trace.clone();
         let placed = self
             .guard(async move { Ok(submission.await) })
             .map(move |outcome, act, ctx| {
+                let _in_span = span.enter();
                 if act.deps.process.phase() == Phase::Draining {
                     act.completed_while_draining += 1;
                 }
@@ -211,6 +238,7 @@ impl BrokerActor {
                     }
                 };
                 act.deps.metrics.order(record.instance.as_str(), record.side, label);
+                span.record("outcome", label.as_str());
                 let record = act.deps.book.get(&cid).unwrap_or(record);
                 tracing::info!(
                     event = "order", instance = %record.instance, client_order_id = %cid,

@@ -13,7 +13,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::future::Either;
+use opentelemetry::trace::TraceContextExt;
 use rust_decimal::Decimal;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::alpaca::models::Clock;
 use super::batch::BarsReply;
@@ -33,6 +36,9 @@ pub struct GetMarketView {
     pub needs: DataNeeds,
     /// Instances whose books the view carries too (a risk manager's guarded instances).
     pub guards: Vec<InstanceId>,
+    /// The tick's span: reading the view is traced as its child, and a bars batch that
+    /// serves the tick links to it.
+    pub trace: Span,
 }
 
 /// This instance's own holdings and working quantities, and its guarded instances' books, read
@@ -65,11 +71,19 @@ impl Handler<GetMarketView> for BrokerActor {
             pending,
             guarded,
         };
+        let span = tracing::info_span!(
+            parent: &msg.trace,
+            "market_view",
+            otel.name = "broker market_view",
+            instance = %msg.instance,
+            symbols = msg.symbols.len(),
+        );
         let snapshots = self.deps.snapshots.clone();
+        let clock = async move { Ok(snapshots.clock().await?) }.instrument(span.clone());
         let view = self
-            .guard(async move { Ok(snapshots.clock().await?) })
+            .guard(clock)
             .then(move |clock, act, ctx| match clock {
-                Ok(clock) => act.view_at(clock, msg, own, ctx),
+                Ok(clock) => act.view_at(clock, msg, own, span, ctx),
                 Err(e) => Box::pin(fut::ready(Err(e))),
             })
             .map(|result, act, _| {
@@ -88,6 +102,7 @@ impl BrokerActor {
         clock: Clock,
         request: GetMarketView,
         own: Own,
+        span: Span,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<MarketView, BrokerError>> {
         let needs = request.needs;
@@ -101,24 +116,30 @@ impl BrokerActor {
         if !clock.is_open && needs.only_when_open {
             return Box::pin(fut::ready(Ok(view)));
         }
-        let bars = self.request_bars(request.symbols, needs, ctx);
+        let bars = self.request_bars(request.symbols, needs, request.trace, ctx);
         let (snapshots, book) = (self.deps.snapshots.clone(), Arc::clone(&self.deps.book));
         let metrics = Arc::clone(&self.deps.metrics);
-        Box::pin(self.guard(async move {
-            view.bars = bars.await?;
-            let held = snapshots.positions().await?;
-            observe_account(&book, &metrics, &held);
-            view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
-            if needs.account {
-                let a = snapshots.account().await?;
-                view.account = Some(AccountSnapshot {
-                    equity: a.equity,
-                    cash: a.cash,
-                    buying_power: a.buying_power,
-                });
-            }
-            Ok(view)
-        }))
+        Box::pin(
+            self.guard(
+                async move {
+                    view.bars = bars.await?;
+                    let held = snapshots.positions().await?;
+                    observe_account(&book, &metrics, &held);
+                    view.positions =
+                        cap_to_account(own.positions, &held, |s| book.expected_position(s));
+                    if needs.account {
+                        let a = snapshots.account().await?;
+                        view.account = Some(AccountSnapshot {
+                            equity: a.equity,
+                            cash: a.cash,
+                            buying_power: a.buying_power,
+                        });
+                    }
+                    Ok(view)
+                }
+                .instrument(span),
+            ),
+        )
     }
 
     /// The newest `needs.bars` closed bars of each symbol: cached ones at once, the rest through
@@ -127,6 +148,7 @@ impl BrokerActor {
         &mut self,
         symbols: Vec<Symbol>,
         needs: DataNeeds,
+        tick: Span,
         ctx: &mut Context<Self>,
     ) -> impl Future<Output = BarsReply> + use<> {
         let (mut hits, misses) =
@@ -134,7 +156,7 @@ impl BrokerActor {
         if misses.is_empty() {
             return Either::Left(std::future::ready(Ok(hits)));
         }
-        let (reply, opened) = self.batcher.add(needs.timeframe, misses, needs.bars);
+        let (reply, opened) = self.batcher.add(needs.timeframe, misses, needs.bars, tick);
         if opened {
             let timeframe = needs.timeframe;
             ctx.run_later(self.deps.batch_window, move |act, ctx| {
@@ -156,6 +178,18 @@ impl BrokerActor {
             return;
         };
         self.deps.metrics.bar_batch(waiters.len() as u64);
+        // Its own trace, linked to every tick it serves: one request, many parents.
+        let span = tracing::info_span!(
+            parent: None,
+            "bars_batch",
+            otel.name = "broker bars batch",
+            timeframe = %timeframe,
+            symbols = request.symbols.len(),
+            ticks = waiters.len(),
+        );
+        for tick in waiters.ticks() {
+            span.add_link(tick.context().span().span_context().clone());
+        }
         let (gateway, snapshots, cache, speed) = (
             self.deps.gateway.clone(),
             self.deps.snapshots.clone(),
@@ -175,7 +209,8 @@ impl BrokerActor {
             )
             .await?;
             Ok(bars)
-        };
+        }
+        .instrument(span);
         ctx.spawn(
             self.guard(fetch)
                 .map(move |reply: BarsReply, _, _| waiters.deliver(&reply)),

@@ -1,5 +1,5 @@
-//! What every request passes through: the inbound rate limit, its request id, the one shape of
-//! its error answer, its metrics, and a log line when it was slow.
+//! What every request passes through: the inbound rate limit, its request id, its server span,
+//! the one shape of its error answer, its metrics, and a log line when it was slow.
 //!
 //! Invariants:
 //! - Every response carries `X-Request-Id`: the client's when it is sane (1 to 64 characters of
@@ -18,7 +18,10 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 use uuid::Uuid;
 
+use tracing::{Instrument, Span};
+
 use super::error::ApiError;
+use super::trace;
 use super::{EndpointClass, OpsState};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -53,12 +56,20 @@ pub async fn request_context(
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
+    let span = match EndpointClass::of(req.path()) {
+        EndpointClass::Probe => Span::none(),
+        _ => trace::server_span(&req, &id),
+    };
     let res = match refused_by_limit(&state, &req) {
         Some(refusal) => req.error_response(refusal),
         // An `Err` here is a middleware's, not a handler's (actix turns those into responses):
         // it goes back as it is. The request cannot be cloned beforehand to render it: routing
         // needs the only reference.
-        None => next.call(req).await?.map_into_boxed_body(),
+        None => next
+            .call(req)
+            .instrument(span.clone())
+            .await?
+            .map_into_boxed_body(),
     };
     let mut res = match res.response().error() {
         Some(error) => {
@@ -79,6 +90,7 @@ pub async fn request_context(
     }
     let elapsed = started.elapsed();
     let (route, method, status) = (route(&res), res.request().method(), res.status().as_u16());
+    trace::record_status(&span, status);
     state
         .counters
         .http

@@ -13,6 +13,7 @@ mod context;
 pub mod error;
 mod limit;
 pub mod ops;
+mod trace;
 
 pub use limit::{EndpointClass, InboundLimiter, RateLimitSettings};
 

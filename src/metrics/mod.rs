@@ -14,6 +14,7 @@ mod exposition;
 mod http;
 mod labels;
 mod process;
+mod traces;
 mod work;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use http::HttpMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
+pub use traces::{SpanDrop, TraceMetrics};
 pub use work::{DecisionKind, InQueue, WorkMetrics};
 
 use crate::domain::{BreakerState, Lifecycle, Operation, RequestClass, Side, TradingState};
@@ -123,6 +125,8 @@ pub struct Metrics {
     pub http: HttpMetrics,
     /// Tick durations, decisions, and the queues of work (orders in flight, model jobs).
     pub work: WorkMetrics,
+    /// Spans exported to the OTLP collector, and spans dropped.
+    pub traces: TraceMetrics,
     ticks: Family<TickLabels, Counter>,
     orders: Family<OrderLabels, Counter>,
     broker_requests: Family<RequestLabels, Counter>,
@@ -172,6 +176,7 @@ impl Metrics {
         let m = Self {
             http: HttpMetrics::default(),
             work: WorkMetrics::default(),
+            traces: TraceMetrics::default(),
             ticks: Family::default(),
             orders: Family::default(),
             broker_requests: Family::default(),
@@ -219,6 +224,7 @@ impl Metrics {
         let r = root.sub_registry_with_prefix("herd");
         self.http.register(r);
         self.work.register(r);
+        self.traces.register(r);
         r.register(
             "strategy_ticks",
             "Strategy ticks by instance and outcome",

@@ -32,7 +32,7 @@ use crate::shutdown::ShutdownSettings;
 use crate::sim::SimConfig;
 use crate::strategy::StrategySpec;
 use crate::supervisor::SupervisorSettings;
-use crate::telemetry::LogSettings;
+use crate::telemetry::{LogSettings, TraceConfig};
 
 /// The whole configuration of one herd process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +51,9 @@ pub struct Settings {
     /// The validated strategy instances, derived from `strategies` by [`validate`].
     #[serde(skip)]
     pub instances: Vec<StrategySpec>,
+    /// The trace pipeline the standard OpenTelemetry environment asks for (`None`: traces off).
+    #[serde(skip)]
+    pub traces: Option<TraceConfig>,
     /// What validation normalised, for the operator to read once logging is up (a symbol
     /// written `spy` is traded as `SPY`).
     #[serde(skip)]

@@ -14,6 +14,7 @@ use super::sources::{ENV_MOMENTUM_THRESHOLD, ENV_POSITION_SIZE, ENV_SYMBOLS};
 use super::{EnvSnapshot, Settings, SettingsError, StrategySettings};
 use crate::domain::{InstanceId, InvalidSetting, Symbol};
 use crate::strategy::{StrategyKind, StrategyParams, StrategySpec};
+use crate::telemetry::TraceConfig;
 
 pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), SettingsError> {
     s.http.check()?;
@@ -28,6 +29,7 @@ pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), Settin
     apply_momentum_env(&mut s.strategies, env, &mut s.notices)?;
     s.instances = strategy_specs(&s.strategies, &mut s.notices)?;
     resolve_guards(&s.strategies, &mut s.instances)?;
+    s.traces = TraceConfig::from_env(&|name| env.get(name).cloned())?;
     Ok(())
 }
 

@@ -16,6 +16,10 @@ pub struct RouteStats {
     pub requests: u64,
     /// Responses by status ("200", "429", ... or "reset").
     pub statuses: BTreeMap<String, u64>,
+    /// The W3C `traceparent` of the latest request on this route that sent one: how a client
+    /// checks that its traces reach the venue's side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +56,14 @@ impl Stats {
         let r = self.routes.entry(route.to_string()).or_default();
         r.requests += 1;
         *r.statuses.entry(status.to_string()).or_default() += 1;
+    }
+
+    /// Keeps the trace context a request on `route` carried.
+    pub fn traced(&mut self, route: &str, traceparent: &str) {
+        self.routes
+            .entry(route.to_string())
+            .or_default()
+            .last_traceparent = Some(traceparent.to_owned());
     }
 
     pub fn fault(&mut self, kind: &str) {

@@ -15,7 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
+use opentelemetry_http::HeaderInjector;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use error::{AlpacaError, RateLimitHeaders};
 use models::{Account, BarsPage, Clock, Order, OrderRequest, Position};
@@ -205,15 +208,25 @@ impl AlpacaClient {
         request: reqwest::RequestBuilder,
     ) -> Result<T, AlpacaError> {
         let started = Instant::now();
-        let result = self.send(op, request).await.and_then(|body| {
-            serde_json::from_slice(&body).map_err(|e| AlpacaError::Malformed {
-                op,
-                detail: e.to_string(),
-            })
-        });
+        let span = client_span(op);
+        let result = self
+            .send(op, request, &span)
+            .instrument(span.clone())
+            .await
+            .and_then(|body| {
+                serde_json::from_slice(&body).map_err(|e| AlpacaError::Malformed {
+                    op,
+                    detail: e.to_string(),
+                })
+            });
         let outcome = result
             .as_ref()
             .map_or_else(AlpacaError::outcome, |_| RequestOutcome::Ok);
+        if let Err(e) = &result {
+            span.record("error.type", outcome.as_str());
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", e.to_string());
+        }
         self.metrics.broker_request(op, outcome, started.elapsed());
         result
     }
@@ -222,15 +235,24 @@ impl AlpacaClient {
         &self,
         op: Operation,
         request: reqwest::RequestBuilder,
+        span: &tracing::Span,
     ) -> Result<Vec<u8>, AlpacaError> {
         let timeout = self.endpoint.call_timeout;
+        // The W3C trace context of this call, so the venue's side (or a proxy) joins the trace.
+        let mut trace_headers = reqwest::header::HeaderMap::new();
+        let cx = span.context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&cx, &mut HeaderInjector(&mut trace_headers));
+        });
         let response = request
             .header(KEY_HEADER, self.endpoint.key_id.expose())
             .header(SECRET_HEADER, self.endpoint.secret_key.expose())
+            .headers(trace_headers)
             .send()
             .await
             .map_err(|e| AlpacaError::from_transport(op, &e, timeout))?;
         let status = response.status().as_u16();
+        span.record("http.response.status_code", status);
         let quota = rate_limit_headers(response.headers());
         let body = response
             .bytes()
@@ -242,6 +264,39 @@ impl AlpacaClient {
             Err(AlpacaError::from_status(op, status, &body, quota))
         }
     }
+}
+
+/// The method and URL template of an operation's request: a client span's name and
+/// `url.template` (the template, never the URL, so ids do not multiply span names).
+fn route_of(op: Operation) -> (&'static str, &'static str) {
+    match op {
+        Operation::Clock => ("GET", "/v2/clock"),
+        Operation::Account => ("GET", "/v2/account"),
+        Operation::Positions => ("GET", "/v2/positions"),
+        Operation::Bars => ("GET", "/v2/stocks/bars"),
+        Operation::SubmitOrder => ("POST", "/v2/orders"),
+        Operation::GetOrder => ("GET", "/v2/orders/{order_id}"),
+        Operation::OrderByClientId => ("GET", "/v2/orders:by_client_order_id"),
+        Operation::ListOrders => ("GET", "/v2/orders"),
+    }
+}
+
+/// One call to the venue as an OpenTelemetry client span, a child of the current span. Each
+/// attempt of a retried read is its own call, so its own span.
+fn client_span(op: Operation) -> tracing::Span {
+    let (method, template) = route_of(op);
+    tracing::info_span!(
+        "upstream",
+        otel.name = %format_args!("{method} {template}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        http.request.method = method,
+        url.template = template,
+        operation = op.as_str(),
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// `X-Ratelimit-Reset` (epoch seconds at which the quota window resets) and

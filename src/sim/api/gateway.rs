@@ -124,6 +124,13 @@ pub async fn gateway(
         req.match_pattern()
             .unwrap_or_else(|| "(unmatched)".to_string())
     );
+    if let Some(traceparent) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        lock(&state.stats).traced(&route, traceparent);
+    }
     let (group, api) = group_of(req.path());
     let verdict =
         lock(&state.limiter).check(&auth::claimed_key(req.headers()), api, Instant::now());

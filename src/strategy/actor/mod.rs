@@ -26,6 +26,8 @@ use futures::future::join_all;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 use tokio::sync::oneshot;
+use tracing::Span;
+use tracing::field::Empty;
 
 mod report;
 
@@ -71,6 +73,8 @@ pub struct StrategyActor {
     in_flight: bool,
     /// When the tick in flight started.
     tick_started: Option<std::time::Instant>,
+    /// The tick in flight's span (`Span::none()` between ticks): the root of its trace.
+    tick_span: Span,
     /// Set by `Drain`: no new ticks.
     draining: bool,
     /// An operator paused the instance: scheduled ticks are skipped (`TickNow` still ticks).
@@ -105,6 +109,7 @@ impl StrategyActor {
             incarnation,
             in_flight: false,
             tick_started: None,
+            tick_span: Span::none(),
             draining: false,
             paused: false,
             drain_waiter: None,
@@ -150,12 +155,24 @@ impl StrategyActor {
         };
         self.in_flight = true;
         self.tick_started = Some(std::time::Instant::now());
-        tracing::debug!(instance = %self.id, "tick started");
+        self.tick_span = tracing::info_span!(
+            parent: None,
+            "tick",
+            otel.name = "strategy tick",
+            otel.status_code = Empty,
+            instance = %self.id,
+            kind = self.kind(),
+            incarnation = self.incarnation,
+            outcome = Empty,
+            orders = Empty,
+        );
+        tracing::debug!(parent: &self.tick_span, instance = %self.id, "tick started");
         let request = GetMarketView {
             instance: self.deps.spec.id.clone(),
             symbols: self.deps.spec.symbols.clone(),
             needs: self.needs,
             guards: self.guards.clone(),
+            trace: self.tick_span.clone(),
         };
         let fut = async move { flatten(broker.send(request).await) };
         ctx.spawn(
@@ -176,8 +193,11 @@ impl StrategyActor {
         let Some(mut core) = self.core.take() else {
             return self.finish(TickEnd::Failed("strategy core is busy".into()));
         };
+        let span =
+            tracing::info_span!(parent: &self.tick_span, "decide", otel.name = "strategy decide");
         let decide = tokio::task::spawn_blocking(move || {
             let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let _in_span = span.enter();
                 let decisions = core.decide(&view);
                 (decisions, core.report(), core.work())
             }));
@@ -237,12 +257,26 @@ impl StrategyActor {
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
         self.status.last_decisions.clone_from(&decisions);
         let own = &self.deps.spec.id;
+        let tick = self.tick_span.clone();
+        let _in_tick = tick.enter();
         let intents: Vec<_> = decisions
             .into_iter()
             .filter_map(|d| {
                 // A decision about another instance (a risk manager's stop) is that instance's order.
                 let instance = d.instance.clone().unwrap_or_else(|| own.clone());
-                self.log_decision(d).map(|intent| (instance, intent))
+                let (symbol, signal) = (d.symbol.clone(), d.signal);
+                self.log_decision(d).map(|intent| {
+                    let span = tracing::info_span!(
+                        "decision",
+                        otel.name = "strategy decision",
+                        instance = %instance,
+                        symbol = %symbol,
+                        side = %intent.side,
+                        qty = %intent.qty,
+                        signal,
+                    );
+                    (instance, intent, span)
+                })
             })
             .collect();
         if intents.is_empty() {
@@ -251,8 +285,12 @@ impl StrategyActor {
         let Some(broker) = self.deps.broker.get() else {
             return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
-        let submits = intents.into_iter().map(move |(instance, intent)| {
-            let msg = SubmitOrder { instance, intent };
+        let submits = intents.into_iter().map(move |(instance, intent, trace)| {
+            let msg = SubmitOrder {
+                instance,
+                intent,
+                trace,
+            };
             let broker = broker.clone();
             async move { flatten(broker.send(msg).await) }
         });
@@ -322,12 +360,17 @@ impl StrategyActor {
             TickEnd::MarketClosed => TickOutcome::MarketClosed,
             TickEnd::Failed(_) => TickOutcome::Error,
         };
+        let span = std::mem::replace(&mut self.tick_span, Span::none());
+        let _in_tick = span.enter();
+        span.record("outcome", label.as_str());
         match outcome {
             TickEnd::Failed(error) => {
+                span.record("otel.status_code", "ERROR");
                 tracing::warn!(instance = %self.id, error = %error, "tick failed");
                 self.status.last_error = Some(error);
             }
             TickEnd::Done { orders } if orders > 0 => {
+                span.record("orders", orders);
                 tracing::info!(instance = %self.id, orders, "tick placed orders");
             }
             _ => {}
