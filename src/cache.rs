@@ -44,7 +44,7 @@ impl<K, V> Clone for Cache<K, V> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, MessageResponse)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, MessageResponse, utoipa::ToSchema)]
 pub struct CacheStats {
     pub entries: usize,
     pub hits: u64,

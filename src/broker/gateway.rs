@@ -56,7 +56,7 @@ impl SubmitError {
 }
 
 /// herd's own limits on its use of the venue, as `/health` shows them.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Quotas {
     pub trading: LimiterRates,
     pub market_data: LimiterRates,

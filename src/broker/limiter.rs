@@ -134,7 +134,7 @@ impl Clock for TokioClock {
 type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Nanos>>;
 
 /// The rates derived from a [`LimiterConfig`], for `/health`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LimiterRates {
     pub all_per_minute: u32,
     pub all_burst: u32,

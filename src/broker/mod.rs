@@ -101,7 +101,7 @@ pub struct BrokerDeps {
 }
 
 /// Last-known state of the venue connection, for `/health` (never probed per request).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct VenueHealth {
     pub last_ok_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -226,7 +226,7 @@ impl Handler<ListOrders> for BrokerActor {
 #[rtype(result = "BrokerStatus")]
 pub struct GetBrokerStatus;
 
-#[derive(Debug, Clone, Serialize, MessageResponse)]
+#[derive(Debug, Clone, Serialize, MessageResponse, utoipa::ToSchema)]
 pub struct BrokerStatus {
     pub venue: Venue,
     pub trading_url: String,

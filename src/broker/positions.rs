@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 #[rtype(result = "Result<PositionsReport, BrokerError>")]
 pub struct GetPositions;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PositionsReport {
     /// Every symbol was compared, and the account holds exactly what herd's fills and the
     /// positions it did not make explain.
@@ -37,7 +37,7 @@ pub struct PositionsReport {
     pub external: Vec<ExternalPosition>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceHolding {
     pub instance: InstanceId,
     pub symbol: Symbol,
@@ -47,7 +47,7 @@ pub struct InstanceHolding {
     pub unrealized_pnl: Option<Decimal>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExternalPosition {
     pub symbol: Symbol,
     pub qty: Decimal,

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 pub type ChildId = Arc<str>;
 
 /// The unique name of one configured strategy instance (`strategies[].id`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct InstanceId(Arc<str>);
 
 impl InstanceId {
@@ -51,8 +52,11 @@ impl fmt::Display for InstanceId {
 }
 
 /// A tradable instrument's ticker, normalised to upper case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String)]
 pub struct Symbol(Arc<str>);
 
 impl Symbol {
@@ -96,7 +100,9 @@ impl fmt::Display for Symbol {
 }
 
 /// The id herd gives an order before sending it, so that the venue can deduplicate it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct ClientOrderId(String);
 

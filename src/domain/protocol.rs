@@ -131,7 +131,7 @@ pub struct DrainAck {
 }
 
 /// What a strategy instance reports after each tick.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct InstanceStatus {
     /// Ticks of the current incarnation (a restart starts again from 0).
     pub ticks: u64,
@@ -153,7 +153,7 @@ pub struct InstanceStatus {
 }
 
 /// One holding of an instance, with its P&L at a price.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InstancePosition {
     pub symbol: Symbol,
     #[serde(flatten)]
@@ -184,7 +184,7 @@ pub struct StatusReport {
 }
 
 /// Where a supervised child stands. Transitions: `Lifecycle::on` in `supervisor::lifecycle`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Lifecycle {
     Starting,

@@ -85,7 +85,7 @@ pub struct AccountSnapshot {
 }
 
 /// What a core concluded about one symbol on one tick.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Decision {
     /// The instance the decision is about when it is not the deciding one (a risk manager
     /// closing a guarded instance's position); its orders are that instance's.
@@ -98,7 +98,7 @@ pub struct Decision {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Order(OrderIntent),
@@ -114,7 +114,7 @@ pub enum Action {
 
 /// An order a core wants placed. The broker derives its `client_order_id` from
 /// (instance, symbol, side, `decided_on`), so the same decision can never become two orders.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OrderIntent {
     pub symbol: Symbol,
     pub side: Side,
@@ -129,7 +129,9 @@ pub struct OrderIntent {
 
 /// What the operator allows right now (the admin halt switch sets it). Ordered from the most to
 /// the least permissive, so "tighter" is "greater".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TradingState {
     Active,
@@ -152,7 +154,7 @@ impl TradingState {
 }
 
 /// The trading state and why it was set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Trading {
     pub state: TradingState,
     pub reason: Option<String>,

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// Which venue the broker talks to, derived from the credentials and base URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Venue {
     /// No credentials: the embedded simulator, started in-process.
@@ -28,7 +28,7 @@ impl Venue {
 }
 
 /// One kind of upstream call; the unit of metrics (and of circuit breakers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     Clock,
@@ -79,7 +79,7 @@ impl fmt::Display for Operation {
 }
 
 /// The state of one operation's circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,

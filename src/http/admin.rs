@@ -22,16 +22,16 @@ use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use futures::future::{Ready, join_all, ready};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use super::OpsState;
 use super::context::{RequestId, route};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::ops::ACTOR_TIMEOUT;
-use crate::broker::{BreakerCommand, BrokerActor, CommandBreakers, SetTrading};
+use crate::broker::{BreakerCommand, BreakerSnapshot, BrokerActor, CommandBreakers, SetTrading};
 use crate::cache::ClearCache;
-use crate::domain::{Operation, TradingState};
+use crate::domain::{Operation, Trading, TradingState};
 use crate::process::Phase;
 use crate::supervisor::{
     ChildAction, ChildRole, ControlChild, ControlDone, ControlError, ListChildren,
@@ -65,8 +65,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
     for (path, handler) in [
         (SEED_EXECUTE, web::post().to(execute_all)),
-        (SEED_CACHE_CLEAR, web::post().to(clear_cache)),
-        (SEED_RESET_BREAKER, web::post().to(reset_breakers)),
+        (SEED_CACHE_CLEAR, web::post().to(seed_clear_cache)),
+        (SEED_RESET_BREAKER, web::post().to(seed_reset_breakers)),
     ] {
         cfg.service(web::resource(path).wrap(from_fn(audit)).route(handler));
     }
@@ -196,17 +196,40 @@ async fn command_breakers(
         .timeout(ACTOR_TIMEOUT)
         .await
         .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?;
-    Ok(HttpResponse::Ok().json(json!({ "breakers": breakers })))
+    Ok(HttpResponse::Ok().json(BreakersAnswer { breakers }))
 }
 
-async fn reset_breakers(
+/// Every breaker after the command.
+#[derive(Serialize, ToSchema)]
+pub(super) struct BreakersAnswer {
+    breakers: Vec<BreakerSnapshot>,
+}
+
+/// Closes every circuit breaker.
+#[utoipa::path(post, path = "/admin/breakers/reset", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    responses((status = 200, body = BreakersAnswer, description = "OK"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn reset_breakers(
     op: Operator,
     state: web::Data<OpsState>,
 ) -> Result<HttpResponse, ApiError> {
     command_breakers(&state, BreakerCommand::ResetAll, op).await
 }
 
-async fn command_breaker(
+/// Closes one operation's breaker (`reset`) or forces it open (`open`).
+#[utoipa::path(post, path = "/admin/breakers/{operation}/{command}", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    params(("operation" = String, Path, description = "clock, account, positions, bars, submit_order, get_order, order_by_client_id or list_orders"),
+        ("command" = String, Path, description = "reset or open")),
+    responses((status = 200, body = BreakersAnswer, description = "OK"),
+        (status = 404, body = ErrorBody, description = "no such operation or command"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn command_breaker(
     op: Operator,
     state: web::Data<OpsState>,
     path: web::Path<(String, String)>,
@@ -231,10 +254,18 @@ async fn command_breaker(
     command_breakers(&state, command, op).await
 }
 
-#[derive(Deserialize)]
+/// Why the operator changes the trading state: logged, audited and shown in `/health`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
+pub(super) struct ReasonBody {
+    /// 1 to 500 characters.
     reason: String,
+}
+
+/// The trading state after the change.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TradingAnswer {
+    trading: Trading,
 }
 
 /// The reason an operator gives, from a JSON body `{"reason": "..."}`.
@@ -256,7 +287,19 @@ fn reason_of(body: &[u8]) -> Result<String, ApiError> {
     Ok(reason)
 }
 
-async fn set_trading(
+/// The risk gate's trading state: `halt` (no orders), `reduce` (only orders that reduce a
+/// position) or `resume`.
+#[utoipa::path(post, path = "/admin/trading/{state}", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    params(("state" = String, Path, description = "halt, reduce or resume")),
+    request_body = ReasonBody,
+    responses((status = 200, body = TradingAnswer, description = "OK"),
+        (status = 400, body = ErrorBody, description = "no reason, or not 1 to 500 characters"),
+        (status = 404, body = ErrorBody, description = "no such trading action"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn set_trading(
     op: Operator,
     state: web::Data<OpsState>,
     path: web::Path<String>,
@@ -282,7 +325,7 @@ async fn set_trading(
         .timeout(ACTOR_TIMEOUT)
         .await
         .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?;
-    Ok(HttpResponse::Ok().json(json!({ "trading": trading })))
+    Ok(HttpResponse::Ok().json(TradingAnswer { trading }))
 }
 
 fn action_of(name: &str) -> Result<ChildAction, ApiError> {
@@ -331,7 +374,19 @@ fn answered(done: ControlDone) -> HttpResponse {
     }
 }
 
-async fn control_strategy(
+/// Pauses, resumes, restarts (drain, then start afresh; 202) or ticks one strategy instance now.
+#[utoipa::path(post, path = "/admin/strategies/{id}/{action}", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "the instance id"),
+        ("action" = String, Path, description = "pause, resume, restart or execute")),
+    responses((status = 200, body = ControlDone, description = "done"),
+        (status = 202, body = ControlDone, description = "restart under way"),
+        (status = 404, body = ErrorBody, description = "no such instance or action"),
+        (status = 409, body = ErrorBody, description = "not running, or a tick is in flight"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn control_strategy(
     _: Operator,
     state: web::Data<OpsState>,
     path: web::Path<(String, String)>,
@@ -347,7 +402,17 @@ async fn control_strategy(
 }
 
 /// Any child, the broker included (a broker left `failed` halts trading until brought back).
-async fn restart_child(
+/// Restarts any supervised actor, the broker included (a broker left failed halts trading).
+#[utoipa::path(post, path = "/admin/children/{id}/restart", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    params(("id" = String, Path, description = "the child id, as /health lists it")),
+    responses((status = 202, body = ControlDone, description = "restart under way"),
+        (status = 404, body = ErrorBody, description = "no such child"),
+        (status = 409, body = ErrorBody, description = "not running"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn restart_child(
     _: Operator,
     state: web::Data<OpsState>,
     path: web::Path<String>,
@@ -360,14 +425,32 @@ async fn restart_child(
     Ok(answered(control(&state, msg).await?))
 }
 
-#[derive(Serialize)]
-struct NotTicked {
+/// An instance that did not tick, and why.
+#[derive(Serialize, ToSchema)]
+pub(super) struct NotTicked {
     id: String,
     why: String,
 }
 
+/// Which instances ticked.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ExecuteAnswer {
+    ticked: Vec<String>,
+    not_ticked: Vec<NotTicked>,
+}
+
 /// The seeds' `POST /execute`: every strategy instance ticks now.
-async fn execute_all(_: Operator, state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+/// The seeds' path: every strategy instance ticks now.
+#[utoipa::path(post, path = "/execute", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    responses((status = 200, body = ExecuteAnswer, description = "OK"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn execute_all(
+    _: Operator,
+    state: web::Data<OpsState>,
+) -> Result<HttpResponse, ApiError> {
     let children = state
         .supervisor
         .send(ListChildren)
@@ -393,10 +476,26 @@ async fn execute_all(_: Operator, state: web::Data<OpsState>) -> Result<HttpResp
             Err(e) => not_ticked.push(NotTicked { id, why: e.message }),
         }
     }
-    Ok(HttpResponse::Ok().json(json!({ "ticked": ticked, "not_ticked": not_ticked })))
+    Ok(HttpResponse::Ok().json(ExecuteAnswer { ticked, not_ticked }))
 }
 
-async fn clear_cache(_: Operator, state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+/// How many cache entries were removed.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ClearedAnswer {
+    cleared: usize,
+}
+
+/// Empties the market-data cache.
+#[utoipa::path(post, path = "/admin/cache/clear", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    responses((status = 200, body = ClearedAnswer, description = "OK"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn clear_cache(
+    _: Operator,
+    state: web::Data<OpsState>,
+) -> Result<HttpResponse, ApiError> {
     let cache = state
         .cache
         .get()
@@ -406,5 +505,33 @@ async fn clear_cache(_: Operator, state: web::Data<OpsState>) -> Result<HttpResp
         .timeout(ACTOR_TIMEOUT)
         .await
         .map_err(|e| ApiError::unavailable("the cache does not answer").detail(e))?;
-    Ok(HttpResponse::Ok().json(json!({ "cleared": cleared })))
+    Ok(HttpResponse::Ok().json(ClearedAnswer { cleared }))
+}
+
+/// The seeds' path for closing every breaker: the same as `POST /admin/breakers/reset`.
+#[utoipa::path(post, path = "/live/reset-circuit-breaker", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    responses((status = 200, body = BreakersAnswer, description = "OK"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn seed_reset_breakers(
+    op: Operator,
+    state: web::Data<OpsState>,
+) -> Result<HttpResponse, ApiError> {
+    reset_breakers(op, state).await
+}
+
+/// The seeds' path for emptying the cache: the same as `POST /admin/cache/clear`.
+#[utoipa::path(post, path = "/cache/clear", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
+    responses((status = 200, body = ClearedAnswer, description = "OK"),
+        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
+        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
+        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
+        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+pub(super) async fn seed_clear_cache(
+    op: Operator,
+    state: web::Data<OpsState>,
+) -> Result<HttpResponse, ApiError> {
+    clear_cache(op, state).await
 }

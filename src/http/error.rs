@@ -92,11 +92,16 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for the caller.
     error: &'a str,
+    /// The same id is in herd's log line about this error.
     error_id: &'a str,
+    /// The request's `X-Request-Id`.
     request_id: &'a str,
+    /// Internal details; only when `http.error_details` is on (never in production).
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
 }

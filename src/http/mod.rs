@@ -12,6 +12,7 @@ pub mod admin;
 mod context;
 pub mod error;
 mod limit;
+mod openapi;
 pub mod ops;
 mod trace;
 
@@ -125,14 +126,17 @@ pub struct OpsState {
 /// Binds and starts the server; returns it (to be spawned) and the bound address.
 pub fn start(settings: &HttpSettings, state: OpsState) -> std::io::Result<(Server, SocketAddr)> {
     let state = web::Data::new(state);
+    let document = web::Data::new(openapi::Document::build().map_err(std::io::Error::other)?);
     let origins = settings.cors_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(document.clone())
             .wrap(cors(&origins))
             .wrap(from_fn(context::request_context))
             .configure(ops::routes)
             .configure(admin::routes)
+            .route(openapi::OPENAPI, web::get().to(openapi::openapi))
             .default_service(web::to(no_route))
     })
     .workers(settings.workers)

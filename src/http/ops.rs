@@ -15,12 +15,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::ACCEPT;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::OpsState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use crate::broker::{
-    BrokerStatus, GetBrokerStatus, GetPositions, ListOrders, OrderFilter, OrderState,
+    BrokerStatus, GetBrokerStatus, GetPositions, ListOrders, OrderFilter, OrderState, OrdersPage,
+    PositionsReport,
 };
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{BreakerState, InstanceId, Lifecycle, Symbol, Venue};
@@ -47,9 +48,9 @@ const ORDERS_MAX: usize = 1000;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(LIVEZ, web::get().to(livez))
-        .route(LIVE, web::get().to(livez))
+        .route(LIVE, web::get().to(live))
         .route(READYZ, web::get().to(readyz))
-        .route(READY, web::get().to(readyz))
+        .route(READY, web::get().to(ready))
         .route(HEALTH, web::get().to(health))
         .route(METRICS, web::get().to(metrics))
         .route(STRATEGIES, web::get().to(strategies))
@@ -72,20 +73,53 @@ fn supervisor_silent() -> ApiError {
     ApiError::unavailable("the supervisor does not answer")
 }
 
-async fn livez(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
-    let uptime = state.process.started_at.elapsed().as_secs_f64();
-    children(&state).await.ok_or_else(supervisor_silent)?;
-    Ok(HttpResponse::Ok().json(json!({ "alive": true, "uptime_seconds": uptime })))
+/// `/livez`: the process answers.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Alive {
+    alive: bool,
+    uptime_seconds: f64,
 }
 
-async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+/// Liveness: the actor system answers. A venue outage never fails it.
+#[utoipa::path(get, path = "/livez", tag = "probes",
+    responses((status = 200, body = Alive, description = "OK"), (status = 503, body = ErrorBody, description = "the supervisor does not answer")))]
+pub(super) async fn livez(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let uptime = state.process.started_at.elapsed().as_secs_f64();
+    children(&state).await.ok_or_else(supervisor_silent)?;
+    Ok(HttpResponse::Ok().json(Alive {
+        alive: true,
+        uptime_seconds: uptime,
+    }))
+}
+
+/// The seeds' liveness path: the same as `/livez`.
+#[utoipa::path(get, path = "/live", tag = "probes",
+    responses((status = 200, body = Alive, description = "OK"), (status = 503, body = ErrorBody, description = "the supervisor does not answer")))]
+pub(super) async fn live(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    livez(state).await
+}
+
+/// `/readyz`: whether herd should receive traffic, and why not.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Readiness {
+    ready: bool,
+    phase: Phase,
+    venue_reached: bool,
+    essential_failed: bool,
+}
+
+/// Readiness: running, the venue reached at start, no essential actor failed; 503 from the
+/// instant a drain starts.
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses((status = 200, body = Readiness, description = "OK"), (status = 503, body = Readiness, description = "not ready")))]
+pub(super) async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     let p = &state.process;
-    let body = json!({
-        "ready": p.is_ready(),
-        "phase": p.phase(),
-        "venue_reached": p.venue_reached(),
-        "essential_failed": p.essential_failed(),
-    });
+    let body = Readiness {
+        ready: p.is_ready(),
+        phase: p.phase(),
+        venue_reached: p.venue_reached(),
+        essential_failed: p.essential_failed(),
+    };
     let status = if p.is_ready() {
         StatusCode::OK
     } else {
@@ -94,8 +128,17 @@ async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
     HttpResponse::build(status).json(body)
 }
 
-#[derive(Serialize)]
-struct Health {
+/// The seeds' readiness path: the same as `/readyz`.
+#[utoipa::path(get, path = "/ready", tag = "probes",
+    responses((status = 200, body = Readiness, description = "OK"), (status = 503, body = Readiness, description = "not ready")))]
+pub(super) async fn ready(state: web::Data<OpsState>) -> HttpResponse {
+    readyz(state).await
+}
+
+/// `/health`: everything an operator looks at first.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    /// `ok`, `degraded`, `halted`, `starting` or `draining`.
     status: &'static str,
     phase: Phase,
     venue: Venue,
@@ -106,7 +149,12 @@ struct Health {
     cache: Option<CacheStats>,
 }
 
-async fn health(state: web::Data<OpsState>) -> HttpResponse {
+/// Last-known state of the process, the broker, every supervised actor and the cache; never
+/// calls the venue.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, body = Health, description = "ok or degraded"),
+        (status = 503, body = Health, description = "starting, draining or halted")))]
+pub(super) async fn health(state: web::Data<OpsState>) -> HttpResponse {
     let p = &state.process;
     let children = children(&state).await.unwrap_or_default();
     let broker = match state.broker.get() {
@@ -147,7 +195,12 @@ async fn health(state: web::Data<OpsState>) -> HttpResponse {
 
 /// OpenMetrics for clients that ask for it (Prometheus does), the classic text format for the
 /// rest (curl, promtool).
-async fn metrics(
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "the exposition", content(
+        (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (String = "text/plain; version=0.0.4; charset=utf-8"))),
+        (status = 503, body = ErrorBody, description = "metrics are restarting")))]
+pub(super) async fn metrics(
     request: HttpRequest,
     state: web::Data<OpsState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -183,12 +236,26 @@ async fn instances(state: &OpsState) -> Result<Vec<ChildView>, ApiError> {
         .collect())
 }
 
-async fn strategies(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
-    let instances = instances(&state).await?;
-    Ok(HttpResponse::Ok().json(json!({ "strategies": instances })))
+/// `/strategies`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct StrategyList {
+    strategies: Vec<ChildView>,
 }
 
-async fn strategy(
+/// Every configured strategy instance: state, restarts, ticks, positions, last decisions.
+#[utoipa::path(get, path = "/strategies", tag = "ops",
+    responses((status = 200, body = StrategyList, description = "OK"), (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
+pub(super) async fn strategies(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+    let strategies = instances(&state).await?;
+    Ok(HttpResponse::Ok().json(StrategyList { strategies }))
+}
+
+/// One strategy instance.
+#[utoipa::path(get, path = "/strategies/{id}", tag = "ops",
+    params(("id" = String, Path, description = "the instance id")),
+    responses((status = 200, body = ChildView, description = "OK"), (status = 404, body = ErrorBody, description = "not found"),
+        (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
+pub(super) async fn strategy(
     state: web::Data<OpsState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -201,12 +268,18 @@ async fn strategy(
 }
 
 /// `/orders` query parameters, all optional, taken as text so that a bad one is named.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct OrdersQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct OrdersQuery {
+    /// Orders per page, 1 to 1000 (100 by default).
     limit: Option<String>,
+    /// Only this instance's orders.
     instance: Option<String>,
+    /// Only orders for this symbol.
     symbol: Option<String>,
+    /// Only orders in this state: `submitting`, `open`, `filled`, `canceled`, `expired`,
+    /// `rejected`, `refused` or `unknown`.
     state: Option<String>,
     /// The `next` cursor of the previous page.
     before: Option<String>,
@@ -275,7 +348,11 @@ fn broker_restarting() -> ApiError {
     ApiError::unavailable("the broker is restarting; try again")
 }
 
-async fn orders(
+/// herd's orders, newest first, filtered and paged.
+#[utoipa::path(get, path = "/orders", tag = "ops", params(OrdersQuery),
+    responses((status = 200, body = OrdersPage, description = "OK"), (status = 400, body = ErrorBody, description = "a bad parameter, named"),
+        (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
+pub(super) async fn orders(
     state: web::Data<OpsState>,
     query: web::Query<OrdersQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -291,7 +368,9 @@ async fn orders(
 
 /// Every instance's holdings, the account's positions, and whether they reconcile. Reads the
 /// account's positions through the broker's shared snapshot (cached, one call for everyone).
-async fn positions(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/positions", tag = "ops",
+    responses((status = 200, body = PositionsReport, description = "OK"), (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
+pub(super) async fn positions(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
     let broker = state.broker.get().ok_or_else(broker_restarting)?;
     let report = broker
         .send(GetPositions)
@@ -310,7 +389,10 @@ async fn cache_stats_of(state: &OpsState) -> Option<CacheStats> {
     actor.send(GetCacheStats).timeout(ACTOR_TIMEOUT).await.ok()
 }
 
-async fn cache_stats(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
+/// The market-data cache's size, hits, misses and evictions.
+#[utoipa::path(get, path = "/cache/stats", tag = "ops",
+    responses((status = 200, body = CacheStats, description = "OK"), (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
+pub(super) async fn cache_stats(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
     let stats = cache_stats_of(&state)
         .await
         .ok_or_else(|| ApiError::unavailable("the cache does not answer"))?;

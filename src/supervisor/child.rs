@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::domain::{ChildId, Control, Drain, ExitNotifier, Symbol};
 
 /// What a child is; decides its drain phase and whether losing it halts trading.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum ChildRole {
     Metrics,

@@ -18,7 +18,7 @@ use super::Supervisor;
 use crate::domain::{Control, ControlRefused, Drain, Lifecycle};
 
 /// What an operator asks of one child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChildAction {
     Pause,
@@ -50,7 +50,7 @@ pub struct ControlChild {
 }
 
 /// The child after the action was taken (a restart has begun, not necessarily finished).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ControlDone {
     pub id: String,
     pub action: ChildAction,

@@ -294,7 +294,7 @@ impl Actor for Supervisor {
 }
 
 /// One child as `/strategies` and `/health` show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChildView {
     pub id: String,
     #[serde(flatten)]

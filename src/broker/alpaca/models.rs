@@ -38,7 +38,7 @@ pub struct Account {
     pub trading_blocked: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Position {
     pub symbol: String,
     /// Signed: negative when short.
@@ -54,7 +54,7 @@ pub struct Position {
     pub unrealized_pl: Option<Decimal>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     New,

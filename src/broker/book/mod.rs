@@ -31,7 +31,7 @@ use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Side, Symbo
 const KEEP_FINAL: usize = 10_000;
 
 /// herd's view of where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     /// Being sent; the venue's answer is not in yet.
@@ -98,7 +98,7 @@ impl OrderState {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderRecord {
     pub instance: InstanceId,
     pub client_order_id: ClientOrderId,
@@ -370,7 +370,7 @@ impl OrderFilter {
 }
 
 /// One page of `/orders`, newest first; `next` is the cursor for the page after it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrdersPage {
     pub orders: Vec<OrderRecord>,
     pub next: Option<u64>,

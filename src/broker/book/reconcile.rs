@@ -22,7 +22,7 @@ use super::{OrderBook, Symbol};
 use crate::broker::alpaca::models::Position;
 
 /// One symbol whose account position herd cannot explain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Mismatch {
     pub symbol: Symbol,
     /// What the venue says the account holds.

@@ -238,7 +238,7 @@ fn retry_hint(retry_in: Option<Duration>) -> String {
 }
 
 /// A breaker's state for `/health` and the admin API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BreakerSnapshot {
     pub operation: Operation,
     pub state: BreakerState,
