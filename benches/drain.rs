@@ -39,7 +39,7 @@ async fn idle() -> (Duration, f64) {
 }
 
 async fn in_flight() -> (Duration, f64) {
-    let venue = Herd::start_sim(&["--speed", "600"]);
+    let venue = Herd::start_sim(&["--speed", "600", "--start", common::BUYING_MINUTE]);
     let url = venue.sim.clone().expect("sim address");
     common::set_faults(
         &url,

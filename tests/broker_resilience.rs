@@ -24,6 +24,7 @@ fn trading(extra: &str) -> String {
 /// Lifts the simulator's and herd's request quotas (real time), which a simulator running at
 /// 3000x would otherwise exhaust; only the quota test keeps them.
 const UNLIMITED: &[(&str, &str)] = &[
+    ("HERD__SIM__START", common::BUYING_MINUTE),
     ("HERD__SIM__RATE_LIMIT", "0"),
     ("HERD__BROKER__LIMITER__REQUESTS_PER_MINUTE", "100000"),
     ("HERD__BROKER__DATA_LIMITER__REQUESTS_PER_MINUTE", "100000"),

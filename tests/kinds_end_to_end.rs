@@ -105,6 +105,7 @@ async fn all_five_kinds_trade_one_account_and_every_ledger_matches_its_fills_and
     // The simulator runs 600x, so ticks come every half second: lift the request quotas (real
     // time), which this test is not about.
     let unlimited = [
+        ("HERD__SIM__START", common::BUYING_MINUTE),
         ("HERD__SIM__RATE_LIMIT", "0"),
         ("HERD__BROKER__LIMITER__REQUESTS_PER_MINUTE", "100000"),
         ("HERD__BROKER__DATA_LIMITER__REQUESTS_PER_MINUTE", "100000"),
@@ -242,7 +243,7 @@ breach_action = "halted"
 #[tokio::test(flavor = "multi_thread")]
 async fn a_breached_risk_manager_halts_trading_and_health_says_why() {
     let env = [
-        ("HERD__SIM__START", "2026-03-02T17:30:00Z"),
+        ("HERD__SIM__START", common::BUYING_MINUTE),
         ("HERD__SIM__RATE_LIMIT", "0"),
         ("HERD__BROKER__LIMITER__REQUESTS_PER_MINUTE", "100000"),
         ("HERD__BROKER__DATA_LIMITER__REQUESTS_PER_MINUTE", "100000"),

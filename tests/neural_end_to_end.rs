@@ -31,7 +31,7 @@ learning_rate = 0.03
 retrain_every = "1d"
 "#;
 
-const PINNED: &[(&str, &str)] = &[("HERD__SIM__START", "2026-03-02T17:30:00Z")];
+const PINNED: &[(&str, &str)] = &[("HERD__SIM__START", common::BUYING_MINUTE)];
 
 /// The instance's decision for AAPL once it carries a forecast (the model is in use).
 async fn forecasting(herd: &Herd) -> Value {

@@ -26,7 +26,7 @@ position_size = 3
 
 #[tokio::test(flavor = "multi_thread")]
 async fn places_orders_on_the_simulator_serves_ops_endpoints_and_exits_zero_on_sigterm() {
-    let mut herd = Herd::start(TRADING, &[]);
+    let mut herd = Herd::start(TRADING, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
     let sim = herd
         .sim
         .clone()
@@ -211,7 +211,7 @@ fn an_invalid_configuration_exits_2_with_one_line_naming_the_key() {
 async fn sigterm_with_an_order_in_flight_lets_it_complete_then_exits_zero() {
     // A venue that outlives herd, so the order can be checked there afterwards; every order
     // POST takes 500 ms, so a SIGTERM right after a decision catches the order in flight.
-    let venue = Herd::start_sim(&["--speed", "600"]);
+    let venue = Herd::start_sim(&["--speed", "600", "--start", common::BUYING_MINUTE]);
     let url = venue.sim.clone().unwrap();
     common::set_faults(
         &url,
@@ -257,7 +257,7 @@ async fn the_default_configuration_trades_on_the_simulator_within_seconds() {
     // 20 s wait depends on the market of that day and minute: measured over 2,340 start minutes
     // of one simulated year, 23 % see no buy within 20 s (100x), 8 % none within 60 s. At this
     // start the rule fires at once and keeps firing for an hour of sim time.
-    let herd = Herd::start("", &[("HERD__SIM__START", "2026-03-02T17:30:00Z")]);
+    let herd = Herd::start("", &[("HERD__SIM__START", common::BUYING_MINUTE)]);
     let order = eventually(
         "an order from the default momentum instance",
         &herd,

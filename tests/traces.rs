@@ -169,6 +169,7 @@ async fn a_traded_tick_is_one_trace_from_tick_to_the_venue_over_grpc() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("HERD__SIM__START", common::BUYING_MINUTE),
         ],
     );
     let sim = herd.sim.clone().unwrap();
@@ -291,6 +292,7 @@ async fn http_protobuf_delivers_under_the_configured_service_name() {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_SERVICE_NAME", "desk-7"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("HERD__SIM__START", common::BUYING_MINUTE),
         ],
     );
     let (_, tick) = wait_for_span(&herd, &inbox, "a tick span", |_, r| {
@@ -319,6 +321,7 @@ async fn a_collector_that_is_down_costs_spans_counted_never_the_process() {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+            ("HERD__SIM__START", common::BUYING_MINUTE),
         ],
     );
     let base = herd.http.clone();

@@ -391,6 +391,11 @@ position_size = 1
     )
 }
 
+/// A simulated minute in which the eager momentum instance buys on its first ticks. The
+/// simulator otherwise starts at the wall-clock minute, and in a falling one the first
+/// decisions are all holds: a test that needs an order pins this.
+pub const BUYING_MINUTE: &str = "2026-03-02T17:30:00Z";
+
 /// An admin token for tests (32 bytes, over the 16-byte minimum).
 pub const ADMIN_TOKEN: &str = "an-admin-token-of-32-characters!";
 
