@@ -8,8 +8,8 @@
 //! Invariant: the phase only moves forward (Starting → Running → Draining).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -24,6 +24,11 @@ pub enum Phase {
     Draining = 2,
 }
 
+/// How often the Supervisor's event loop records that it turns.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A heartbeat older than this means the event loop is stuck: the process is not alive.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(5);
+
 pub struct ProcessState {
     phase: AtomicU8,
     /// Set once the broker has had any successful answer from the venue.
@@ -32,6 +37,9 @@ pub struct ProcessState {
     trading: ArcSwap<Trading>,
     /// An essential child failed for good: the process cannot do its job.
     essential_failed: AtomicBool,
+    /// When the Supervisor's event loop last turned, in ms since `started_at`: liveness reads
+    /// it without a message, so a probe costs one atomic load however many actors run.
+    heartbeat_ms: AtomicU64,
     pub started_at: Instant,
 }
 
@@ -45,6 +53,7 @@ impl ProcessState {
                 reason: None,
             }),
             essential_failed: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
             started_at: Instant::now(),
         })
     }
@@ -115,6 +124,20 @@ impl ProcessState {
     }
 
     /// Ready to take traffic and trade: running, the venue reached, nothing essential lost.
+    /// The Supervisor's event loop turned now.
+    pub fn beat(&self) {
+        let now = self.started_at.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(now, Ordering::Release);
+    }
+
+    /// How long ago the Supervisor's event loop last turned.
+    pub fn since_heartbeat(&self) -> Duration {
+        let now = self.started_at.elapsed();
+        now.saturating_sub(Duration::from_millis(
+            self.heartbeat_ms.load(Ordering::Acquire),
+        ))
+    }
+
     pub fn is_ready(&self) -> bool {
         self.phase() == Phase::Running && self.venue_reached() && !self.essential_failed()
     }
@@ -123,6 +146,22 @@ impl ProcessState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_beat_makes_the_heartbeat_fresh() {
+        let p = ProcessState::new();
+        p.beat();
+        assert!(p.since_heartbeat() < HEARTBEAT_STALE);
+        // A heartbeat recorded long ago (the loop stuck since) reads as stale.
+        p.heartbeat_ms.store(0, Ordering::Release);
+        let p = ProcessState {
+            started_at: Instant::now() - 2 * HEARTBEAT_STALE,
+            ..Arc::into_inner(p).unwrap()
+        };
+        assert!(p.since_heartbeat() > HEARTBEAT_STALE);
+        p.beat();
+        assert!(p.since_heartbeat() < HEARTBEAT_STALE);
+    }
 
     #[test]
     fn trading_is_only_ever_tightened_this_way() {

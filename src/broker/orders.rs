@@ -303,6 +303,12 @@ impl BrokerActor {
         }
         self.refreshing = true;
         let gateway = self.deps.gateway.clone();
+        let span = tracing::info_span!(
+            parent: None,
+            "settle_orders",
+            otel.name = "broker settle_orders",
+            unsettled = unsettled.len(),
+        );
         let fut = async move {
             let (known, unknown): (Vec<_>, Vec<_>) = unsettled
                 .into_iter()
@@ -342,7 +348,8 @@ impl BrokerActor {
                 answers.push((r, answer));
             }
             answers
-        };
+        }
+        .instrument(span);
         ctx.spawn(self.guard(async move { Ok(fut.await) }).map(|answers, act, _| {
             act.refreshing = false;
             // A panic has already stopped this incarnation; the next one refreshes afresh.

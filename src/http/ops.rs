@@ -2,8 +2,8 @@
 //! cache stats.
 //!
 //! Invariants:
-//! - `/livez` reflects only the process itself (its actor system answers); a venue outage
-//!   never restarts herd. Venue reachability belongs to `/readyz`.
+//! - `/livez` reflects only the process itself (the Supervisor's event loop turns: its
+//!   heartbeat); a venue outage never restarts herd. Venue reachability belongs to `/readyz`.
 //! - `/readyz` reads [`ProcessState`](crate::process::ProcessState) atomically, so it turns 503
 //!   the instant a drain starts.
 //! - `/health` reports last-known state and never calls the venue per request; `/positions`
@@ -26,7 +26,7 @@ use crate::broker::{
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{BreakerState, InstanceId, Lifecycle, Symbol, Venue};
 use crate::metrics::{Exposition, RenderMetrics};
-use crate::process::Phase;
+use crate::process::{HEARTBEAT_STALE, Phase};
 use crate::supervisor::{ChildView, ListChildren};
 
 pub const LIVEZ: &str = "/livez";
@@ -80,12 +80,19 @@ pub(super) struct Alive {
     uptime_seconds: f64,
 }
 
-/// Liveness: the actor system answers. A venue outage never fails it.
+/// Liveness: the Supervisor's event loop turned within the last few seconds (its heartbeat, one
+/// atomic read: no message per probe). A venue outage never fails it.
 #[utoipa::path(get, path = "/livez", tag = "probes",
-    responses((status = 200, body = Alive, description = "OK"), (status = 503, body = ErrorBody, description = "the supervisor does not answer")))]
+    responses((status = 200, body = Alive, description = "OK"), (status = 503, body = ErrorBody, description = "the supervisor's event loop is stuck")))]
 pub(super) async fn livez(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
     let uptime = state.process.started_at.elapsed().as_secs_f64();
-    children(&state).await.ok_or_else(supervisor_silent)?;
+    let silent = state.process.since_heartbeat();
+    if silent > HEARTBEAT_STALE {
+        return Err(ApiError::unavailable(format!(
+            "the supervisor's event loop has not turned for {} ms",
+            silent.as_millis()
+        )));
+    }
     Ok(HttpResponse::Ok().json(Alive {
         alive: true,
         uptime_seconds: uptime,
@@ -94,7 +101,7 @@ pub(super) async fn livez(state: web::Data<OpsState>) -> Result<HttpResponse, Ap
 
 /// The seeds' liveness path: the same as `/livez`.
 #[utoipa::path(get, path = "/live", tag = "probes",
-    responses((status = 200, body = Alive, description = "OK"), (status = 503, body = ErrorBody, description = "the supervisor does not answer")))]
+    responses((status = 200, body = Alive, description = "OK"), (status = 503, body = ErrorBody, description = "the supervisor's event loop is stuck")))]
 pub(super) async fn live(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
     livez(state).await
 }

@@ -143,6 +143,10 @@ fn push_line(out: &mut String, line: &str) {
 /// The sample without its exemplar (` # {…} value`), which may follow the value. A `#` inside
 /// a quoted label value is not an exemplar.
 fn without_exemplar(line: &str) -> &str {
+    // Almost no line has a `#` at all: skip the scan for those.
+    if !line.contains('#') {
+        return line;
+    }
     let mut quoted = false;
     let mut escaped = false;
     for (i, c) in line.char_indices() {

@@ -253,7 +253,7 @@ impl Metrics {
         );
         r.register(
             "child_state",
-            "Lifecycle state of each supervised actor (1 for the current state)",
+            "Lifecycle state of each supervised actor: one series per actor, its current state, value 1",
             self.child_state.clone(),
         );
         r.register(
@@ -532,15 +532,47 @@ impl Metrics {
     }
 
     /// Sets `state` to 1 and every other state of `child` to 0.
+    /// Only the current state's series exists (value 1): with thousands of instances, a
+    /// series per state and child would be most of `/metrics`. A state left is removed, so
+    /// Prometheus marks it stale at once.
     pub fn child_state(&self, child: &str, state: Lifecycle) {
         for s in Lifecycle::ALL {
             let labels = ChildStateLabels {
                 child: child.to_owned(),
                 state: s.as_str(),
             };
-            self.child_state
-                .get_or_create(&labels)
-                .set(i64::from(*s == state));
+            if *s == state {
+                self.child_state.get_or_create(&labels).set(1);
+            } else {
+                self.child_state.remove(&labels);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(metrics: &Metrics) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry()).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_child_has_one_state_series_its_current_one() {
+        let metrics = Metrics::new();
+        metrics.child_state("m1", Lifecycle::Running);
+        metrics.child_state("m1", Lifecycle::Failed);
+        let text = rendered(&metrics);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("herd_child_state{"))
+            .collect();
+        assert_eq!(
+            series,
+            ["herd_child_state{child=\"m1\",state=\"failed\"} 1"]
+        );
     }
 }

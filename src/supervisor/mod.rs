@@ -39,7 +39,7 @@ use crate::domain::{
     InvalidSetting, Lifecycle, StatusReport, TradingState, panic_message, positive,
 };
 use crate::metrics::Metrics;
-use crate::process::ProcessState;
+use crate::process::{HEARTBEAT, ProcessState};
 
 /// `[supervisor]`: the restart policy of every supervised actor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,6 +287,8 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.process.beat();
+        ctx.run_interval(HEARTBEAT, |act, _| act.process.beat());
         for i in 0..self.children.len() {
             self.start_child(i, ctx);
         }
