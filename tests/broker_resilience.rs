@@ -171,7 +171,7 @@ async fn lost_responses_never_duplicate(lost_as: &str, extra: &str) {
     }});
     set_faults(&sim, faults).await;
     herd.wait_log(|v| {
-        v["message"] == "order submit outcome unknown; looking it up by client_order_id"
+        v["message"] == "order submit answered an error; looking it up by client_order_id before believing it"
     });
     eventually("three lost responses", &herd, || async {
         let stats = get_json(&format!("{sim}/__sim/stats")).await?;

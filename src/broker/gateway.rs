@@ -188,9 +188,10 @@ impl Gateway {
     pub async fn orders_after(
         &self,
         after: chrono::DateTime<chrono::Utc>,
+        symbols: &[&str],
     ) -> Result<Vec<Order>, RetryError> {
         self.read(ReadOp::ListOrders, &self.trading, || {
-            self.client.orders_after(after)
+            self.client.orders_after(after, symbols)
         })
         .await
     }

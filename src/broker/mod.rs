@@ -197,6 +197,13 @@ impl Actor for BrokerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let orphaned = self.deps.book.orphan_submitting();
+        if orphaned > 0 {
+            tracing::warn!(
+                orphaned,
+                "orders were being submitted when the broker restarted; looking them up"
+            );
+        }
         ctx.run_interval(self.deps.order_poll, |act, ctx| act.refresh_unsettled(ctx));
         // Orders left unsettled by an earlier incarnation are picked up at once.
         self.refresh_unsettled(ctx);

@@ -313,9 +313,20 @@ impl BrokerActor {
             let (known, unknown): (Vec<_>, Vec<_>) = unsettled
                 .into_iter()
                 .partition(|r| r.submitted_at.is_some());
+            // Only an order whose send was attempted and whose outcome is unknown is looked up:
+            // one still `Submitting` (perhaps queued behind the rate limiter) is its submit
+            // task's to settle, and asking the venue for it spends quota on "not found".
+            let unknown: Vec<_> = unknown
+                .into_iter()
+                .filter(|r| r.state == OrderState::Unknown)
+                .collect();
             let mut answers: Vec<(OrderRecord, Result<Option<Order>, BrokerError>)> = Vec::new();
             if let Some(oldest) = known.iter().filter_map(|r| r.submitted_at).min() {
-                match gateway.orders_after(oldest - LIST_MARGIN).await {
+                // Only what settles herd's orders: their symbols, since the oldest of them.
+                let mut symbols: Vec<&str> = known.iter().map(|r| r.symbol.as_str()).collect();
+                symbols.sort_unstable();
+                symbols.dedup();
+                match gateway.orders_after(oldest - LIST_MARGIN, &symbols).await {
                     Ok(listed) => {
                         let mut by_cid: HashMap<String, Order> = listed
                             .into_iter()

@@ -1,14 +1,15 @@
 //! Placing an order so that no failure mode can place it twice.
 //!
-//! The order carries a deterministic `client_order_id`. After an answer that leaves the outcome
-//! unknown (timeout, 5xx, connection error, unreadable body) herd looks the order up by that id
-//! before anything else: found → adopt it; not found → resubmit with the SAME id; a 422
+//! The order carries a deterministic `client_order_id`. After ANY answer but success — a
+//! timeout, 5xx, connection error, unreadable body, a 429 or a refusal — herd looks the order up
+//! by that id before anything else: found → adopt it; not found → a refusal is believed, a 429
+//! waits for the quota and an unknown outcome resubmits, both with the SAME id; a 422
 //! "client_order_id must be unique" → it landed after all: look it up and adopt it.
 //!
 //! Invariants:
-//! - A POST is only ever repeated after the venue said it does not have the order (or answered
-//!   429 before doing anything), and always with the same id, so even a late-landing first
-//!   attempt makes the repeat a harmless 422.
+//! - A POST is only ever repeated after a lookup said the venue does not have the order, and
+//!   always with the same id, so even a late-landing first attempt makes the repeat a harmless
+//!   422. No order is recorded as rejected before such a lookup either.
 //! - "Not sent" (the quota or the submit breaker refused) is a known outcome, never confused
 //!   with "sent, answer lost".
 
@@ -66,8 +67,21 @@ pub async fn submit_idempotent(gateway: &Gateway, request: &OrderRequest) -> Sub
                 Err(e) => SubmitOutcome::Unknown(e.to_string()),
             };
         }
+        // Whatever the venue answered, it may hold the order: Alpaca has answered errors for
+        // orders it accepted (alpaca-trade-api-js#255, Alpaca-API#270). Nothing is recorded as
+        // rejected, and nothing is sent again, before a lookup says the venue does not have it.
+        tracing::warn!(
+            client_order_id = %request.client_order_id, error = %error,
+            "order submit answered an error; looking it up by client_order_id before believing it"
+        );
+        tokio::time::sleep(SETTLE).await;
+        match lookup(gateway, &request.client_order_id).await {
+            Ok(Some(order)) => return SubmitOutcome::Adopted(order),
+            Ok(None) => {}
+            Err(e) => return SubmitOutcome::Unknown(e.to_string()),
+        }
         if let AlpacaError::RateLimited { reset_at, .. } = &error {
-            // The venue answered before doing anything: not placed. Wait for the quota.
+            // Not placed: wait for the quota, then send again under the same id.
             let wait = reset_at
                 .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
                 .unwrap_or(SETTLE)
@@ -79,16 +93,7 @@ pub async fn submit_idempotent(gateway: &Gateway, request: &OrderRequest) -> Sub
         if !error.outcome_unknown() {
             return SubmitOutcome::Rejected(error);
         }
-        tracing::warn!(
-            client_order_id = %request.client_order_id, error = %error,
-            "order submit outcome unknown; looking it up by client_order_id"
-        );
-        tokio::time::sleep(SETTLE).await;
-        match lookup(gateway, &request.client_order_id).await {
-            Ok(Some(order)) => return SubmitOutcome::Adopted(order),
-            Ok(None) => last_error = Some(error),
-            Err(e) => return SubmitOutcome::Unknown(e.to_string()),
-        }
+        last_error = Some(error);
     }
     match last_error {
         Some(e @ AlpacaError::RateLimited { .. }) => SubmitOutcome::Rejected(e),

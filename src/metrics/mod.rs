@@ -142,6 +142,7 @@ pub struct Metrics {
     breaker_rejections: Family<OperationLabels, Counter>,
     retries: Family<OperationLabels, Counter>,
     read_failures: Family<FailureLabels, Counter>,
+    rows_skipped: Family<OperationLabels, Counter>,
     shared_reads: Family<OperationLabels, Counter>,
     limiter_wait: Family<ClassLabels, Histogram, fn() -> Histogram>,
     limiter_saturated: Family<ClassLabels, Counter>,
@@ -192,6 +193,7 @@ impl Metrics {
             breaker_rejections: Family::default(),
             retries: Family::default(),
             read_failures: Family::default(),
+            rows_skipped: Family::default(),
             shared_reads: Family::default(),
             limiter_wait: Family::new_with_constructor(wait_histogram),
             limiter_saturated: Family::default(),
@@ -297,6 +299,11 @@ impl Metrics {
             self.read_failures.clone(),
         );
         r.register(
+            "broker_rows_skipped",
+            "Rows of venue listings (orders, positions) herd could not read and skipped, by operation",
+            self.rows_skipped.clone(),
+        );
+        r.register(
             "broker_shared_reads",
             "Reads served by joining an identical call already in flight",
             self.shared_reads.clone(),
@@ -386,6 +393,16 @@ impl Metrics {
         self.broker_latency
             .get_or_create(&OperationLabels { operation })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A row of a venue listing herd could not read (an order another client placed in a shape
+    /// herd does not trade), skipped so the rest of the page is used.
+    pub fn row_skipped(&self, op: Operation) {
+        self.rows_skipped
+            .get_or_create(&OperationLabels {
+                operation: op.as_str(),
+            })
+            .inc();
     }
 
     pub fn restart(&self, child: &str) {

@@ -62,6 +62,9 @@ pub enum LostAs {
     Timeout,
     /// The connection is closed without a complete response.
     Reset,
+    /// A 403 refusal with Alpaca's insufficient-buying-power body, although the request took
+    /// effect: orders reported as refused that executed (alpaca-trade-api-js#255).
+    Refused,
 }
 
 impl TryFrom<String> for LostAs {
@@ -72,8 +75,9 @@ impl TryFrom<String> for LostAs {
             "error" => Ok(Self::Error),
             "timeout" => Ok(Self::Timeout),
             "reset" => Ok(Self::Reset),
+            "refused" => Ok(Self::Refused),
             _ => Err(format!(
-                "{text:?} is not a lost_response_as; allowed: error, timeout, reset"
+                "{text:?} is not a lost_response_as; allowed: error, timeout, reset, refused"
             )),
         }
     }
@@ -342,6 +346,11 @@ fn roll(rng: &mut KeyedRng, p: f64) -> bool {
 }
 
 /// Alpaca-like body of an injected status.
+/// Alpaca's refusal of an order the account cannot pay for.
+pub fn refusal_body() -> serde_json::Value {
+    serde_json::json!({ "code": 40310000, "message": "insufficient buying power" })
+}
+
 pub fn error_body(status: u16) -> serde_json::Value {
     let message = match status {
         429 => "rate limit exceeded",

@@ -86,9 +86,27 @@ impl AlpacaError {
         )
     }
 
-    /// Alpaca's answer to a reused `client_order_id`.
+    /// Alpaca's answer to a reused `client_order_id`: code 40010001, or a 409/422 whose
+    /// message names the client order id ("client_order_id must be unique" is the known
+    /// wording; the match does not depend on it). Mistaking another refusal for this one is
+    /// safe: it leads to a lookup, and a lookup that finds nothing leaves the order unknown
+    /// until the refresh confirms it absent.
     pub fn is_duplicate_client_order_id(&self) -> bool {
-        matches!(self, Self::Rejected { status: 422, message, .. } if message.contains("client_order_id"))
+        match self {
+            Self::Rejected {
+                status,
+                code,
+                message,
+                ..
+            } => {
+                let message = message.to_ascii_lowercase();
+                *code == Some(40010001)
+                    || (matches!(status, 409 | 422)
+                        && (message.contains("client_order_id")
+                            || message.contains("client order id")))
+            }
+            _ => false,
+        }
     }
 
     /// The bounded label of `herd_broker_requests_total{outcome}`.

@@ -46,6 +46,31 @@ pub struct AlpacaClient {
     http: reqwest::Client,
     endpoint: Arc<Endpoint>,
     metrics: Arc<Metrics>,
+    /// Rows of listings already reported as unreadable.
+    skipped: Arc<SeenOnce>,
+}
+
+/// Keys already seen, so a condition that repeats on every call is logged when it starts.
+/// Bounded: past `SEEN_MAX` keys it forgets them all and may log each once more.
+#[derive(Default)]
+struct SeenOnce(std::sync::Mutex<std::collections::HashSet<String>>);
+
+const SEEN_MAX: usize = 10_000;
+
+impl SeenOnce {
+    fn first_time(&self, key: &str) -> bool {
+        let Ok(mut seen) = self.0.lock() else {
+            return true;
+        };
+        if seen.contains(key) {
+            return false;
+        }
+        if seen.len() >= SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(key.to_owned());
+        true
+    }
 }
 
 /// Sort order of a bars query.
@@ -76,6 +101,7 @@ impl AlpacaClient {
             http,
             endpoint: Arc::new(endpoint),
             metrics,
+            skipped: Arc::default(),
         })
     }
 
@@ -93,9 +119,12 @@ impl AlpacaClient {
             .await
     }
 
+    /// The account's positions; a row herd cannot read is skipped (logged once, counted).
     pub async fn positions(&self) -> Result<Vec<Position>, AlpacaError> {
-        self.get_json(Operation::Positions, self.trading("/v2/positions"), &[])
-            .await
+        let rows = self
+            .get_json(Operation::Positions, self.trading("/v2/positions"), &[])
+            .await?;
+        Ok(self.readable_rows(Operation::Positions, rows, "symbol"))
     }
 
     pub async fn submit_order(&self, order: &OrderRequest) -> Result<Order, AlpacaError> {
@@ -169,9 +198,15 @@ impl AlpacaClient {
             .await
     }
 
-    /// Orders of the account, newest last, submitted after `after` (venue time).
-    pub async fn orders_after(&self, after: DateTime<Utc>) -> Result<Vec<Order>, AlpacaError> {
-        let query = [
+    /// Orders of the account in `symbols`, newest last, submitted after `after` (venue time).
+    /// The listing holds every client's orders: a row herd cannot read (a multi-leg order
+    /// placed by another app) is skipped, logged once and counted, and never fails the page.
+    pub async fn orders_after(
+        &self,
+        after: DateTime<Utc>,
+        symbols: &[&str],
+    ) -> Result<Vec<Order>, AlpacaError> {
+        let mut query = vec![
             ("status", "all".to_owned()),
             (
                 "after",
@@ -180,8 +215,39 @@ impl AlpacaClient {
             ("direction", "asc".to_owned()),
             ("limit", "500".to_owned()),
         ];
-        self.get_json(Operation::ListOrders, self.trading("/v2/orders"), &query)
-            .await
+        if !symbols.is_empty() {
+            query.push(("symbols", symbols.join(",")));
+        }
+        let rows = self
+            .get_json(Operation::ListOrders, self.trading("/v2/orders"), &query)
+            .await?;
+        Ok(self.readable_rows(Operation::ListOrders, rows, "id"))
+    }
+
+    /// The rows of a listing herd can read. Each skipped row is counted; it is logged the first
+    /// time its `key` field is seen (it is listed again on every refresh).
+    fn readable_rows<T: DeserializeOwned>(
+        &self,
+        op: Operation,
+        rows: Vec<serde_json::Value>,
+        key: &str,
+    ) -> Vec<T> {
+        rows.into_iter()
+            .filter_map(|row| match T::deserialize(&row) {
+                Ok(item) => Some(item),
+                Err(e) => {
+                    self.metrics.row_skipped(op);
+                    let id = row.get(key).map(ToString::to_string).unwrap_or_default();
+                    if self.skipped.first_time(&id) {
+                        tracing::warn!(
+                            event = "venue_row_skipped", operation = op.as_str(), key = %id,
+                            error = %e, "a venue listing has a row herd cannot read; skipping it"
+                        );
+                    }
+                    None
+                }
+            })
+            .collect()
     }
 
     fn trading(&self, path: &str) -> String {
@@ -307,5 +373,47 @@ fn rate_limit_headers(headers: &reqwest::header::HeaderMap) -> RateLimitHeaders 
     RateLimitHeaders {
         reset_at: number("x-ratelimit-reset").and_then(|secs| Utc.timestamp_opt(secs, 0).single()),
         remaining: number("x-ratelimit-remaining").and_then(|n| u64::try_from(n).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> AlpacaClient {
+        let endpoint = Endpoint {
+            trading_url: "http://127.0.0.1:9".into(),
+            data_url: "http://127.0.0.1:9".into(),
+            key_id: Secret::new("k"),
+            secret_key: Secret::new("s"),
+            feed: "iex".into(),
+            call_timeout: Duration::from_secs(1),
+        };
+        AlpacaClient::new(endpoint, Metrics::new()).unwrap()
+    }
+
+    #[test]
+    fn a_row_herd_cannot_read_is_skipped_and_the_rest_of_the_page_used() {
+        let rows = serde_json::json!([
+            {"symbol": "SPY", "qty": "3", "avg_entry_price": "500"},
+            {"symbol": "QQQ", "qty": "a lot", "avg_entry_price": "400"},
+            {"symbol": "IWM", "qty": "-2", "avg_entry_price": "200"},
+        ]);
+        let rows: Vec<serde_json::Value> = serde_json::from_value(rows).unwrap();
+        let c = client();
+        let read: Vec<Position> = c.readable_rows(Operation::Positions, rows.clone(), "symbol");
+        let symbols: Vec<&str> = read.iter().map(|p| p.symbol.as_str()).collect();
+        assert_eq!(symbols, ["SPY", "IWM"]);
+        // Reported once, however often it is listed.
+        let _: Vec<Position> = c.readable_rows(Operation::Positions, rows, "symbol");
+        assert!(!c.skipped.first_time("\"QQQ\""));
+    }
+
+    #[test]
+    fn a_key_is_reported_the_first_time_only() {
+        let seen = SeenOnce::default();
+        assert!(seen.first_time("a"));
+        assert!(!seen.first_time("a"));
+        assert!(seen.first_time("b"));
     }
 }

@@ -88,10 +88,14 @@ impl OrderStatus {
     }
 }
 
+/// An order as the venue lists it. A multi-leg parent has no symbol, side or type of its own:
+/// Alpaca sends empty strings there (alpaca-py 0.44.0 maps them to None in
+/// `alpaca/trading/models.py`, `Order.__init__`), so those fields are lenient here too.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Order {
     pub id: String,
     pub client_order_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub symbol: String,
     #[serde(default)]
     pub qty: Option<Decimal>,
@@ -99,7 +103,9 @@ pub struct Order {
     pub filled_qty: Decimal,
     #[serde(default)]
     pub filled_avg_price: Option<Decimal>,
-    pub side: Side,
+    /// `None` for a multi-leg parent (`""` on the wire) or a side herd does not know.
+    #[serde(default, deserialize_with = "lenient_side")]
+    pub side: Option<Side>,
     #[serde(rename = "type", default)]
     pub order_type: Option<String>,
     pub status: OrderStatus,
@@ -132,6 +138,18 @@ pub struct BarsPage {
     pub next_page_token: Option<String>,
 }
 
+/// `buy` or `sell`; anything else (`""` on a multi-leg parent) is no side.
+fn lenient_side<'de, D>(d: D) -> Result<Option<Side>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(match Option::<String>::deserialize(d)?.as_deref() {
+        Some("buy") => Some(Side::Buy),
+        Some("sell") => Some(Side::Sell),
+        _ => None,
+    })
+}
+
 /// Alpaca sends `null` for some collections and numbers that are "empty".
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -156,6 +174,18 @@ mod tests {
         assert_eq!(o.filled_qty, Decimal::new(25, 1));
         assert_eq!(o.status, OrderStatus::Other);
         assert!(!o.status.is_final());
+    }
+
+    #[test]
+    fn a_multi_leg_parent_with_empty_fields_reads_as_an_order_without_side() {
+        let json = r#"{"id":"a1","client_order_id":"other-app-1","symbol":"","asset_class":"",
+            "qty":"1","filled_qty":"0","side":"","type":"","order_type":"","order_class":"mleg",
+            "position_intent":"","status":"new","created_at":"2026-03-02T15:00:00Z",
+            "legs":[{"id":"l1","symbol":"SPY261218C00600000","side":"buy"}]}"#;
+        let o: Order = serde_json::from_str(json).unwrap();
+        assert_eq!(o.side, None);
+        assert_eq!(o.symbol, "");
+        assert_eq!(o.status, OrderStatus::New);
     }
 
     #[test]

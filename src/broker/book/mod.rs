@@ -319,6 +319,24 @@ impl OrderBook {
     }
 
     /// Records that are not final: to be looked up at the venue.
+    /// Orders a previous broker incarnation was still submitting: nobody will report their
+    /// outcome, so they become `Unknown`, which the refresh looks up by `client_order_id`.
+    /// Returns how many.
+    pub fn orphan_submitting(&self) -> usize {
+        let mut b = self.lock();
+        let now = Utc::now();
+        let mut orphaned = 0;
+        for record in b.records.values_mut() {
+            if record.state == OrderState::Submitting {
+                record.state = OrderState::Unknown;
+                record.error = Some("the broker restarted while submitting it".into());
+                record.updated_at = now;
+                orphaned += 1;
+            }
+        }
+        orphaned
+    }
+
     pub fn unsettled(&self) -> Vec<OrderRecord> {
         self.lock()
             .records

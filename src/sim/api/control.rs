@@ -5,6 +5,7 @@
 //! - `GET /__sim/stats`, `DELETE /__sim/stats`: request counters per route; reset.
 //! - `GET|POST|DELETE /__sim/faults`: read, set (per group, or `all`), clear.
 //! - `GET|POST /__sim/clock`: read; advance sim time and/or change speed.
+//! - `POST /__sim/foreign_orders`: an order another client placed on an account (`mleg`).
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
@@ -171,4 +172,34 @@ pub async fn set_clock(state: web::Data<SimState>, body: web::Bytes) -> Res {
         state.clock.advance(by.0);
     }
     Ok(ok_json(&clock_json(&state)))
+}
+
+/// Body of `POST /__sim/foreign_orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForeignOrder {
+    /// The API key id of the account.
+    key: String,
+    /// What another client placed: `mleg` (a multi-leg options order).
+    kind: String,
+}
+
+/// Places an order on an account as another client of it would, for clients to prove they
+/// live with orders they did not place and cannot read.
+pub async fn place_foreign_order(state: web::Data<SimState>, body: web::Bytes) -> Res {
+    let order: ForeignOrder = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("invalid foreign order: {e}")))?;
+    if order.kind != "mleg" {
+        return Err(ApiError::invalid(format!(
+            "kind = {:?}: the one foreign order kind is \"mleg\"",
+            order.kind
+        )));
+    }
+    if order.key.is_empty() {
+        return Err(ApiError::invalid(
+            "key: the account's API key id is required",
+        ));
+    }
+    let id = state.with_venue(|ex, market, now| ex.place_foreign_mleg(&order.key, market, now));
+    Ok(ok_json(&json!({ "id": id, "kind": "mleg" })))
 }

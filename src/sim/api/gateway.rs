@@ -22,7 +22,7 @@ use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::ApiKey;
 use crate::sim::auth;
-use crate::sim::faults::{After, Before, Group, LostAs, error_body};
+use crate::sim::faults::{After, Before, Group, LostAs, error_body, refusal_body};
 use crate::sim::lock;
 use crate::sim::ratelimit::{Api, Verdict};
 use crate::sim::state::SimState;
@@ -234,6 +234,7 @@ async fn pass(
                     let res = reset_response(&http);
                     Ok((http, res, true))
                 }
+                LostAs::Refused => Ok((http, json_response(403, refusal_body()), false)),
             }
         }
     }

@@ -132,6 +132,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(control::clock))
                     .route(web::post().to(control::set_clock)),
             )
+            .service(
+                resource("/__sim/foreign_orders")
+                    .route(web::post().to(control::place_foreign_order)),
+            )
             .default_service(web::to(not_found)),
     );
 }

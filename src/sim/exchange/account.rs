@@ -52,6 +52,9 @@ pub struct Account {
     pub positions: BTreeMap<String, Position>,
     /// All orders ever placed, in submission order.
     pub orders: Vec<Order>,
+    /// Orders another client placed that this simulator does not trade (multi-leg options
+    /// orders), kept in the wire form Alpaca lists them in.
+    pub foreign: Vec<serde_json::Value>,
     by_id: HashMap<Uuid, usize>,
     by_client: HashMap<String, usize>,
     next_seq: u64,
@@ -71,6 +74,7 @@ impl Account {
             cash,
             positions: BTreeMap::new(),
             orders: Vec::new(),
+            foreign: Vec::new(),
             by_id: HashMap::new(),
             by_client: HashMap::new(),
             next_seq: 0,

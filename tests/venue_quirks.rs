@@ -1,0 +1,103 @@
+//! How herd lives with the real venue's quirks, each taught to the simulator so that a test can
+//! prove herd handles it.
+// Test helpers: a failed setup step panics with its message, which is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Herd, eventually, get_json, metric};
+use serde_json::json;
+
+/// A fast market and a hair-trigger threshold, so the first ticks already trade.
+const TRADING: &str = r#"
+[sim]
+speed = 600.0
+
+[[strategies]]
+id = "quirks"
+kind = "momentum"
+symbols = ["SPY", "QQQ", "IWM"]
+every = "5m"
+[strategies.params]
+threshold = 0.0001
+position_size = 2
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_multi_leg_order_on_the_account_does_not_stop_herds_orders_settling() {
+    let mut herd = Herd::start(TRADING, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
+    let sim = herd.sim.clone().unwrap();
+    let base = herd.http.clone();
+    // Another app on the same account places a multi-leg options order: Alpaca lists it with
+    // empty strings for symbol, side and type, on every page herd reads to settle its orders.
+    let placed = reqwest::Client::new()
+        .post(format!("{sim}/__sim/foreign_orders"))
+        .json(&json!({"key": herd::app::SIM_KEY, "kind": "mleg"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 200);
+    let foreign_id = placed.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // herd's own orders still settle: filled, as the venue says.
+    eventually("an order of herd's filled", &herd, || async {
+        let body = get_json(&format!("{base}/orders?state=filled")).await?;
+        (!body["orders"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    // The foreign row was on the pages herd read to settle them ...
+    assert!(common::sim_requests(&sim, "GET /v2/orders").await >= 1);
+    // ... and no listing failed for it.
+    assert_eq!(
+        metric(&herd, "herd_broker_read_failures_total").await,
+        0.0,
+        "a listing failed"
+    );
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    assert!(!foreign_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_for_an_order_the_venue_accepted_is_looked_up_and_the_order_adopted() {
+    // The first order POST is placed at the venue, but answered 403 "insufficient buying power".
+    let config = format!(
+        "{TRADING}\n[sim.faults.orders]\nlost_response_rate = 1.0\nlost_response_as = \"refused\"\nmethods = [\"POST\"]\ncount = 1\n"
+    );
+    let mut herd = Herd::start(&config, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
+    let sim = herd.sim.clone().unwrap();
+    let base = herd.http.clone();
+    let first = eventually("herd's first order settled", &herd, || async {
+        let orders = common::herd_orders(&herd).await;
+        let first = orders.last()?.clone();
+        (first["state"] == "filled").then_some(first)
+    })
+    .await;
+    let cid = first["client_order_id"].as_str().unwrap().to_owned();
+    let at_venue = common::venue_orders_of(&sim, herd::app::SIM_KEY).await;
+    assert_eq!(
+        at_venue
+            .iter()
+            .filter(|o| o["client_order_id"] == cid.as_str())
+            .count(),
+        1,
+        "{cid} placed once: {at_venue:?}"
+    );
+    // Every order herd holds is at the venue once, and the books agree.
+    let positions = eventually("the books reconcile", &herd, || async {
+        let p = get_json(&format!("{base}/positions")).await?;
+        (p["reconciled"] == true).then_some(p)
+    })
+    .await;
+    assert_eq!(positions["mismatches"].as_array().map_or(0, Vec::len), 0);
+    assert!(
+        herd.dump()
+            .contains("looking it up by client_order_id before believing it"),
+        "the refusal was checked"
+    );
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+}
