@@ -79,6 +79,7 @@ pub async fn run(
         speed,
         order_poll: settings.broker.order_poll.get(),
         batch_window: settings.broker.batch_window.get(),
+        bar_settle: settings.broker.bar_settle.get(),
         risk: settings.broker.risk.clone(),
     };
     let supervisor = Supervisor::create(|ctx| {

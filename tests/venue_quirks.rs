@@ -101,3 +101,29 @@ async fn a_refusal_for_an_order_the_venue_accepted_is_looked_up_and_the_order_ad
     herd.signal("TERM");
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_decision_is_made_on_a_bar_that_is_not_final() {
+    // A frozen venue clock 5 s after a 5-minute boundary. The bar that ended then has been
+    // published (after 3 s) but is still provisional (revised for 10 s): at the default settle
+    // time of 15 s the newest final bar is the one before it.
+    let config = TRADING.replace(
+        "speed = 600.0",
+        "speed = 0.0\nstart = \"2026-03-02T17:30:05Z\"\nbar_delay = \"3s\"\nbar_revision = \"10s\"",
+    );
+    let herd = Herd::start(&config, &[]);
+    let base = herd.http.clone();
+    let orders = eventually("the first tick's orders", &herd, || async {
+        let body = get_json(&format!("{base}/orders")).await?;
+        let orders = body["orders"].as_array()?.clone();
+        (!orders.is_empty()).then_some(orders)
+    })
+    .await;
+    for order in &orders {
+        assert_eq!(
+            order["decided_on"], "2026-03-02T17:20:00Z",
+            "decided on the newest final bar, not the provisional 17:25 one: {order}"
+        );
+    }
+    herd.signal("TERM");
+}

@@ -2,8 +2,12 @@
 //! fetched, how long they stay valid, and how an instance's position is bounded by the account.
 //!
 //! Invariants:
-//! - Cached bars expire at the next bar boundary of the venue clock, converted to real time
-//!   with the venue's speed: a closed bar never changes, and a new one appears exactly then.
+//! - Only final bars are used: a bar is final once its interval ended at least `settle` ago
+//!   (venue time). Alpaca publishes a bar a few seconds after it ends and revises it for about
+//!   10 s more; a newer bar is neither asked for (the query's `end`) nor kept if the venue sends
+//!   it anyway, so no decision is made on a bar still forming or still to be revised.
+//! - Cached bars expire when the next bar becomes final (its end plus `settle`), converted to
+//!   real time with the venue's speed.
 //! - A fetch asks for a window that holds `depth` bars of continuous trading first, and only
 //!   symbols still short of bars (nights, weekends, holidays) get one wider request.
 //! - An instance sees its own position, never more than the account holds on that side, so it
@@ -75,8 +79,9 @@ pub fn cached_bars(
     (hits, misses)
 }
 
-/// The newest `depth` closed bars of each symbol, in one request (two if some symbols need a
-/// wider window), cached until the next bar boundary.
+/// The newest `depth` final bars of each symbol (see the module's invariants), in one request
+/// (two if some symbols need a wider window), cached until the next bar becomes final.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_bars(
     gateway: &Gateway,
     cache: &MarketCache,
@@ -85,20 +90,25 @@ pub async fn fetch_bars(
     timeframe: Timeframe,
     depth: usize,
     now: DateTime<Utc>,
+    settle: Duration,
 ) -> Result<BarsBySymbol, RetryError> {
-    let mut fetched = fetch_window(gateway, symbols, timeframe, depth, now, FIRST_WINDOW).await?;
+    let newest = newest_final_start(now, timeframe, settle);
+    let mut fetched =
+        fetch_window(gateway, symbols, timeframe, depth, newest, FIRST_WINDOW).await?;
     let short: Vec<Symbol> = symbols
         .iter()
         .filter(|s| fetched.get(*s).map_or(0, Vec::len) < depth)
         .cloned()
         .collect();
     if !short.is_empty() {
-        fetched.extend(fetch_window(gateway, &short, timeframe, depth, now, WIDE_WINDOW).await?);
+        fetched.extend(fetch_window(gateway, &short, timeframe, depth, newest, WIDE_WINDOW).await?);
     }
-    let ttl = speed.to_real(until_next_boundary(now, timeframe)) + BOUNDARY_SLACK;
+    let ttl = speed.to_real(until_next_final(now, timeframe, settle)) + BOUNDARY_SLACK;
     let mut out = HashMap::with_capacity(symbols.len());
     for s in symbols {
         let mut series = fetched.remove(s).unwrap_or_default();
+        // Whatever the venue sent: nothing newer than the newest final bar.
+        series.retain(|b| b.time <= newest);
         series.sort_by_key(|b| b.time);
         series.dedup_by_key(|b| b.time);
         let newest: Arc<[Bar]> = series[series.len().saturating_sub(depth)..].into();
@@ -119,12 +129,13 @@ pub async fn fetch_bars(
     Ok(out)
 }
 
+/// Bars whose start is at most `newest`, over a window `widen` times `depth` bars long.
 async fn fetch_window(
     gateway: &Gateway,
     symbols: &[Symbol],
     timeframe: Timeframe,
     depth: usize,
-    now: DateTime<Utc>,
+    newest: DateTime<Utc>,
     widen: u32,
 ) -> Result<HashMap<Symbol, Vec<Bar>>, RetryError> {
     let span = timeframe
@@ -135,12 +146,27 @@ async fn fetch_window(
     let query = BarsQuery {
         symbols: symbols.to_vec(),
         timeframe,
-        start: now - span,
-        // The venue's own "now": herd's reading of its clock may be a moment old.
-        end: None,
+        start: newest - span,
+        // Explicit, so the venue never serves a bar still forming (nor, on a feed without a
+        // subscription, silently delayed data in place of the newest).
+        end: Some(newest),
         sort: SortOrder::Asc,
     };
     gateway.bars(&query).await
+}
+
+/// The start of the newest bar of `timeframe` that is final at `now`: its interval ended at
+/// least `settle` ago. A bar's start `t` qualifies when `t + length <= now - settle`.
+fn newest_final_start(now: DateTime<Utc>, timeframe: Timeframe, settle: Duration) -> DateTime<Utc> {
+    let back = settle.saturating_add(timeframe.duration());
+    now - TimeDelta::from_std(back).unwrap_or(TimeDelta::days(1))
+}
+
+/// Venue time until the next bar of `timeframe` becomes final: until the current bar's
+/// boundary has passed `settle` ago.
+fn until_next_final(now: DateTime<Utc>, timeframe: Timeframe, settle: Duration) -> Duration {
+    let cutoff = now - TimeDelta::from_std(settle).unwrap_or(TimeDelta::zero());
+    until_next_boundary(cutoff, timeframe)
 }
 
 /// An instance's own holdings as the account bears them out. While the account holds what herd
@@ -222,6 +248,30 @@ mod tests {
             VenueSpeed(100.0).to_real(Duration::from_secs(300)),
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn a_bar_is_final_settle_after_its_end_and_cached_until_the_next_one_is() {
+        let settle = Duration::from_secs(15);
+        let tf = Timeframe::Minutes(5);
+        // 15:05:10: the 15:00 bar ended 10 s ago, within the settle time; 14:55 is the newest
+        // final bar.
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 15, 5, 10).unwrap();
+        let newest = newest_final_start(now, tf, settle);
+        let start = |h, m| Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0).unwrap();
+        assert!(start(14, 55) <= newest && newest < start(15, 0), "{newest}");
+        // The 15:00 bar becomes final at 15:05:15.
+        assert_eq!(until_next_final(now, tf, settle), Duration::from_secs(5));
+        // 15:05:20: now it is.
+        let later = Utc.with_ymd_and_hms(2026, 3, 2, 15, 5, 20).unwrap();
+        assert!(start(15, 0) <= newest_final_start(later, tf, settle));
+        assert_eq!(
+            until_next_final(later, tf, settle),
+            Duration::from_secs(295)
+        );
+        // A daily bar is final once its day is over and settled.
+        let day = newest_final_start(later, Timeframe::Day, settle);
+        assert!(day < later - TimeDelta::days(1), "{day}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -97,6 +97,8 @@ pub struct BrokerDeps {
     pub order_poll: Duration,
     /// Bar requests arriving within this window share one upstream request.
     pub batch_window: Duration,
+    /// A bar is final this long (venue time) after its interval ends.
+    pub bar_settle: Duration,
     pub risk: RiskLimits,
 }
 

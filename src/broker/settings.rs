@@ -32,6 +32,10 @@ pub struct BrokerSettings {
     pub enable_live_trading: bool,
     /// Bar requests of all instances arriving within this window go out as one request.
     pub batch_window: HumanDuration,
+    /// A bar is final this long (venue time) after its interval ends; herd never decides on a
+    /// newer one. Alpaca publishes a minute bar a few seconds after the minute and revises it
+    /// for about 10 s as late trades are reported.
+    pub bar_settle: HumanDuration,
     /// Circuit breakers, one per operation, all with these thresholds.
     pub breaker: BreakerConfig,
     /// Retries of reads (orders are never retried blindly).
@@ -109,6 +113,13 @@ impl BrokerSettings {
                 "broker.batch_window",
                 format!("{:?}", self.batch_window.to_string()),
                 "must be at most \"1s\" (it delays every tick by up to this much)",
+            ));
+        }
+        if self.bar_settle.get() > Duration::from_secs(300) {
+            return Err(InvalidSetting::new(
+                "broker.bar_settle",
+                format!("{:?}", self.bar_settle.to_string()),
+                "must be at most \"5m\" (every decision waits this long after its bar)",
             ));
         }
         self.breaker.check()?;

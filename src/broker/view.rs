@@ -190,11 +190,12 @@ impl BrokerActor {
         for tick in waiters.ticks() {
             span.add_link(tick.context().span().span_context().clone());
         }
-        let (gateway, snapshots, cache, speed) = (
+        let (gateway, snapshots, cache, speed, settle) = (
             self.deps.gateway.clone(),
             self.deps.snapshots.clone(),
             self.deps.cache.clone(),
             self.deps.speed,
+            self.deps.bar_settle,
         );
         let fetch = async move {
             let now = snapshots.clock().await?.timestamp;
@@ -206,6 +207,7 @@ impl BrokerActor {
                 request.timeframe,
                 request.depth,
                 now,
+                settle,
             )
             .await?;
             Ok(bars)

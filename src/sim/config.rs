@@ -79,6 +79,13 @@ pub struct SimConfig {
     /// Whether prices move through regimes (trending, mean-reverting, volatile, calm); false
     /// gives plain geometric Brownian motion with each symbol's drift and volatility.
     pub regimes: bool,
+    /// Sim time after an intraday bar's interval ends before it is served. Alpaca's minute bars
+    /// appear a few seconds after the minute; 0 serves a bar the instant it ends.
+    pub bar_delay: SimDuration,
+    /// For this long after it is first served, an intraday bar is served with provisional
+    /// values (close and volume off their final ones), as Alpaca revises recent bars when late
+    /// trades are reported (for about 10 s). 0: bars are final when first served.
+    pub bar_revision: SimDuration,
     /// Parameters applied to every symbol; per-symbol entries in `symbols` override them.
     pub defaults: SymbolParams,
     /// Per-symbol parameters, keyed by ticker (case-insensitive).
@@ -108,6 +115,8 @@ impl Default for SimConfig {
             csv_dir: None,
             max_page_size: 10_000,
             regimes: true,
+            bar_delay: SimDuration::ZERO,
+            bar_revision: SimDuration::ZERO,
             defaults: SymbolParams::default(),
             symbols: BTreeMap::new(),
             faults: FaultsConfig::default(),
@@ -145,6 +154,8 @@ impl SimConfig {
             seed: self.seed,
             hours: self.market_hours,
             regimes: self.regimes,
+            bar_delay: self.bar_delay.0,
+            bar_revision: self.bar_revision.0,
             history_days: self.history_days,
             defaults: &self.defaults,
             symbols: &self.symbols,
@@ -234,6 +245,18 @@ impl SimConfig {
             && dir.as_os_str().is_empty()
         {
             return Err(bad("csv_dir", "\"\"", "a directory path, or unset"));
+        }
+        for (key, value) in [
+            ("bar_delay", self.bar_delay),
+            ("bar_revision", self.bar_revision),
+        ] {
+            if value.0 > Duration::from_secs(3600) {
+                return Err(bad(
+                    key,
+                    format!("{:?}", value.to_string()),
+                    "at most \"1h\"",
+                ));
+            }
         }
         if !(1..=10_000).contains(&self.max_page_size) {
             return Err(bad("max_page_size", self.max_page_size, "1 to 10000 bars"));

@@ -60,6 +60,10 @@ pub struct MarketConfig<'a> {
     pub seed: u64,
     pub hours: MarketHours,
     pub regimes: bool,
+    /// An intraday bar is served this long after its interval ends.
+    pub bar_delay: std::time::Duration,
+    /// ... and with provisional values for this long after that.
+    pub bar_revision: std::time::Duration,
     /// Days of history before the start day that bars exist for.
     pub history_days: u32,
     pub defaults: &'a SymbolParams,
@@ -72,6 +76,10 @@ pub struct Market {
     seed: u64,
     hours: MarketHours,
     regimes: bool,
+    /// Seconds after an intraday bar ends before it is served.
+    bar_delay: i64,
+    /// Seconds after that during which it is served provisional.
+    bar_revision: i64,
     /// Trading day whose first session opens at each symbol's start price.
     anchor: NaiveDate,
     /// First day bars are served for (`history_days` before the start day).
@@ -93,6 +101,8 @@ impl Market {
             seed: cfg.seed,
             hours,
             regimes: cfg.regimes,
+            bar_delay: cfg.bar_delay.as_secs() as i64,
+            bar_revision: cfg.bar_revision.as_secs() as i64,
             anchor: hours.trading_day_on_or_before(start_day),
             first_day: start_day - Duration::days(i64::from(cfg.history_days)),
             defaults: cfg.defaults.clone(),

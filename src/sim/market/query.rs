@@ -5,8 +5,10 @@
 //! (symbol and time), so a page resumes mid-symbol exactly where the previous one stopped.
 //!
 //! Invariants:
-//! - Only closed bars are returned: an intraday bar once its interval has ended, a daily bar
-//!   once the day's last minute has ended (its session close), by the sim time `now`.
+//! - Only closed bars are returned: an intraday bar once its interval has ended (and
+//!   `bar_delay` has passed), a daily bar once the day's last minute has ended (its session
+//!   close), by the sim time `now`. For `bar_revision` after that an intraday bar is
+//!   provisional: its close and volume are not yet the final ones.
 //! - No bar before the first history day is returned.
 //! - The last page has no token; a non-last page always has one.
 
@@ -178,21 +180,44 @@ impl Market {
                     _ => Vec::new(),
                 }
             }
-            Some(60) => self
-                .minutes_of(symbol, date)
-                .iter()
-                .filter(|m| m.t + 60 <= now_t)
-                .copied()
-                .collect(),
+            Some(60) => {
+                let minutes = self.minutes_of(symbol, date);
+                minutes
+                    .iter()
+                    .filter_map(|m| self.as_published(*m, m.t + 60, now_t))
+                    .collect()
+            }
             Some(len) => {
                 let minutes = self.minutes_of(symbol, date);
                 bucket_day(&minutes, ny_midnight(date).timestamp(), len)
                     .into_iter()
-                    .filter(|(_, end)| *end <= now_t)
-                    .map(|(bar, _)| bar)
+                    .filter_map(|(bar, end)| self.as_published(bar, end, now_t))
                     .collect()
             }
         }
+    }
+
+    /// An intraday bar ending at `end` as served at `now`: not at all before `bar_delay` has
+    /// passed, then provisional for `bar_revision` (its close moved by a few basis points and
+    /// its volume short, as when late trades are still to be reported), then final.
+    fn as_published(&self, bar: Bar, end: i64, now: i64) -> Option<Bar> {
+        let published = end + self.bar_delay;
+        if now < published {
+            return None;
+        }
+        if now >= published + self.bar_revision {
+            return Some(bar);
+        }
+        // A fixed, seeded nudge per bar: the same request gets the same provisional bar.
+        let nudge = ((self.seed ^ bar.t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as f64;
+        let close = bar.c * (1.0 + (nudge - 7.5) * 0.0004);
+        Some(Bar {
+            c: close,
+            h: bar.h.max(close),
+            l: bar.l.min(close),
+            v: bar.v - bar.v / 10,
+            ..bar
+        })
     }
 }
 

@@ -380,3 +380,40 @@ fn default_market_gives_mean_reversion_signals() {
         "{signals} z-score signals in {checks} bars"
     );
 }
+
+#[test]
+fn a_bar_is_served_after_its_delay_provisional_first_then_final() {
+    let cfg = SimConfig {
+        bar_delay: crate::sim::value::SimDuration(std::time::Duration::from_secs(3)),
+        bar_revision: crate::sim::value::SimDuration(std::time::Duration::from_secs(10)),
+        ..SimConfig::default()
+    };
+    let start = utc("2024-05-08T15:00:00Z");
+    let q = request(
+        &["SPY"],
+        Timeframe::Minutes(5),
+        utc("2024-05-08T14:50:00Z"),
+        start,
+    );
+    let at = |m: &mut Market, now: &str| {
+        all_bars(m, &q, utc(now))
+            .into_iter()
+            .map(|(_, b)| b)
+            .find(|b| b.t == utc("2024-05-08T14:55:00Z").timestamp())
+    };
+    let mut m = market(&cfg, start);
+    // The 14:55 bar ends at 15:00: not served before 15:00:03, ...
+    assert_eq!(at(&mut m, "2024-05-08T15:00:02Z"), None);
+    // ... provisional until 15:00:13, ...
+    let provisional = at(&mut m, "2024-05-08T15:00:05Z").expect("published");
+    // ... then final, as a venue without delays serves it.
+    let settled = at(&mut m, "2024-05-08T15:00:13Z").expect("final");
+    let instant = at(
+        &mut market(&SimConfig::default(), start),
+        "2024-05-08T15:00:00Z",
+    );
+    assert_eq!(Some(settled), instant);
+    assert_ne!(provisional.c, settled.c);
+    assert!(provisional.v < settled.v);
+    assert_eq!(provisional.o, settled.o);
+}
