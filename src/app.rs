@@ -142,6 +142,7 @@ async fn venue_endpoint(
             key_id: b.key_id.clone(),
             secret_key: b.secret_key.clone(),
             feed: b.feed.clone(),
+            adjustment: b.adjustment.clone(),
             call_timeout: timeout,
         };
         return Ok((endpoint, VenueSpeed(1.0), None));
@@ -156,6 +157,7 @@ async fn venue_endpoint(
         key_id: Secret::new(SIM_KEY),
         secret_key: Secret::new(SIM_KEY),
         feed: b.feed.clone(),
+        adjustment: b.adjustment.clone(),
         call_timeout: timeout,
     };
     Ok((endpoint, VenueSpeed(sim.speed()), Some(sim)))

@@ -24,6 +24,12 @@ pub struct BrokerSettings {
     pub data_url: String,
     /// Market-data feed (`iex` works on free plans; `sip` needs a subscription).
     pub feed: String,
+    /// States that the account has Alpaca's SIP data subscription: required for `feed = "sip"`,
+    /// because without one Alpaca answers a `sip` request for recent bars with data 15 minutes
+    /// old, silently.
+    pub sip_subscription: bool,
+    /// Corporate-action adjustment of bars: `raw`, `split`, `dividend` or `all`.
+    pub adjustment: String,
     /// Every upstream HTTP call is cancelled after this long.
     pub call_timeout: HumanDuration,
     /// How often orders that are not yet final are looked up.
@@ -50,6 +56,9 @@ pub struct BrokerSettings {
 
 /// Alpaca's live trading host: orders sent there spend real money.
 pub const LIVE_TRADING_HOST: &str = "api.alpaca.markets";
+
+/// The bar adjustments Alpaca's market-data API accepts.
+const ADJUSTMENTS: &[&str] = &["raw", "split", "dividend", "all"];
 
 /// The feeds Alpaca's market-data API accepts.
 const FEEDS: &[&str] = &["iex", "sip", "delayed_sip", "otc", "boats", "overnight"];
@@ -98,6 +107,22 @@ impl BrokerSettings {
                     "must be an http:// or https:// URL",
                 ));
             }
+        }
+        if self.feed == "sip" && !self.sip_subscription {
+            return Err(InvalidSetting::new(
+                "broker.feed",
+                "\"sip\"",
+                "needs broker.sip_subscription = true, stating that the account has Alpaca's SIP \
+                 subscription (without it Alpaca serves recent SIP bars 15 minutes old, silently); \
+                 otherwise use \"iex\"",
+            ));
+        }
+        if !ADJUSTMENTS.contains(&self.adjustment.as_str()) {
+            return Err(InvalidSetting::new(
+                "broker.adjustment",
+                format!("{:?}", self.adjustment),
+                format!("allowed: {}", ADJUSTMENTS.join(", ")),
+            ));
         }
         if !FEEDS.contains(&self.feed.as_str()) {
             return Err(InvalidSetting::new(

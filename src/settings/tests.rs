@@ -420,3 +420,36 @@ fn a_risk_manager_must_guard_other_configured_instances() {
     let e = error(&[], Some(&none));
     assert!(e.contains("strategies[1].params.guard = []"), "{e}");
 }
+
+#[test]
+fn sip_needs_the_stated_subscription_and_adjustment_is_checked() {
+    let e = error(&[], Some("[broker]\nfeed = \"sip\"\n"));
+    assert!(
+        e.contains("broker.feed") && e.contains("broker.sip_subscription = true"),
+        "{e}"
+    );
+    let s = load(
+        &[],
+        Some("[broker]\nfeed = \"sip\"\nsip_subscription = true\n"),
+    )
+    .unwrap();
+    assert_eq!(s.broker.feed, "sip");
+    assert_eq!(s.broker.adjustment, "all", "the default");
+    let e = error(&[], Some("[broker]\nadjustment = \"splits\"\n"));
+    assert!(
+        e.contains("broker.adjustment") && e.contains("raw, split, dividend, all"),
+        "{e}"
+    );
+}
+
+#[test]
+fn misspelt_otel_variables_are_refused_at_load() {
+    let e = error(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4317"),
+            ("OTEL_TRACES_SAMPLER", "half"),
+        ],
+        None,
+    );
+    assert!(e.contains("OTEL_TRACES_SAMPLER"), "{e}");
+}

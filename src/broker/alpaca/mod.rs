@@ -37,6 +37,8 @@ pub struct Endpoint {
     pub key_id: Secret,
     pub secret_key: Secret,
     pub feed: String,
+    /// Corporate-action adjustment of bars (`raw`, `split`, `dividend`, `all`).
+    pub adjustment: String,
     pub call_timeout: Duration,
 }
 
@@ -175,6 +177,8 @@ impl AlpacaClient {
             ),
             ("limit", "10000".to_owned()),
             ("feed", self.endpoint.feed.clone()),
+            // Alpaca's default is `raw`: a split inside the window would look like a crash.
+            ("adjustment", self.endpoint.adjustment.clone()),
             (
                 "sort",
                 if query.sort == SortOrder::Asc {
@@ -387,6 +391,7 @@ mod tests {
             key_id: Secret::new("k"),
             secret_key: Secret::new("s"),
             feed: "iex".into(),
+            adjustment: "all".into(),
             call_timeout: Duration::from_secs(1),
         };
         AlpacaClient::new(endpoint, Metrics::new()).unwrap()
