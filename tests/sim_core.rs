@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use support::{Client, frozen, start};
 
 #[actix_web::test]
-async fn missing_keys_are_forbidden_and_wrong_pinned_keys_unauthorized() {
+async fn missing_keys_are_forbidden_and_wrong_pinned_keys_unauthorized_or_forbidden_on_data() {
     let cfg = herd::sim::SimConfig {
         key_id: Some("pinned".into()),
         secret_key: Some(herd::sim::Redacted("s3cret".into())),
@@ -26,6 +26,12 @@ async fn missing_keys_are_forbidden_and_wrong_pinned_keys_unauthorized() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.body["code"], 40110000);
+    // The market-data API refuses a wrong key with a bare 403 and no code, as Alpaca's does.
+    let r = Client::with_key(&sim, "pinned", "wrong")
+        .get("/v2/stocks/bars?symbols=SPY&timeframe=1Min")
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body, json!({"message": "forbidden"}));
     let r = Client::with_key(&sim, "pinned", "s3cret")
         .get("/v2/account")
         .await;

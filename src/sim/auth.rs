@@ -3,7 +3,8 @@
 //! - Missing `APCA-API-KEY-ID` or `APCA-API-SECRET-KEY` (e.g. sent with underscores, which
 //!   proxies drop): 403 `{"message":"forbidden."}` with no code, as Alpaca's gateway does.
 //! - Present but empty, or not the pinned pair: 401
-//!   `{"code":40110000,"message":"access key verification failed"}`.
+//!   `{"code":40110000,"message":"access key verification failed"}` from the trading API; the
+//!   market-data API answers every bad credential 403 `{"message":"forbidden"}`, no code.
 //! - `Authorization: Bearer <token>` (OAuth) is accepted when no pair is pinned.
 //!
 //! Invariant: the account a request acts on is named by the key id alone (see `exchange`).
@@ -37,6 +38,16 @@ impl AuthError {
             AuthError::Invalid => {
                 json!({"code": 40110000, "message": "access key verification failed"})
             }
+        }
+    }
+
+    /// Status and body as the API answers them: the market-data API refuses every bad
+    /// credential with a bare 403 and no code, where the trading API answers 401 with one.
+    pub fn answer(&self, data_api: bool) -> (u16, Value) {
+        if data_api {
+            (403, json!({"message": "forbidden"}))
+        } else {
+            (self.status(), self.body())
         }
     }
 }

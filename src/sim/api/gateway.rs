@@ -168,11 +168,8 @@ async fn pass(
             req.extensions_mut().insert(ApiKey(key));
         }
         Err(e) => {
-            return Ok((
-                req.request().clone(),
-                json_response(e.status(), e.body()),
-                false,
-            ));
+            let (status, body) = e.answer(matches!(group, Group::Data));
+            return Ok((req.request().clone(), json_response(status, body), false));
         }
     }
     let plan = lock(&state.faults).decide(group, req.method().as_str());
