@@ -11,10 +11,39 @@
 //! - Pure and deterministic.
 //! - VaR ≤ CVaR (the mean of the worst outcomes is at least as bad as the best of them).
 //! - Fewer periods than asked for is an error that says how many there are.
+//! - Holdings are replayed over the periods they all have bars for, never position by position.
 
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::indicators::{Drawdown, drawdown, mean, returns, sample_std};
+use crate::domain::Bar;
+
+/// The closes of each series at the bar times every series has, oldest first. A venue may have
+/// no bar for a period (on `iex`, a minute without trades): replaying holdings position by
+/// position would then add up P&L of different periods, so the replay keeps only the periods
+/// all holdings share.
+pub fn closes_at_common_times(series: &[&[Bar]]) -> Vec<Vec<f64>> {
+    let Some((first, rest)) = series.split_first() else {
+        return Vec::new();
+    };
+    let mut common: BTreeSet<DateTime<Utc>> = first.iter().map(|b| b.time).collect();
+    for bars in rest {
+        let times: BTreeSet<DateTime<Utc>> = bars.iter().map(|b| b.time).collect();
+        common.retain(|t| times.contains(t));
+    }
+    series
+        .iter()
+        .map(|bars| {
+            let mut at: Vec<&Bar> = bars.iter().filter(|b| common.contains(&b.time)).collect();
+            at.sort_by_key(|b| b.time);
+            at.dedup_by_key(|b| b.time);
+            at.into_iter().map(|b| b.close).collect()
+        })
+        .collect()
+}
 
 /// One holding replayed: its signed quantity and the closes of the window, oldest first.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,6 +154,30 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn holdings_are_replayed_over_the_periods_they_share() {
+        let t =
+            |m: i64| chrono::DateTime::<Utc>::from_timestamp(1_772_463_600 + 60 * m, 0).unwrap();
+        let bar = |m: i64, close: f64| Bar {
+            time: t(m),
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: 1.0,
+            trades: None,
+            vwap: None,
+        };
+        // QQQ had no trade in minute 2: SPY's minute-2 close must not pair with QQQ's minute 3.
+        let spy = [bar(0, 10.0), bar(1, 11.0), bar(2, 12.0), bar(3, 13.0)];
+        let qqq = [bar(0, 20.0), bar(1, 21.0), bar(3, 23.0)];
+        let aligned = closes_at_common_times(&[&spy, &qqq]);
+        assert_eq!(
+            aligned,
+            vec![vec![10.0, 11.0, 13.0], vec![20.0, 21.0, 23.0]]
+        );
+    }
 
     #[test]
     fn var_and_cvar_of_a_known_book() {

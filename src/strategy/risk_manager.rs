@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use serde::{Deserialize, Serialize};
 
-use super::book_risk::{BookFigures, Replayed, figures};
+use super::book_risk::{BookFigures, Replayed, closes_at_common_times, figures};
 use super::{CoreReport, Strategy};
 use crate::domain::{
     Action, Bar, DataNeeds, Decision, InstanceId, MarketView, OrderIntent, Side, Symbol, Timeframe,
@@ -287,16 +287,19 @@ impl Strategy for RiskManager {
                 }
             }
         }
-        let held: Vec<(f64, Vec<f64>)> = self
+        let holdings: Vec<(f64, &[Bar])> = self
             .guards
             .iter()
             .filter_map(|i| view.guarded.get(i))
             .flat_map(|b| b.positions.iter())
             .filter(|(_, h)| !h.qty.is_zero())
-            .map(|(symbol, h)| {
-                let closes = view.bars(symbol).iter().map(|b| b.close).collect();
-                (h.qty.to_f64().unwrap_or(0.0), closes)
-            })
+            .map(|(symbol, h)| (h.qty.to_f64().unwrap_or(0.0), view.bars(symbol)))
+            .collect();
+        let series: Vec<&[Bar]> = holdings.iter().map(|(_, bars)| *bars).collect();
+        let held: Vec<(f64, Vec<f64>)> = holdings
+            .iter()
+            .map(|(qty, _)| *qty)
+            .zip(closes_at_common_times(&series))
             .collect();
         let book: Vec<Replayed<'_>> = held
             .iter()
