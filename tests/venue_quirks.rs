@@ -127,3 +127,48 @@ async fn no_decision_is_made_on_a_bar_that_is_not_final() {
     }
     herd.signal("TERM");
 }
+
+/// A momentum instance whose 20-bar window holds a 2-for-1 split of SPY, on a calm market and a
+/// frozen clock: its one tick decides at start.
+const SPLIT: &str = r#"
+[sim]
+speed = 0.0
+start = "2026-03-02T17:30:05Z"
+regimes = false
+[sim.symbols.SPY]
+volatility = 0.01
+split_at = "2026-03-02T16:30:00Z"
+split_ratio = 2.0
+
+[[strategies]]
+id = "split"
+kind = "momentum"
+symbols = ["SPY"]
+every = "5m"
+[strategies.params]
+threshold = 0.02
+position_size = 1
+"#;
+
+/// The signal of the instance's first decision on SPY.
+async fn first_signal(env: &[(&str, &str)]) -> f64 {
+    let herd = Herd::start(SPLIT, env);
+    let base = herd.http.clone();
+    let signal = eventually("a decision on SPY", &herd, || async {
+        let s = get_json(&format!("{base}/strategies/split")).await?;
+        s["last_decisions"].as_array()?.first()?["signal"].as_f64()
+    })
+    .await;
+    herd.signal("TERM");
+    signal
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_inside_the_window_is_no_signal_with_adjusted_bars() {
+    // herd's default, adjustment = all: the split is invisible.
+    let adjusted = first_signal(&[]).await;
+    assert!(adjusted.abs() < 0.02, "no move: {adjusted}");
+    // Alpaca's own default, raw: the same window shows the split as a 50 % fall.
+    let raw = first_signal(&[("HERD__BROKER__ADJUSTMENT", "raw")]).await;
+    assert!(raw < -0.4, "a crash in raw prices: {raw}");
+}

@@ -51,6 +51,15 @@ fn bars_request(
             Some(PageToken::decode(t).ok_or_else(|| ApiError::invalid_data("invalid page_token"))?)
         }
     };
+    let split_adjusted = match p.get("adjustment") {
+        None | Some("raw" | "dividend") => false,
+        Some("split" | "all") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_data(format!(
+                "invalid adjustment: {other:?} (raw, split, dividend or all)"
+            )));
+        }
+    };
     Ok(BarsRequest {
         symbols,
         timeframe,
@@ -59,6 +68,7 @@ fn bars_request(
         limit: limit.min(u64::from(state.config.max_page_size)) as usize,
         desc: p.direction("sort", false, ApiError::invalid_data)?,
         token,
+        split_adjusted,
     })
 }
 

@@ -28,6 +28,12 @@ pub struct SymbolParams {
     pub volume: Option<f64>,
     /// Listing exchange reported on positions and assets (a value alpaca-py accepts).
     pub exchange: Option<String>,
+    /// A stock split at this time (RFC 3339): bars before it are served in pre-split prices
+    /// unless the request asks for split adjustment. Meant to lie before the sim's start: the
+    /// simulated prices themselves are the adjusted ones.
+    pub split_at: Option<String>,
+    /// Shares after the split per share before it (2 = a 2-for-1 split), with `split_at`.
+    pub split_ratio: Option<f64>,
 }
 
 impl SymbolParams {
@@ -60,6 +66,32 @@ impl SymbolParams {
                 "1 to 1e9 shares per minute",
             ));
         }
+        match (&self.split_at, self.split_ratio) {
+            (None, None) => {}
+            (Some(at), Some(ratio)) => {
+                if chrono::DateTime::parse_from_rfc3339(at).is_err() {
+                    return Err(bad(
+                        &format!("{prefix}.split_at"),
+                        format!("{at:?}"),
+                        "an RFC 3339 time, e.g. \"2026-03-02T14:00:00Z\"",
+                    ));
+                }
+                if !(ratio.is_finite() && (0.01..=100.0).contains(&ratio) && ratio != 1.0) {
+                    return Err(bad(
+                        &format!("{prefix}.split_ratio"),
+                        ratio,
+                        "from 0.01 to 100, not 1 (2 = a 2-for-1 split, 0.1 = a 1-for-10 reverse split)",
+                    ));
+                }
+            }
+            _ => {
+                return Err(bad(
+                    &format!("{prefix}.split_at"),
+                    "(only one of split_at, split_ratio)",
+                    "both split_at and split_ratio, or neither",
+                ));
+            }
+        }
         if let Some(x) = &self.exchange
             && !EXCHANGES.contains(&x.as_str())
         {
@@ -91,6 +123,8 @@ pub struct Params {
     /// Average shares per minute.
     pub volume: f64,
     pub exchange: String,
+    /// A split: (time in epoch seconds, shares after per share before).
+    pub split: Option<(i64, f64)>,
 }
 
 /// Trading minutes per year used to scale annualised parameters (252 sessions of 390 minutes).
@@ -162,6 +196,10 @@ pub fn resolve(
             .or(built_in.map(|b| b.3))
             .unwrap_or(GENERIC_VOLUME),
         exchange,
+        split: overrides.and_then(|p| {
+            let at = chrono::DateTime::parse_from_rfc3339(p.split_at.as_deref()?).ok()?;
+            Some((at.timestamp(), p.split_ratio?))
+        }),
     }
 }
 

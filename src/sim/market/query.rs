@@ -31,6 +31,9 @@ pub struct BarsRequest {
     pub limit: usize,
     pub desc: bool,
     pub token: Option<PageToken>,
+    /// Whether prices before a split are divided by its ratio (`adjustment` = `split` or
+    /// `all`); Alpaca's default, `raw`, serves them as they traded.
+    pub split_adjusted: bool,
 }
 
 /// Position of the next bar to return.
@@ -160,6 +163,13 @@ impl Market {
                 date + Duration::days(1)
             };
         }
+        if !req.split_adjusted
+            && let Some((at, ratio)) = self.params(symbol).split
+        {
+            for bar in out.iter_mut().filter(|b| b.t < at) {
+                *bar = pre_split(*bar, ratio);
+            }
+        }
         out
     }
 
@@ -218,6 +228,19 @@ impl Market {
             v: bar.v - bar.v / 10,
             ..bar
         })
+    }
+}
+
+/// A bar from before a split as it traded: prices times the ratio, volume divided by it.
+fn pre_split(bar: Bar, ratio: f64) -> Bar {
+    Bar {
+        o: bar.o * ratio,
+        h: bar.h * ratio,
+        l: bar.l * ratio,
+        c: bar.c * ratio,
+        vw: bar.vw * ratio,
+        v: (bar.v as f64 / ratio).round() as u64,
+        ..bar
     }
 }
 

@@ -29,6 +29,7 @@ fn request(
         limit: 10_000,
         desc: false,
         token: None,
+        split_adjusted: false,
     }
 }
 
@@ -416,4 +417,40 @@ fn a_bar_is_served_after_its_delay_provisional_first_then_final() {
     assert_ne!(provisional.c, settled.c);
     assert!(provisional.v < settled.v);
     assert_eq!(provisional.o, settled.o);
+}
+
+#[test]
+fn before_a_split_raw_bars_are_in_pre_split_prices_and_adjusted_ones_are_not() {
+    let mut cfg = SimConfig::default();
+    cfg.symbols.insert(
+        "SPY".into(),
+        SymbolParams {
+            split_at: Some("2024-05-08T14:00:00Z".into()),
+            split_ratio: Some(2.0),
+            ..SymbolParams::default()
+        },
+    );
+    let now = utc("2024-05-08T15:00:00Z");
+    let q = request(
+        &["SPY"],
+        Timeframe::Minutes(5),
+        utc("2024-05-08T13:30:00Z"),
+        now,
+    );
+    let adjusted = all_bars(
+        &mut market(&cfg, now),
+        &BarsRequest {
+            split_adjusted: true,
+            ..q.clone()
+        },
+        now,
+    );
+    let raw = all_bars(&mut market(&cfg, now), &q, now);
+    assert_eq!(adjusted.len(), raw.len());
+    let split = utc("2024-05-08T14:00:00Z").timestamp();
+    for ((_, a), (_, r)) in adjusted.iter().zip(&raw) {
+        let factor = if a.t < split { 2.0 } else { 1.0 };
+        assert!((r.c - a.c * factor).abs() < 1e-9, "{a:?} {r:?}");
+    }
+    assert!(raw.iter().any(|(_, b)| b.t < split) && raw.iter().any(|(_, b)| b.t >= split));
 }
