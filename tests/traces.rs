@@ -25,20 +25,9 @@ use prost::Message;
 
 use common::{Herd, eventually, get_json, metric};
 
-/// A fast market and a hair-trigger threshold, so the first ticks already trade.
-const TRADING: &str = r#"
-[sim]
-speed = 600.0
-
-[[strategies]]
-id = "traced"
-kind = "momentum"
-symbols = ["SPY", "QQQ", "IWM"]
-every = "5m"
-[strategies.params]
-threshold = 0.0001
-position_size = 3
-"#;
+fn trading() -> String {
+    common::fast_eager_momentum("traced")
+}
 
 /// One received span with the `service.name` of its resource.
 #[derive(Clone, Debug)]
@@ -164,7 +153,7 @@ async fn a_traded_tick_is_one_trace_from_tick_to_the_venue_over_grpc() {
     let inbox = Inbox::default();
     let endpoint = grpc_receiver(Arc::clone(&inbox)).await;
     let mut herd = Herd::start(
-        TRADING,
+        &trading(),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
@@ -286,7 +275,7 @@ async fn http_protobuf_delivers_under_the_configured_service_name() {
     let inbox = Inbox::default();
     let endpoint = http_receiver(Arc::clone(&inbox));
     let mut herd = Herd::start(
-        TRADING,
+        &trading(),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
@@ -315,7 +304,7 @@ async fn a_collector_that_is_down_costs_spans_counted_never_the_process() {
         .unwrap();
     let endpoint = format!("http://{closed}");
     let mut herd = Herd::start(
-        TRADING,
+        &trading(),
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),

@@ -8,24 +8,13 @@ mod common;
 use common::{Herd, eventually, get_json, metric};
 use serde_json::json;
 
-/// A fast market and a hair-trigger threshold, so the first ticks already trade.
-const TRADING: &str = r#"
-[sim]
-speed = 600.0
-
-[[strategies]]
-id = "quirks"
-kind = "momentum"
-symbols = ["SPY", "QQQ", "IWM"]
-every = "5m"
-[strategies.params]
-threshold = 0.0001
-position_size = 2
-"#;
+fn trading() -> String {
+    common::fast_eager_momentum("quirks")
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_multi_leg_order_on_the_account_does_not_stop_herds_orders_settling() {
-    let mut herd = Herd::start(TRADING, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
+    let mut herd = Herd::start(&trading(), &[("HERD__SIM__START", common::BUYING_MINUTE)]);
     let sim = herd.sim.clone().unwrap();
     let base = herd.http.clone();
     // Another app on the same account places a multi-leg options order: Alpaca lists it with
@@ -65,7 +54,8 @@ async fn a_foreign_multi_leg_order_on_the_account_does_not_stop_herds_orders_set
 async fn a_refusal_for_an_order_the_venue_accepted_is_looked_up_and_the_order_adopted() {
     // The first order POST is placed at the venue, but answered 403 "insufficient buying power".
     let config = format!(
-        "{TRADING}\n[sim.faults.orders]\nlost_response_rate = 1.0\nlost_response_as = \"refused\"\nmethods = [\"POST\"]\ncount = 1\n"
+        "{}\n[sim.faults.orders]\nlost_response_rate = 1.0\nlost_response_as = \"refused\"\nmethods = [\"POST\"]\ncount = 1\n",
+        trading()
     );
     let mut herd = Herd::start(&config, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
     let sim = herd.sim.clone().unwrap();
@@ -107,7 +97,7 @@ async fn no_decision_is_made_on_a_bar_that_is_not_final() {
     // A frozen venue clock 5 s after a 5-minute boundary. The bar that ended then has been
     // published (after 3 s) but is still provisional (revised for 10 s): at the default settle
     // time of 15 s the newest final bar is the one before it.
-    let config = TRADING.replace(
+    let config = trading().replace(
         "speed = 600.0",
         "speed = 0.0\nstart = \"2026-03-02T17:30:05Z\"\nbar_delay = \"3s\"\nbar_revision = \"10s\"",
     );

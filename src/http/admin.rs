@@ -199,6 +199,25 @@ async fn command_breakers(
     Ok(HttpResponse::Ok().json(BreakersAnswer { breakers }))
 }
 
+/// What every admin route may answer instead of doing its work (as an [`ApiError`]; this type
+/// only describes those answers to the OpenAPI document).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum AdminRefusal {
+    /// No token, or a wrong one.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody<'static>),
+    /// The admin API is disabled: no token is configured.
+    #[response(status = 403)]
+    Disabled(ErrorBody<'static>),
+    /// Too many admin requests from this client.
+    #[response(status = 429)]
+    RateLimited(ErrorBody<'static>),
+    /// Draining, or the actor does not answer.
+    #[response(status = 503)]
+    Unavailable(ErrorBody<'static>),
+}
+
 /// Every breaker after the command.
 #[derive(Serialize, ToSchema)]
 pub(super) struct BreakersAnswer {
@@ -208,10 +227,7 @@ pub(super) struct BreakersAnswer {
 /// Closes every circuit breaker.
 #[utoipa::path(post, path = "/admin/breakers/reset", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
     responses((status = 200, body = BreakersAnswer, description = "OK"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn reset_breakers(
     op: Operator,
     state: web::Data<OpsState>,
@@ -225,10 +241,7 @@ pub(super) async fn reset_breakers(
         ("command" = String, Path, description = "reset or open")),
     responses((status = 200, body = BreakersAnswer, description = "OK"),
         (status = 404, body = ErrorBody, description = "no such operation or command"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn command_breaker(
     op: Operator,
     state: web::Data<OpsState>,
@@ -295,10 +308,7 @@ fn reason_of(body: &[u8]) -> Result<String, ApiError> {
     responses((status = 200, body = TradingAnswer, description = "OK"),
         (status = 400, body = ErrorBody, description = "no reason, or not 1 to 500 characters"),
         (status = 404, body = ErrorBody, description = "no such trading action"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn set_trading(
     op: Operator,
     state: web::Data<OpsState>,
@@ -382,10 +392,7 @@ fn answered(done: ControlDone) -> HttpResponse {
         (status = 202, body = ControlDone, description = "restart under way"),
         (status = 404, body = ErrorBody, description = "no such instance or action"),
         (status = 409, body = ErrorBody, description = "not running, or a tick is in flight"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn control_strategy(
     _: Operator,
     state: web::Data<OpsState>,
@@ -408,10 +415,7 @@ pub(super) async fn control_strategy(
     responses((status = 202, body = ControlDone, description = "restart under way"),
         (status = 404, body = ErrorBody, description = "no such child"),
         (status = 409, body = ErrorBody, description = "not running"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn restart_child(
     _: Operator,
     state: web::Data<OpsState>,
@@ -439,14 +443,10 @@ pub(super) struct ExecuteAnswer {
     not_ticked: Vec<NotTicked>,
 }
 
-/// The seeds' `POST /execute`: every strategy instance ticks now.
 /// The seeds' path: every strategy instance ticks now.
 #[utoipa::path(post, path = "/execute", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
     responses((status = 200, body = ExecuteAnswer, description = "OK"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn execute_all(
     _: Operator,
     state: web::Data<OpsState>,
@@ -488,10 +488,7 @@ pub(super) struct ClearedAnswer {
 /// Empties the market-data cache.
 #[utoipa::path(post, path = "/admin/cache/clear", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
     responses((status = 200, body = ClearedAnswer, description = "OK"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn clear_cache(
     _: Operator,
     state: web::Data<OpsState>,
@@ -511,10 +508,7 @@ pub(super) async fn clear_cache(
 /// The seeds' path for closing every breaker: the same as `POST /admin/breakers/reset`.
 #[utoipa::path(post, path = "/live/reset-circuit-breaker", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
     responses((status = 200, body = BreakersAnswer, description = "OK"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn seed_reset_breakers(
     op: Operator,
     state: web::Data<OpsState>,
@@ -525,10 +519,7 @@ pub(super) async fn seed_reset_breakers(
 /// The seeds' path for emptying the cache: the same as `POST /admin/cache/clear`.
 #[utoipa::path(post, path = "/cache/clear", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
     responses((status = 200, body = ClearedAnswer, description = "OK"),
-        (status = 401, body = ErrorBody, description = "no token or a wrong one"),
-        (status = 403, body = ErrorBody, description = "the admin API is disabled (no token configured)"),
-        (status = 429, body = ErrorBody, description = "too many admin requests from this client"),
-        (status = 503, body = ErrorBody, description = "draining, or the actor does not answer")))]
+        AdminRefusal))]
 pub(super) async fn seed_clear_cache(
     op: Operator,
     state: web::Data<OpsState>,

@@ -391,6 +391,11 @@ position_size = 1
     )
 }
 
+/// [`eager_momentum`] on the embedded simulator at 600×: the first ticks already trade.
+pub fn fast_eager_momentum(id: &str) -> String {
+    format!("[sim]\nspeed = 600.0\n{}", eager_momentum(id, "5m"))
+}
+
 /// A simulated minute in which the eager momentum instance buys on its first ticks. The
 /// simulator otherwise starts at the wall-clock minute, and in a falling one the first
 /// decisions are all holds: a test that needs an order pins this.
