@@ -219,6 +219,7 @@ impl AlpacaClient {
             ("direction", "asc".to_owned()),
             ("limit", "500".to_owned()),
         ];
+        // Comma-joined, as alpaca-py 0.44.0 sends it (`TradingClient.get_orders`, client.py).
         if !symbols.is_empty() {
             query.push(("symbols", symbols.join(",")));
         }
