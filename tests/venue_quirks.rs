@@ -162,3 +162,56 @@ async fn a_split_inside_the_window_is_no_signal_with_adjusted_bars() {
     let raw = first_signal(&[("HERD__BROKER__ADJUSTMENT", "raw")]).await;
     assert!(raw < -0.4, "a crash in raw prices: {raw}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minutes_without_a_bar_on_iex_leave_windows_of_the_last_bars_and_an_aligned_replay() {
+    // A third of the minutes have no bar on the iex feed herd asks for. Momentum decides on the
+    // last 20 one-minute bars it has; the risk manager replays the bought book over the minutes
+    // all its holdings share.
+    let config = r#"
+[sim]
+speed = 600.0
+iex_empty_minutes = 0.33
+
+[[strategies]]
+id = "thin"
+kind = "momentum"
+symbols = ["SPY", "QQQ", "IWM"]
+every = "1m"
+[strategies.params]
+threshold = 0.0001
+position_size = 1
+timeframe = "1Min"
+
+[[strategies]]
+id = "guard"
+kind = "risk_manager"
+every = "1m"
+[strategies.params]
+guard = ["thin"]
+timeframe = "1Min"
+window = 30
+min_observations = 10
+max_drawdown = 0.5
+"#;
+    let herd = Herd::start(config, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
+    let base = herd.http.clone();
+    eventually("momentum decided on the bars it has", &herd, || async {
+        let s = get_json(&format!("{base}/strategies/thin")).await?;
+        let decided = s["last_decisions"]
+            .as_array()?
+            .iter()
+            .filter(|d| d["signal"].is_number())
+            .count();
+        (decided == 3).then_some(())
+    })
+    .await;
+    let figures = eventually("the guard's figures of the held book", &herd, || async {
+        let s = get_json(&format!("{base}/strategies/guard")).await?;
+        let figures = &s["report"]["figures"];
+        (figures["observations"].as_u64()? >= 10).then(|| figures.clone())
+    })
+    .await;
+    assert!(figures["var_usd"].is_number(), "{figures}");
+    herd.signal("TERM");
+}

@@ -82,6 +82,10 @@ pub struct SimConfig {
     /// Sim time after an intraday bar's interval ends before it is served. Alpaca's minute bars
     /// appear a few seconds after the minute; 0 serves a bar the instant it ends.
     pub bar_delay: SimDuration,
+    /// Share of minutes without a trade on the `iex` feed (0 to 0.9): such a minute has no bar,
+    /// and coarser `iex` bars are built from the minutes that have one, as on Alpaca's IEX
+    /// feed, where a thinly traded minute leaves a gap. Other feeds are unaffected.
+    pub iex_empty_minutes: f64,
     /// For this long after it is first served, an intraday bar is served with provisional
     /// values (close and volume off their final ones), as Alpaca revises recent bars when late
     /// trades are reported (for about 10 s). 0: bars are final when first served.
@@ -117,6 +121,7 @@ impl Default for SimConfig {
             regimes: true,
             bar_delay: SimDuration::ZERO,
             bar_revision: SimDuration::ZERO,
+            iex_empty_minutes: 0.0,
             defaults: SymbolParams::default(),
             symbols: BTreeMap::new(),
             faults: FaultsConfig::default(),
@@ -246,6 +251,7 @@ impl SimConfig {
         {
             return Err(bad("csv_dir", "\"\"", "a directory path, or unset"));
         }
+        check_range("iex_empty_minutes", self.iex_empty_minutes, 0.0, 0.9)?;
         for (key, value) in [
             ("bar_delay", self.bar_delay),
             ("bar_revision", self.bar_revision),

@@ -60,6 +60,11 @@ fn bars_request(
             )));
         }
     };
+    // Alpaca's default feed for an account without a subscription is `iex`.
+    let empty_minutes = match p.get("feed") {
+        None | Some("iex") => state.config.iex_empty_minutes,
+        Some(_) => 0.0,
+    };
     Ok(BarsRequest {
         symbols,
         timeframe,
@@ -69,6 +74,7 @@ fn bars_request(
         desc: p.direction("sort", false, ApiError::invalid_data)?,
         token,
         split_adjusted,
+        empty_minutes,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct BarsRequest {
     /// Whether prices before a split are divided by its ratio (`adjustment` = `split` or
     /// `all`); Alpaca's default, `raw`, serves them as they traded.
     pub split_adjusted: bool,
+    /// Share of minutes that have no bar (no trade on the requested feed).
+    pub empty_minutes: f64,
 }
 
 /// Position of the next bar to return.
@@ -148,7 +150,7 @@ impl Market {
         let mut out = Vec::new();
         let mut date = if req.desc { last } else { first };
         while first <= date && date <= last && out.len() < max {
-            let mut day = self.day_bars_closed(symbol, date, req.timeframe, now);
+            let mut day = self.day_bars_closed(symbol, date, req.timeframe, now, req.empty_minutes);
             if req.desc {
                 day.reverse();
             }
@@ -180,8 +182,12 @@ impl Market {
         date: NaiveDate,
         timeframe: Timeframe,
         now: DateTime<Utc>,
+        empty_minutes: f64,
     ) -> Vec<Bar> {
         let now_t = now.timestamp();
+        let seed = self.seed;
+        let traded =
+            |m: &Bar| empty_minutes <= 0.0 || minute_roll(seed, symbol, m.t) >= empty_minutes;
         match timeframe.seconds() {
             None => {
                 let closed = self.day_closed(symbol, date, now);
@@ -194,11 +200,17 @@ impl Market {
                 let minutes = self.minutes_of(symbol, date);
                 minutes
                     .iter()
+                    .filter(|m| traded(m))
                     .filter_map(|m| self.as_published(*m, m.t + 60, now_t))
                     .collect()
             }
             Some(len) => {
-                let minutes = self.minutes_of(symbol, date);
+                let minutes: Vec<Bar> = self
+                    .minutes_of(symbol, date)
+                    .iter()
+                    .filter(|m| traded(m))
+                    .copied()
+                    .collect();
                 bucket_day(&minutes, ny_midnight(date).timestamp(), len)
                     .into_iter()
                     .filter_map(|(bar, end)| self.as_published(bar, end, now_t))
@@ -229,6 +241,17 @@ impl Market {
             ..bar
         })
     }
+}
+
+/// A fixed number in [0, 1) per symbol and minute: whether that minute traded on a thin feed
+/// is decided by it, so every request sees the same gaps.
+fn minute_roll(seed: u64, symbol: &str, t: i64) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in symbol.bytes().chain(t.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A bar from before a split as it traded: prices times the ratio, volume divided by it.

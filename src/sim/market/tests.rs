@@ -30,6 +30,7 @@ fn request(
         desc: false,
         token: None,
         split_adjusted: false,
+        empty_minutes: 0.0,
     }
 }
 
@@ -453,4 +454,37 @@ fn before_a_split_raw_bars_are_in_pre_split_prices_and_adjusted_ones_are_not() {
         assert!((r.c - a.c * factor).abs() < 1e-9, "{a:?} {r:?}");
     }
     assert!(raw.iter().any(|(_, b)| b.t < split) && raw.iter().any(|(_, b)| b.t >= split));
+}
+
+#[test]
+fn on_a_thin_feed_some_minutes_have_no_bar_and_coarser_bars_are_built_from_the_rest() {
+    let cfg = SimConfig::default();
+    let now = utc("2024-05-08T15:00:00Z");
+    let from = utc("2024-05-08T13:00:00Z");
+    let fetch = |tf: Timeframe, share: f64| {
+        let q = BarsRequest {
+            empty_minutes: share,
+            ..request(&["SPY"], tf, from, now)
+        };
+        all_bars(&mut market(&cfg, now), &q, now)
+    };
+    let (all, thin) = (
+        fetch(Timeframe::Minutes(1), 0.0),
+        fetch(Timeframe::Minutes(1), 0.5),
+    );
+    assert_eq!(all.len(), 120);
+    assert!((40..80).contains(&thin.len()), "{}", thin.len());
+    assert_eq!(
+        thin,
+        fetch(Timeframe::Minutes(1), 0.5),
+        "the same gaps on every request"
+    );
+    // A five-minute bar on the thin feed trades only what its minutes with a bar traded.
+    let volume = |bars: &[(String, Bar)]| bars.iter().map(|(_, b)| b.v).sum::<u64>();
+    let (thick5, thin5) = (
+        fetch(Timeframe::Minutes(5), 0.0),
+        fetch(Timeframe::Minutes(5), 0.5),
+    );
+    assert!(volume(&thin5) < volume(&thick5));
+    assert_eq!(volume(&thin5), volume(&thin));
 }
