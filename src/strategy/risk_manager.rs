@@ -296,14 +296,9 @@ impl Strategy for RiskManager {
             .map(|(symbol, h)| (h.qty.to_f64().unwrap_or(0.0), view.bars(symbol)))
             .collect();
         let series: Vec<&[Bar]> = holdings.iter().map(|(_, bars)| *bars).collect();
-        let held: Vec<(f64, Vec<f64>)> = holdings
-            .iter()
-            .map(|(qty, _)| *qty)
-            .zip(closes_at_common_times(&series))
-            .collect();
-        let book: Vec<Replayed<'_>> = held
-            .iter()
-            .map(|(qty, closes)| Replayed { qty: *qty, closes })
+        let closes = closes_at_common_times(&series);
+        let book: Vec<Replayed<'_>> = (holdings.iter().zip(&closes))
+            .map(|((qty, _), closes)| Replayed { qty: *qty, closes })
             .collect();
         let p = &self.params;
         let figures = if book.is_empty() {
