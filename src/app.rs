@@ -11,7 +11,7 @@ use actix::prelude::*;
 
 use crate::broker::{
     AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, OrderBook, OrderLanes, Snapshots, VenueSpeed,
+    MarketCacheActor, OrderBook, OrderLanes, Sessions, Snapshots, VenueSpeed,
 };
 use crate::domain::{Secret, Slot, StatusReport, Venue};
 use crate::http::{self, OpsState};
@@ -80,6 +80,7 @@ pub async fn run(
         order_poll: settings.broker.order_poll.get(),
         batch_window: settings.broker.batch_window.get(),
         bar_settle: settings.broker.bar_settle.get(),
+        sessions: Sessions::default(),
         risk: settings.broker.risk.clone(),
     };
     let supervisor = Supervisor::create(|ctx| {

@@ -215,3 +215,72 @@ max_drawdown = 0.5
     assert!(figures["var_usd"].is_number(), "{figures}");
     herd.signal("TERM");
 }
+
+/// One symbol's morning as a CSV the simulator replays: from 08:00 New York time (13:00Z) the
+/// pre-market climbs 10 %, then the regular session (from 14:30Z) is flat at 110.
+fn premarket_csv(dir: &std::path::Path) {
+    let mut rows = String::from("timestamp,open,high,low,close,volume\n");
+    let start = chrono::DateTime::parse_from_rfc3339("2024-03-04T13:00:00Z").unwrap();
+    for i in 0..120 {
+        let t = start + chrono::Duration::minutes(i);
+        let price = if i < 90 {
+            100.0 + i as f64 * 0.11
+        } else {
+            110.0
+        };
+        rows.push_str(&format!(
+            "{},{price:.2},{price:.2},{price:.2},{price:.2},1000\n",
+            t.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
+    std::fs::write(dir.join("ZZZ.csv"), rows).unwrap();
+}
+
+/// The first decision of a momentum instance on ZZZ at 09:45 New York time, deciding on the
+/// `session` given.
+async fn morning_decision(session: &str) -> serde_json::Value {
+    let data = tempfile::tempdir().unwrap();
+    premarket_csv(data.path());
+    let config = format!(
+        r#"
+[sim]
+speed = 0.0
+start = "2024-03-04T14:45:05Z"
+market_hours = "regular"
+csv_dir = "{}"
+
+[[strategies]]
+id = "morning"
+kind = "momentum"
+symbols = ["ZZZ"]
+every = "5m"
+session = "{session}"
+[strategies.params]
+threshold = 0.01
+position_size = 1
+timeframe = "1Min"
+lookback = 30
+"#,
+        data.path().display()
+    );
+    let herd = Herd::start(&config, &[]);
+    let base = herd.http.clone();
+    let decision = eventually("the first decision", &herd, || async {
+        let s = get_json(&format!("{base}/strategies/morning")).await?;
+        s["last_decisions"].as_array()?.first().cloned()
+    })
+    .await;
+    herd.signal("TERM");
+    decision
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_decides_on_the_regular_session_unless_told_otherwise() {
+    // Regular session, by the venue's calendar (09:30 open): the 14 flat bars so far today,
+    // and the pre-market's climb no part of them.
+    let regular = morning_decision("regular").await;
+    assert_eq!(regular["signal"], 0.0, "{regular}");
+    // Extended: the last 30 bars reach back into the pre-market, and its climb is a signal.
+    let extended = morning_decision("extended").await;
+    assert!(extended["signal"].as_f64().unwrap() > 0.01, "{extended}");
+}

@@ -1,10 +1,10 @@
 //! Batching bar requests: everything asked for within one `batch_window` goes out as ONE
-//! multi-symbol request per timeframe, and each requester gets its own symbols back.
+//! multi-symbol request per series (timeframe and session), and each requester gets its own symbols back.
 //!
 //! This is the pure bookkeeping; the BrokerActor schedules the flush and makes the request.
 //!
 //! Invariants:
-//! - Per timeframe there is at most one open batch; the request that opens it is the one that
+//! - Per series there is at most one open batch; the request that opens it is the one that
 //!   schedules its flush.
 //! - A batch fetches the union of its requesters' symbols at the deepest depth any of them
 //!   asked for; each requester receives only its symbols, trimmed to its own depth.
@@ -18,7 +18,8 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use super::error::BrokerError;
-use crate::domain::{Bar, Symbol, Timeframe};
+use super::market::Series;
+use crate::domain::{Bar, Symbol};
 
 /// Bars per symbol, oldest first.
 pub type BarsBySymbol = HashMap<Symbol, Arc<[Bar]>>;
@@ -35,7 +36,7 @@ struct Waiter {
 /// What one flush must fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRequest {
-    pub timeframe: Timeframe,
+    pub series: Series,
     pub symbols: Vec<Symbol>,
     pub depth: usize,
 }
@@ -85,22 +86,22 @@ struct Pending {
 
 #[derive(Default)]
 pub struct BarBatcher {
-    open: HashMap<Timeframe, Pending>,
+    open: HashMap<Series, Pending>,
 }
 
 impl BarBatcher {
-    /// Joins (or opens) the batch of `timeframe`. Returns where the answer will come, and
+    /// Joins (or opens) the batch of `series`. Returns where the answer will come, and
     /// whether this request opened the batch (then the caller schedules its flush).
     pub fn add(
         &mut self,
-        timeframe: Timeframe,
+        series: Series,
         symbols: Vec<Symbol>,
         depth: usize,
         tick: Span,
     ) -> (oneshot::Receiver<BarsReply>, bool) {
         let (reply, rx) = oneshot::channel();
-        let opened = !self.open.contains_key(&timeframe);
-        let batch = self.open.entry(timeframe).or_default();
+        let opened = !self.open.contains_key(&series);
+        let batch = self.open.entry(series).or_default();
         batch.symbols.extend(symbols.iter().cloned());
         batch.depth = batch.depth.max(depth);
         batch.waiters.push(Waiter {
@@ -112,19 +113,19 @@ impl BarBatcher {
         (rx, opened)
     }
 
-    /// Closes the batch of `timeframe` for its flush.
-    pub fn take(&mut self, timeframe: Timeframe) -> Option<(BatchRequest, Waiters)> {
-        let p = self.open.remove(&timeframe)?;
+    /// Closes the batch of `series` for its flush.
+    pub fn take(&mut self, series: Series) -> Option<(BatchRequest, Waiters)> {
+        let p = self.open.remove(&series)?;
         let request = BatchRequest {
-            timeframe,
+            series,
             symbols: p.symbols.into_iter().collect(),
             depth: p.depth,
         };
         Some((request, Waiters(p.waiters)))
     }
 
-    /// The timeframes with an open batch (to flush them all at once on drain).
-    pub fn open_timeframes(&self) -> Vec<Timeframe> {
+    /// The series with an open batch (to flush them all at once on drain).
+    pub fn open_series(&self) -> Vec<Series> {
         self.open.keys().copied().collect()
     }
 }
@@ -132,6 +133,15 @@ impl BarBatcher {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
+
+    use crate::domain::{Session, Timeframe};
+
+    fn regular(timeframe: Timeframe) -> Series {
+        Series {
+            timeframe,
+            session: Session::Regular,
+        }
+    }
 
     use super::*;
 
@@ -157,7 +167,7 @@ mod tests {
 
     #[test]
     fn requests_in_one_window_become_one_fetch_of_the_union_at_the_deepest_depth() {
-        let tf = Timeframe::Minutes(5);
+        let tf = regular(Timeframe::Minutes(5));
         let mut b = BarBatcher::default();
         let (mut first, opened) = b.add(tf, vec![sym("SPY"), sym("QQQ")], 20, Span::none());
         assert!(opened);
@@ -192,15 +202,24 @@ mod tests {
     #[test]
     fn every_requester_hears_the_error_and_other_timeframes_are_separate_batches() {
         let mut b = BarBatcher::default();
-        let (mut five, _) = b.add(Timeframe::Minutes(5), vec![sym("SPY")], 20, Span::none());
-        let (_, opened) = b.add(Timeframe::Day, vec![sym("SPY")], 60, Span::none());
+        let five_minutes = regular(Timeframe::Minutes(5));
+        let (mut five, _) = b.add(five_minutes, vec![sym("SPY")], 20, Span::none());
+        let (_, opened) = b.add(regular(Timeframe::Day), vec![sym("SPY")], 60, Span::none());
         assert!(opened, "another timeframe opens its own batch");
-        let (_, waiters) = b.take(Timeframe::Minutes(5)).unwrap();
+        let extended = Series {
+            session: Session::Extended,
+            ..five_minutes
+        };
+        let (_, opened) = b.add(extended, vec![sym("SPY")], 20, Span::none());
+        assert!(opened, "another session too");
+        let (_, waiters) = b.take(five_minutes).unwrap();
         waiters.deliver(&Err(BrokerError::Draining));
         assert!(matches!(
             five.try_recv().unwrap(),
             Err(BrokerError::Draining)
         ));
-        assert_eq!(b.open_timeframes(), vec![Timeframe::Day]);
+        let mut open = b.open_series();
+        open.sort_by_key(|s| (s.session.as_str(), s.timeframe));
+        assert_eq!(open, vec![extended, regular(Timeframe::Day)]);
     }
 }

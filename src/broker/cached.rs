@@ -9,13 +9,14 @@ use tokio::time::Instant;
 
 use super::alpaca::models::{Account, Clock, Position};
 use crate::cache::{Cache, CacheActor};
-use crate::domain::{Bar, Symbol, Timeframe};
+use crate::domain::{Bar, Session, Symbol, Timeframe};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     Bars {
         symbol: Symbol,
         timeframe: Timeframe,
+        session: Session,
     },
     Clock,
     Positions,

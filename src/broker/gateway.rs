@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::alpaca::models::{Account, Clock, Order, OrderRequest, Position};
+use super::alpaca::models::{Account, CalendarDay, Clock, Order, OrderRequest, Position};
 use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery};
 use super::breaker::{BreakerObserver, BreakerOpen, BreakerSet, LogTransitions, Transition};
 use super::error::NotSent;
@@ -192,6 +192,17 @@ impl Gateway {
     ) -> Result<Vec<Order>, RetryError> {
         self.read(ReadOp::ListOrders, &self.trading, || {
             self.client.orders_after(after, symbols)
+        })
+        .await
+    }
+
+    pub async fn calendar(
+        &self,
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    ) -> Result<Vec<CalendarDay>, RetryError> {
+        self.read(ReadOp::Calendar, &self.trading, || {
+            self.client.calendar(start, end)
         })
         .await
     }

@@ -26,7 +26,8 @@ use super::batch::BarsBySymbol;
 use super::cached::{CacheKey, CacheValue, MarketCache};
 use super::gateway::Gateway;
 use super::retry::RetryError;
-use crate::domain::{Bar, Holding, Symbol, Timeframe};
+use super::sessions::Sessions;
+use crate::domain::{Bar, Holding, Session, Symbol, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
@@ -57,15 +58,17 @@ impl VenueSpeed {
 pub fn cached_bars(
     cache: &MarketCache,
     symbols: &[Symbol],
-    timeframe: Timeframe,
+    series: Series,
     depth: usize,
 ) -> (BarsBySymbol, Vec<Symbol>) {
+    let Series { timeframe, session } = series;
     let mut hits = HashMap::with_capacity(symbols.len());
     let mut misses = Vec::new();
     for s in symbols {
         let key = CacheKey::Bars {
             symbol: s.clone(),
             timeframe,
+            session,
         };
         let deep_enough =
             |v: &CacheValue| matches!(v, CacheValue::Bars { depth: d, .. } if *d >= depth);
@@ -81,27 +84,49 @@ pub fn cached_bars(
 
 /// The newest `depth` final bars of each symbol (see the module's invariants), in one request
 /// (two if some symbols need a wider window), cached until the next bar becomes final.
-#[allow(clippy::too_many_arguments)]
 pub async fn fetch_bars(
-    gateway: &Gateway,
-    cache: &MarketCache,
-    speed: VenueSpeed,
+    market: &MarketData,
     symbols: &[Symbol],
-    timeframe: Timeframe,
+    series: Series,
     depth: usize,
     now: DateTime<Utc>,
-    settle: Duration,
 ) -> Result<BarsBySymbol, RetryError> {
+    let MarketData {
+        gateway,
+        cache,
+        sessions,
+        speed,
+        settle,
+    } = market;
+    let (speed, settle) = (*speed, *settle);
+    let Series { timeframe, session } = series;
     let newest = newest_final_start(now, timeframe, settle);
+    // Intraday bars of the regular session only, when asked: by the venue's calendar, over
+    // the widest window a fetch below may reach.
+    let regular_only = session == Session::Regular && timeframe != Timeframe::Day;
+    if regular_only {
+        let widest = newest - window_span(timeframe, depth, WIDE_WINDOW);
+        let date = |t: DateTime<Utc>| t.with_timezone(&chrono_tz::America::New_York).date_naive();
+        sessions.ensure(gateway, date(widest), date(now)).await?;
+    }
+    let keep = |bars: &mut Vec<Bar>| {
+        if regular_only {
+            bars.retain(|b| sessions.is_regular(b.time));
+        }
+    };
     let mut fetched =
         fetch_window(gateway, symbols, timeframe, depth, newest, FIRST_WINDOW).await?;
+    fetched.values_mut().for_each(keep);
     let short: Vec<Symbol> = symbols
         .iter()
         .filter(|s| fetched.get(*s).map_or(0, Vec::len) < depth)
         .cloned()
         .collect();
     if !short.is_empty() {
-        fetched.extend(fetch_window(gateway, &short, timeframe, depth, newest, WIDE_WINDOW).await?);
+        let mut wider =
+            fetch_window(gateway, &short, timeframe, depth, newest, WIDE_WINDOW).await?;
+        wider.values_mut().for_each(keep);
+        fetched.extend(wider);
     }
     let ttl = speed.to_real(until_next_final(now, timeframe, settle)) + BOUNDARY_SLACK;
     let mut out = HashMap::with_capacity(symbols.len());
@@ -120,6 +145,7 @@ pub async fn fetch_bars(
             CacheKey::Bars {
                 symbol: s.clone(),
                 timeframe,
+                session,
             },
             value,
             ttl,
@@ -138,21 +164,43 @@ async fn fetch_window(
     newest: DateTime<Utc>,
     widen: u32,
 ) -> Result<HashMap<Symbol, Vec<Bar>>, RetryError> {
-    let span = timeframe
-        .duration()
-        .saturating_mul(depth as u32)
-        .saturating_mul(widen);
-    let span = TimeDelta::from_std(span).unwrap_or(TimeDelta::days(365));
     let query = BarsQuery {
         symbols: symbols.to_vec(),
         timeframe,
-        start: newest - span,
+        start: newest - window_span(timeframe, depth, widen),
         // Explicit, so the venue never serves a bar still forming (nor, on a feed without a
         // subscription, silently delayed data in place of the newest).
         end: Some(newest),
         sort: SortOrder::Asc,
     };
     gateway.bars(&query).await
+}
+
+/// How far back a window of `depth` bars reaches, `widen` times over.
+fn window_span(timeframe: Timeframe, depth: usize, widen: u32) -> TimeDelta {
+    let span = timeframe
+        .duration()
+        .saturating_mul(depth as u32)
+        .saturating_mul(widen);
+    TimeDelta::from_std(span).unwrap_or(TimeDelta::days(365))
+}
+
+/// One series of bars a view can ask for: a bar length, and the session its bars lie in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Series {
+    pub timeframe: Timeframe,
+    pub session: Session,
+}
+
+/// What fetching bars uses: the way to the venue, the cache, the calendar, the venue's speed
+/// and the settle time.
+#[derive(Clone)]
+pub struct MarketData {
+    pub gateway: Gateway,
+    pub cache: MarketCache,
+    pub sessions: Sessions,
+    pub speed: VenueSpeed,
+    pub settle: Duration,
 }
 
 /// The start of the newest bar of `timeframe` that is final at `now`: its interval ended at
@@ -278,10 +326,14 @@ mod tests {
     async fn cached_bars_fewer_than_asked_for_are_a_miss() {
         let cache = MarketCache::new(crate::metrics::Metrics::new());
         let spy = Symbol::parse("SPY").unwrap();
-        let tf = Timeframe::Minutes(5);
+        let tf = Series {
+            timeframe: Timeframe::Minutes(5),
+            session: Session::Regular,
+        };
         let key = CacheKey::Bars {
             symbol: spy.clone(),
-            timeframe: tf,
+            timeframe: tf.timeframe,
+            session: tf.session,
         };
         let bars = CacheValue::Bars {
             bars: Arc::from(vec![]),
@@ -292,8 +344,24 @@ mod tests {
         assert_eq!(cached_bars(&cache, spy, tf, 20).1, [], "as deep: a hit");
         assert_eq!(cached_bars(&cache, spy, tf, 10).1, [], "shallower: a hit");
         assert_eq!(cached_bars(&cache, spy, tf, 21).1, spy, "deeper: a miss");
-        let other = cached_bars(&cache, spy, Timeframe::Minutes(1), 20).1;
-        assert_eq!(other, spy, "another timeframe: a miss");
+        let minutes = Series {
+            timeframe: Timeframe::Minutes(1),
+            ..tf
+        };
+        assert_eq!(
+            cached_bars(&cache, spy, minutes, 20).1,
+            spy,
+            "another timeframe: a miss"
+        );
+        let extended = Series {
+            session: Session::Extended,
+            ..tf
+        };
+        assert_eq!(
+            cached_bars(&cache, spy, extended, 20).1,
+            spy,
+            "another session: a miss"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ mod orders;
 mod positions;
 pub mod retry;
 pub mod risk;
+mod sessions;
 mod settings;
 mod snapshots;
 mod submit;
@@ -67,6 +68,7 @@ pub use market::VenueSpeed;
 pub use operator::{BreakerCommand, CommandBreakers, SetTrading};
 pub use orders::SubmitOrder;
 pub use positions::{GetPositions, PositionsReport};
+pub use sessions::Sessions;
 pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
 pub use snapshots::Snapshots;
 pub use trading::TightenTrading;
@@ -99,6 +101,8 @@ pub struct BrokerDeps {
     pub batch_window: Duration,
     /// A bar is final this long (venue time) after its interval ends.
     pub bar_settle: Duration,
+    /// The venue's trading calendar, read as regular-session filters need it.
+    pub sessions: Sessions,
     pub risk: RiskLimits,
 }
 
@@ -271,8 +275,8 @@ impl Handler<Drain> for BrokerActor {
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
-        for timeframe in self.batcher.open_timeframes() {
-            self.flush_bars(timeframe, ctx);
+        for series in self.batcher.open_series() {
+            self.flush_bars(series, ctx);
         }
         let in_flight = self.in_flight.clone();
         let pending = in_flight.len() as u64;

@@ -20,11 +20,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::alpaca::models::Clock;
 use super::batch::BarsReply;
-use super::market::{self, cap_to_account};
+use super::market::{self, MarketData, Series, cap_to_account};
 use super::positions::observe_account;
 use super::{BrokerActor, BrokerError};
 use crate::domain::{
-    AccountSnapshot, DataNeeds, GuardedBook, Holding, InstanceId, MarketView, Symbol, Timeframe,
+    AccountSnapshot, DataNeeds, GuardedBook, Holding, InstanceId, MarketView, Session, Symbol,
 };
 
 /// Asks for the market as one instance should see it.
@@ -36,6 +36,8 @@ pub struct GetMarketView {
     pub needs: DataNeeds,
     /// Instances whose books the view carries too (a risk manager's guarded instances).
     pub guards: Vec<InstanceId>,
+    /// Which intraday bars the instance decides on.
+    pub session: Session,
     /// The tick's span: reading the view is traced as its child, and a bars batch that
     /// serves the tick links to it.
     pub trace: Span,
@@ -116,7 +118,7 @@ impl BrokerActor {
         if !clock.is_open && needs.only_when_open {
             return Box::pin(fut::ready(Ok(view)));
         }
-        let bars = self.request_bars(request.symbols, needs, request.trace, ctx);
+        let bars = self.request_bars(request.symbols, needs, request.session, request.trace, ctx);
         let (snapshots, book) = (self.deps.snapshots.clone(), Arc::clone(&self.deps.book));
         let metrics = Arc::clone(&self.deps.metrics);
         Box::pin(
@@ -148,19 +150,23 @@ impl BrokerActor {
         &mut self,
         symbols: Vec<Symbol>,
         needs: DataNeeds,
+        session: Session,
         tick: Span,
         ctx: &mut Context<Self>,
     ) -> impl Future<Output = BarsReply> + use<> {
+        let series = Series {
+            timeframe: needs.timeframe,
+            session,
+        };
         let (mut hits, misses) =
-            market::cached_bars(&self.deps.cache, &symbols, needs.timeframe, needs.bars);
+            market::cached_bars(&self.deps.cache, &symbols, series, needs.bars);
         if misses.is_empty() {
             return Either::Left(std::future::ready(Ok(hits)));
         }
-        let (reply, opened) = self.batcher.add(needs.timeframe, misses, needs.bars, tick);
+        let (reply, opened) = self.batcher.add(series, misses, needs.bars, tick);
         if opened {
-            let timeframe = needs.timeframe;
             ctx.run_later(self.deps.batch_window, move |act, ctx| {
-                act.flush_bars(timeframe, ctx)
+                act.flush_bars(series, ctx)
             });
         }
         Either::Right(async move {
@@ -172,9 +178,9 @@ impl BrokerActor {
         })
     }
 
-    /// Closes the open batch of `timeframe` and makes its one request.
-    pub(super) fn flush_bars(&mut self, timeframe: Timeframe, ctx: &mut Context<Self>) {
-        let Some((request, waiters)) = self.batcher.take(timeframe) else {
+    /// Closes the open batch of `series` and makes its one request.
+    pub(super) fn flush_bars(&mut self, series: Series, ctx: &mut Context<Self>) {
+        let Some((request, waiters)) = self.batcher.take(series) else {
             return;
         };
         self.deps.metrics.bar_batch(waiters.len() as u64);
@@ -183,31 +189,30 @@ impl BrokerActor {
             parent: None,
             "bars_batch",
             otel.name = "broker bars batch",
-            timeframe = %timeframe,
+            timeframe = %series.timeframe,
+            session = series.session.as_str(),
             symbols = request.symbols.len(),
             ticks = waiters.len(),
         );
         for tick in waiters.ticks() {
             span.add_link(tick.context().span().span_context().clone());
         }
-        let (gateway, snapshots, cache, speed, settle) = (
-            self.deps.gateway.clone(),
-            self.deps.snapshots.clone(),
-            self.deps.cache.clone(),
-            self.deps.speed,
-            self.deps.bar_settle,
-        );
+        let snapshots = self.deps.snapshots.clone();
+        let market = MarketData {
+            gateway: self.deps.gateway.clone(),
+            cache: self.deps.cache.clone(),
+            sessions: self.deps.sessions.clone(),
+            speed: self.deps.speed,
+            settle: self.deps.bar_settle,
+        };
         let fetch = async move {
             let now = snapshots.clock().await?.timestamp;
             let bars = market::fetch_bars(
-                &gateway,
-                &cache,
-                speed,
+                &market,
                 &request.symbols,
-                request.timeframe,
+                request.series,
                 request.depth,
                 now,
-                settle,
             )
             .await?;
             Ok(bars)

@@ -32,6 +32,38 @@ impl fmt::Display for Side {
     }
 }
 
+/// Which intraday bars a strategy instance decides on. Alpaca's intraday bars include the
+/// pre- and post-market (04:00–20:00 New York time), thin and jumpy next to the regular session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Session {
+    /// Only bars that start within the venue's regular session of their day (early closes
+    /// included, from the venue's calendar).
+    #[default]
+    Regular,
+    /// Every bar the venue has.
+    Extended,
+}
+
+impl Session {
+    pub const ALLOWED: &str = "regular or extended";
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "regular" => Some(Self::Regular),
+            "extended" => Some(Self::Extended),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Regular => "regular",
+            Self::Extended => "extended",
+        }
+    }
+}
+
 /// A bar length Alpaca's market-data API accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Timeframe {

@@ -22,7 +22,7 @@ pub use duration::HumanDuration;
 pub use holding::Holding;
 pub use ids::{ChildId, ClientOrderId, InstanceId, Symbol};
 pub use invalid::{InvalidSetting, positive};
-pub use market::{Bar, Side, Timeframe};
+pub use market::{Bar, Session, Side, Timeframe};
 pub use protocol::{
     Control, ControlRefused, Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition,
     InstanceStatus, Lifecycle, Slot, StatusReport, panic_message,

@@ -39,6 +39,7 @@ pub enum Operation {
     GetOrder,
     OrderByClientId,
     ListOrders,
+    Calendar,
 }
 
 impl Operation {
@@ -51,6 +52,7 @@ impl Operation {
         Operation::GetOrder,
         Operation::OrderByClientId,
         Operation::ListOrders,
+        Operation::Calendar,
     ];
 
     /// The operation whose [`as_str`](Self::as_str) is `name`.
@@ -68,6 +70,7 @@ impl Operation {
             Operation::GetOrder => "get_order",
             Operation::OrderByClientId => "order_by_client_id",
             Operation::ListOrders => "list_orders",
+            Operation::Calendar => "calendar",
         }
     }
 }

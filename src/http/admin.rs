@@ -237,7 +237,7 @@ pub(super) async fn reset_breakers(
 
 /// Closes one operation's breaker (`reset`) or forces it open (`open`).
 #[utoipa::path(post, path = "/admin/breakers/{operation}/{command}", tag = "admin", security(("admin_token" = []), ("bearer" = [])),
-    params(("operation" = String, Path, description = "clock, account, positions, bars, submit_order, get_order, order_by_client_id or list_orders"),
+    params(("operation" = String, Path, description = "clock, account, positions, bars, submit_order, get_order, order_by_client_id, list_orders or calendar"),
         ("command" = String, Path, description = "reset or open")),
     responses((status = 200, body = BreakersAnswer, description = "OK"),
         (status = 404, body = ErrorBody, description = "no such operation or command"),

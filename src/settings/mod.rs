@@ -72,6 +72,10 @@ pub struct StrategySettings {
     pub every: HumanDuration,
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Which intraday bars the instance decides on: `regular` (the default: the venue's regular
+    /// session only) or `extended` (pre- and post-market too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
 }

@@ -453,3 +453,22 @@ fn misspelt_otel_variables_are_refused_at_load() {
     );
     assert!(e.contains("OTEL_TRACES_SAMPLER"), "{e}");
 }
+
+#[test]
+fn an_instance_session_is_regular_unless_set_and_a_bad_one_is_named() {
+    let two = "[[strategies]]\nid = \"a\"\nkind = \"momentum\"\nsymbols = [\"SPY\"]\nevery = \"5m\"\n\n[[strategies]]\nid = \"b\"\nkind = \"momentum\"\nsymbols = [\"SPY\"]\nevery = \"5m\"\nsession = \"extended\"\n";
+    let s = load(&[], Some(two)).unwrap();
+    let sessions: Vec<_> = s.instances.iter().map(|i| i.session).collect();
+    assert_eq!(
+        sessions,
+        [
+            crate::domain::Session::Regular,
+            crate::domain::Session::Extended
+        ]
+    );
+    let e = error(&[], Some(&two.replace("\"extended\"", "\"overnight\"")));
+    assert!(
+        e.contains("strategies[1].session") && e.contains("regular or extended"),
+        "{e}"
+    );
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::sources::{ENV_MOMENTUM_THRESHOLD, ENV_POSITION_SIZE, ENV_SYMBOLS};
 use super::{EnvSnapshot, Settings, SettingsError, StrategySettings};
-use crate::domain::{InstanceId, InvalidSetting, Symbol};
+use crate::domain::{InstanceId, InvalidSetting, Session, Symbol};
 use crate::strategy::{StrategyKind, StrategyParams, StrategySpec};
 use crate::telemetry::TraceConfig;
 
@@ -206,12 +206,19 @@ fn strategy_specs(
         // The params' own checks continue the key: `.threshold = -1: …` or `: unknown field …`.
         let params = StrategyParams::parse(kind, &s.params)
             .map_err(|e| SettingsError::Invalid(format!("{}{e}", key("params"))))?;
+        let session = match s.session.as_deref() {
+            None => Session::default(),
+            Some(raw) => Session::parse(raw).ok_or_else(|| {
+                InvalidSetting::new(key("session"), quoted(raw), Session::ALLOWED)
+            })?,
+        };
         if s.enabled {
             specs.push(StrategySpec {
                 id,
                 kind,
                 symbols,
                 every: s.every.get(),
+                session,
                 params,
             });
         }

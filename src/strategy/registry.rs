@@ -15,7 +15,7 @@ use super::momentum::{Momentum, MomentumParams};
 use super::neural::{NeuralForecast, NeuralForecastParams};
 use super::portfolio_optimizer::{PortfolioOptimizer, PortfolioOptimizerParams};
 use super::risk_manager::{RiskManager, RiskManagerParams};
-use crate::domain::{InstanceId, Symbol};
+use crate::domain::{InstanceId, Session, Symbol};
 
 /// One configured strategy instance, validated and ready to build (the settings loader makes
 /// it from a `[[strategies]]` entry).
@@ -26,6 +26,8 @@ pub struct StrategySpec {
     pub symbols: Vec<Symbol>,
     /// Tick period in venue time.
     pub every: Duration,
+    /// Which intraday bars it decides on.
+    pub session: Session,
     pub params: StrategyParams,
 }
 

@@ -14,14 +14,14 @@ pub mod models;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use opentelemetry_http::HeaderInjector;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use error::{AlpacaError, RateLimitHeaders};
-use models::{Account, BarsPage, Clock, Order, OrderRequest, Position};
+use models::{Account, BarsPage, CalendarDay, Clock, Order, OrderRequest, Position};
 
 use crate::domain::{Operation, Secret, Symbol, Timeframe};
 use crate::metrics::{Metrics, RequestOutcome};
@@ -255,6 +255,18 @@ impl AlpacaClient {
             .collect()
     }
 
+    /// The trading days from `start` to `end` (New York dates) with their regular session's
+    /// open and close, early closes included; a date that does not trade is absent.
+    pub async fn calendar(
+        &self,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<Vec<CalendarDay>, AlpacaError> {
+        let query = [("start", start.to_string()), ("end", end.to_string())];
+        self.get_json(Operation::Calendar, self.trading("/v2/calendar"), &query)
+            .await
+    }
+
     fn trading(&self, path: &str) -> String {
         format!("{}{path}", self.endpoint.trading_url.trim_end_matches('/'))
     }
@@ -349,6 +361,7 @@ fn route_of(op: Operation) -> (&'static str, &'static str) {
         Operation::GetOrder => ("GET", "/v2/orders/{order_id}"),
         Operation::OrderByClientId => ("GET", "/v2/orders:by_client_order_id"),
         Operation::ListOrders => ("GET", "/v2/orders"),
+        Operation::Calendar => ("GET", "/v2/calendar"),
     }
 }
 

@@ -116,6 +116,15 @@ pub struct Order {
     pub filled_at: Option<DateTime<Utc>>,
 }
 
+/// One trading day of `GET /v2/calendar`: its regular session in New York time ("09:30",
+/// "16:00"; "13:00" on an early close).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CalendarDay {
+    pub date: chrono::NaiveDate,
+    pub open: String,
+    pub close: String,
+}
+
 /// `POST /v2/orders` body for the market orders herd places.
 #[derive(Debug, Clone, Serialize)]
 pub struct OrderRequest {

@@ -35,6 +35,7 @@ pub(super) fn slot(op: Operation) -> usize {
         Operation::GetOrder => 5,
         Operation::OrderByClientId => 6,
         Operation::ListOrders => 7,
+        Operation::Calendar => 8,
     }
 }
 

@@ -260,6 +260,7 @@ pub enum ReadOp {
     GetOrder,
     OrderByClientId,
     ListOrders,
+    Calendar,
 }
 
 impl From<ReadOp> for Operation {
@@ -272,6 +273,7 @@ impl From<ReadOp> for Operation {
             ReadOp::GetOrder => Operation::GetOrder,
             ReadOp::OrderByClientId => Operation::OrderByClientId,
             ReadOp::ListOrders => Operation::ListOrders,
+            ReadOp::Calendar => Operation::Calendar,
         }
     }
 }

@@ -172,6 +172,7 @@ impl StrategyActor {
             symbols: self.deps.spec.symbols.clone(),
             needs: self.needs,
             guards: self.guards.clone(),
+            session: self.deps.spec.session,
             trace: self.tick_span.clone(),
         };
         let fut = async move { flatten(broker.send(request).await) };
