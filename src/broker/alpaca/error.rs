@@ -86,24 +86,20 @@ impl AlpacaError {
         )
     }
 
-    /// Alpaca's answer to a reused `client_order_id`: code 40010001, or a 409/422 whose
-    /// message names the client order id ("client_order_id must be unique" is the known
-    /// wording; the match does not depend on it). Mistaking another refusal for this one is
-    /// safe: it leads to a lookup, and a lookup that finds nothing leaves the order unknown
-    /// until the refresh confirms it absent.
+    /// Alpaca's answer to a reused `client_order_id`: a 409 or 422 whose message names the
+    /// client order id ("client_order_id must be unique" is the known wording, alpaca-py
+    /// issue #260; the match does not depend on the rest of it). Not the code alone: 40010001
+    /// is Alpaca's code for every invalid parameter (Alpaca-API issue #135: "order_id is
+    /// missing"). Mistaking another refusal for this one is safe: it leads to a lookup, and a
+    /// lookup that finds nothing leaves the order unknown until the refresh confirms it absent.
     pub fn is_duplicate_client_order_id(&self) -> bool {
         match self {
             Self::Rejected {
-                status,
-                code,
-                message,
-                ..
+                status, message, ..
             } => {
                 let message = message.to_ascii_lowercase();
-                *code == Some(40010001)
-                    || (matches!(status, 409 | 422)
-                        && (message.contains("client_order_id")
-                            || message.contains("client order id")))
+                matches!(status, 409 | 422)
+                    && (message.contains("client_order_id") || message.contains("client order id"))
             }
             _ => false,
         }
@@ -211,6 +207,21 @@ mod tests {
         );
         assert!(dup.is_duplicate_client_order_id());
         assert!(!dup.is_retryable());
+        // 40010001 is the code of every invalid parameter: not a duplicate by itself.
+        let invalid = AlpacaError::from_status(
+            op,
+            422,
+            br#"{"code":40010001,"message":"qty must be > 0"}"#,
+            RateLimitHeaders::default(),
+        );
+        assert!(!invalid.is_duplicate_client_order_id());
+        let conflict = AlpacaError::from_status(
+            op,
+            409,
+            br#"{"message":"Client Order ID already exists"}"#,
+            RateLimitHeaders::default(),
+        );
+        assert!(conflict.is_duplicate_client_order_id());
         let bp = AlpacaError::from_status(
             op,
             403,
