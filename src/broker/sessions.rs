@@ -78,7 +78,9 @@ impl Sessions {
     }
 }
 
-/// A calendar day's session as instants; `None` when its times do not read as `HH:MM`.
+/// A calendar day's session as instants; `None` when its times do not read as `HH:MM`, New York
+/// local time (alpaca-py 0.44.0 reads them the same way: `Calendar.__init__` in
+/// `alpaca/trading/models.py`, `"%Y-%m-%d %H:%M"` on the date and the time).
 fn hours(day: &CalendarDay) -> Option<Hours> {
     let at = |text: &str| {
         let time = NaiveTime::parse_from_str(text, "%H:%M").ok()?;
