@@ -242,7 +242,11 @@ impl AlpacaClient {
                 Ok(item) => Some(item),
                 Err(e) => {
                     self.metrics.row_skipped(op);
-                    let id = row.get(key).map(ToString::to_string).unwrap_or_default();
+                    let id = match row.get(key) {
+                        Some(serde_json::Value::String(text)) => text.clone(),
+                        Some(other) => other.to_string(),
+                        None => String::new(),
+                    };
                     if self.skipped.first_time(&id) {
                         tracing::warn!(
                             event = "venue_row_skipped", operation = op.as_str(), key = %id,
@@ -425,7 +429,7 @@ mod tests {
         assert_eq!(symbols, ["SPY", "IWM"]);
         // Reported once, however often it is listed.
         let _: Vec<Position> = c.readable_rows(Operation::Positions, rows, "symbol");
-        assert!(!c.skipped.first_time("\"QQQ\""));
+        assert!(!c.skipped.first_time("QQQ"));
     }
 
     #[test]
