@@ -52,7 +52,7 @@ async fn in_flight() -> (Duration, f64) {
         ("ALPACA_BASE_URL", url.as_str()),
         ("ALPACA_DATA_URL", url.as_str()),
     ];
-    let mut herd = Herd::start(&common::eager_momentum("m", "1s"), &env);
+    let mut herd = Herd::start(&common::eager_momentum("m", "5m"), &env);
     herd.wait_log(|v| v["message"] == "signal");
     stop(herd)
 }

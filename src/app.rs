@@ -11,15 +11,16 @@ use actix::prelude::*;
 
 use crate::broker::{
     AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, OrderBook, OrderLanes, Sessions, Snapshots, VenueSpeed,
+    MarketCacheActor, OrderBook, OrderLanes, Sessions, Snapshots, VenueSpeed, recover,
 };
-use crate::domain::{Secret, Slot, StatusReport, Venue};
+use crate::domain::{Secret, Slot, StatusReport, Trading, TradingState, Venue};
 use crate::http::{self, OpsState};
+use crate::journal::{Journal, JournalError, Restored, keys};
 use crate::metrics::{Metrics, MetricsActor};
 use crate::process::{Phase, ProcessState};
 use crate::settings::Settings;
 use crate::shutdown::{self, Running};
-use crate::sim::SimServer;
+use crate::sim::{SPEED_HEADER, SimServer};
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
 use crate::strategy::workshop::Workshop;
 use crate::supervisor::{ChildHandle, ChildRole, ChildSpec, RestartPolicy, Supervisor};
@@ -41,6 +42,19 @@ pub enum StartError {
     Credentials(AlpacaError),
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+impl StartError {
+    /// The process exit code: 2 when the operator must fix something first (the journal), 1
+    /// otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Journal(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// The credentials herd presents to its own embedded simulator (its account there is per key).
@@ -54,6 +68,14 @@ pub async fn run(
 ) -> Result<u8, StartError> {
     let mut signals = shutdown::Signals::install().map_err(StartError::Signals)?;
     let process = ProcessState::new();
+    // Before anything else: a journal herd cannot use stops it here, before it trades.
+    let (journal, restored) = Journal::open(
+        &settings.journal,
+        &settings.data.dir,
+        metrics.journal.clone(),
+    )
+    .await?;
+    restore_trading(&restored, &process, &metrics);
     let venue = settings.venue();
     let (endpoint, speed, sim) = venue_endpoint(&settings).await?;
     tracing::info!(
@@ -67,11 +89,24 @@ pub async fn run(
     let workshop = Arc::new(Workshop::new(&settings.data.dir, Arc::clone(&metrics)));
     let slots = Slots::default();
     let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
+    let book = Arc::new(OrderBook::journaled(journal.clone()));
+    book.restore(&restored);
+    let instance_ids: Vec<_> = settings.instances.iter().map(|i| i.id.clone()).collect();
+    recover(
+        &gateway,
+        &book,
+        &metrics,
+        &instance_ids,
+        restored.is_empty(),
+        settings.journal.retention.get(),
+    )
+    .await;
+    let paused = paused_instances(&restored);
     let deps = BrokerDeps {
         snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics), speed),
         gateway,
         cache: cache.clone(),
-        book: Arc::new(OrderBook::new()),
+        book,
         lanes: OrderLanes::default(),
         process: Arc::clone(&process),
         metrics: Arc::clone(&metrics),
@@ -85,13 +120,16 @@ pub async fn run(
     };
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();
-        let specs = child_specs(&settings, &deps, &slots, reports, speed, &workshop);
+        let specs = child_specs(
+            &settings, &deps, &slots, reports, speed, &workshop, &journal,
+        );
         Supervisor::new(
             specs,
             RestartPolicy::from(&settings.supervisor),
             Arc::clone(&process),
             Arc::clone(&metrics),
         )
+        .journaled(journal.clone(), &paused)
     });
 
     let state = OpsState {
@@ -104,6 +142,7 @@ pub async fn run(
         metrics: slots.metrics,
         cache: slots.cache,
         venue,
+        journal: Some(journal.clone()),
     };
     let (server, addr) =
         http::start(&settings.http, state).map_err(|source| StartError::Listen {
@@ -126,6 +165,7 @@ pub async fn run(
         http,
         sim,
         traces,
+        journal: Some(journal),
     };
     Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal, signals).await)
 }
@@ -146,7 +186,8 @@ async fn venue_endpoint(
             adjustment: b.adjustment.clone(),
             call_timeout: timeout,
         };
-        return Ok((endpoint, VenueSpeed(1.0), None));
+        let speed = simulator_speed(&endpoint).await;
+        return Ok((endpoint, speed, None));
     }
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let sim = SimServer::start(settings.sim.clone(), loopback)
@@ -162,6 +203,40 @@ async fn venue_endpoint(
         call_timeout: timeout,
     };
     Ok((endpoint, VenueSpeed(sim.speed()), Some(sim)))
+}
+
+/// The venue's clock speed: 1 for Alpaca; a herd simulator run as a separate process says its
+/// own in every response ([`SPEED_HEADER`]), and herd's schedules and bar timing follow it.
+async fn simulator_speed(endpoint: &Endpoint) -> VenueSpeed {
+    let answer = reqwest::Client::new()
+        .get(format!("{}/v2/clock", endpoint.trading_url))
+        .header("APCA-API-KEY-ID", endpoint.key_id.expose())
+        .header("APCA-API-SECRET-KEY", endpoint.secret_key.expose())
+        .timeout(endpoint.call_timeout)
+        .send()
+        .await;
+    let speed = answer
+        .ok()
+        .and_then(|r| {
+            r.headers()
+                .get(SPEED_HEADER)?
+                .to_str()
+                .ok()?
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|s| s.is_finite() && *s > 0.0);
+    match speed {
+        Some(speed) => {
+            tracing::info!(
+                event = "venue_is_simulator",
+                speed,
+                "the venue is a herd simulator; schedules and bar timing follow its clock"
+            );
+            VenueSpeed(speed)
+        }
+        None => VenueSpeed(1.0),
+    }
 }
 
 /// One call before anything trades: wrong credentials stop herd here with a clear message;
@@ -193,6 +268,45 @@ struct Slots {
     broker: Slot<BrokerActor>,
 }
 
+/// The trading state a previous run left (an operator's halt, a risk manager's tightening):
+/// a halted herd restarts halted.
+fn restore_trading(restored: &Restored, process: &ProcessState, metrics: &Metrics) {
+    let Some(text) = restored.state.get(keys::TRADING) else {
+        return;
+    };
+    match serde_json::from_str::<Trading>(text) {
+        Ok(trading) if trading.state != TradingState::Active => {
+            tracing::warn!(
+                event = "trading_state_restored",
+                state = trading.state.as_str(),
+                reason = trading.reason.as_deref(),
+                "trading state restored from the journal"
+            );
+            metrics.trading_state(trading.state);
+            process.set_trading(trading.state, trading.reason);
+        }
+        Ok(_) => {}
+        Err(e) => {
+            // Unreadable: fail closed, an operator resumes after checking.
+            let reason =
+                format!("the journal's trading state is unreadable ({e}); resume after checking");
+            tracing::error!(event = "trading_state_restored", state = "halted", reason = %reason, "trading halted");
+            metrics.trading_state(TradingState::Halted);
+            process.halt(reason);
+        }
+    }
+}
+
+/// The instances an operator paused in a previous run.
+fn paused_instances(restored: &Restored) -> Vec<String> {
+    restored
+        .state
+        .keys()
+        .filter_map(|k| k.strip_prefix(keys::PAUSED))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn child_specs(
     settings: &Settings,
     deps: &BrokerDeps,
@@ -200,6 +314,7 @@ fn child_specs(
     reports: Recipient<StatusReport>,
     speed: VenueSpeed,
     workshop: &Arc<Workshop>,
+    journal: &Journal,
 ) -> Vec<ChildSpec> {
     let mut specs = Vec::with_capacity(settings.instances.len() + 3);
     let (metrics, slot) = (Arc::clone(&deps.metrics), slots.metrics.clone());
@@ -246,6 +361,7 @@ fn child_specs(
         );
         let period = speed.to_real(spec.every);
         let workshop = Arc::clone(workshop);
+        let journal = journal.clone();
         specs.push(ChildSpec {
             id: spec.id.as_str().into(),
             role,
@@ -257,6 +373,7 @@ fn child_specs(
                     metrics: Arc::clone(&metrics),
                     period,
                     workshop: Arc::clone(&workshop),
+                    journal: Some(journal.clone()),
                 };
                 let core = crate::strategy::build(&spec);
                 let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);

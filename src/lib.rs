@@ -16,6 +16,7 @@ pub mod broker;
 pub mod cache;
 pub mod domain;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod process;
 pub mod settings;

@@ -1,4 +1,4 @@
-//! The `herd` binary: `run` (the default), `sim`, `check-config`.
+//! The `herd` binary: `run` (the default), `sim`, `check-config`, `journal export`.
 //!
 //! Exit codes: 0 success; 1 start-up failure or a drain that missed its deadline; 2 invalid
 //! configuration; 130 forced by a second signal.
@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use clap::{Parser, Subcommand};
 
+use herd::journal::{ExportFormat, ExportKind};
 use herd::metrics::Metrics;
 use herd::settings::{LoadOptions, Settings};
 use herd::telemetry::Traces;
@@ -48,6 +50,113 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Read the journal (the one the configuration names).
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Write the decisions, orders or fills of a time range, oldest first, as CSV or JSON lines.
+    Export {
+        /// What to export.
+        #[arg(long, value_enum)]
+        kind: ExportKind,
+        /// Start of the range (inclusive): a date (UTC midnight) or an RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// End of the range (exclusive); default: now.
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// A time given on the command line: `2026-03-02` (UTC midnight) or RFC 3339.
+fn parse_time(flag: &str, text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date.and_time(NaiveTime::MIN).and_utc());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("--{flag} {text:?}: use a date (2026-03-02) or an RFC 3339 time (2026-03-02T14:30:00Z)"))
+}
+
+/// `herd journal export`: exit 0 with the records written, 2 on a bad flag or an unusable
+/// journal, 1 when reading or writing fails.
+fn export_journal(settings: &Settings, command: JournalCommand) -> ExitCode {
+    let JournalCommand::Export {
+        kind,
+        from,
+        to,
+        format,
+        output,
+    } = command;
+    let range = parse_time("from", &from).and_then(|from| {
+        let to = to
+            .as_deref()
+            .map_or_else(|| Ok(Utc::now()), |t| parse_time("to", t))?;
+        if to <= from {
+            return Err(format!("--to {to} must be after --from {from}"));
+        }
+        Ok((from, to))
+    });
+    let (from, to) = match range {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let pool =
+            match herd::journal::open_for_reading(&settings.journal, &settings.data.dir).await {
+                Ok(pool) => pool,
+                Err(e) => {
+                    eprintln!("herd: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+        let mut out: Box<dyn std::io::Write> = match &output {
+            Some(path) => match std::fs::File::create(path) {
+                Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                Err(e) => {
+                    eprintln!("herd: cannot create {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        let written = herd::journal::export(&pool, kind, from, to, format, &mut out).await;
+        match written.and_then(|n| out.flush().map(|()| n).map_err(Into::into)) {
+            Ok(n) => {
+                eprintln!("herd: exported {n} records");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("herd: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn load(config: Option<PathBuf>) -> Result<Settings, ExitCode> {
@@ -109,6 +218,10 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Journal { command, config } => match load(config) {
+            Ok(settings) => export_journal(&settings, command),
+            Err(code) => code,
+        },
         Command::Run { config } => {
             let settings = match load(config) {
                 Ok(s) => s,
@@ -126,7 +239,7 @@ fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!(error = %e, "herd could not start");
                     eprintln!("herd: {e}");
-                    1
+                    e.exit_code()
                 }
             };
             // Exit here rather than by dropping the runtime: the drop would wait for every

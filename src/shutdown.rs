@@ -3,11 +3,13 @@
 //! 1. `/readyz` turns 503 at once (the process phase becomes Draining).
 //! 2. The Supervisor drains every child in order: strategies finish their tick in flight,
 //!    the broker waits for orders in flight to reach a known state, then cache and metrics.
-//! 3. The HTTP server stops (last, so probes and `/metrics` answer throughout), then the
+//! 3. The journal commits what is still queued (the actors' last records), within what is left
+//!    of the grace period.
+//! 4. The HTTP server stops (last, so probes and `/metrics` answer throughout), then the
 //!    embedded simulator.
-//! 4. Queued spans are exported, within what is left of the grace period (at most
+//! 5. Queued spans are exported, within what is left of the grace period (at most
 //!    [`TRACE_FLUSH`]), on a blocking thread: the exporter must not wait on an actix thread.
-//! 5. One summary event: each phase's duration, orders completed, who missed the deadline.
+//! 6. One summary event: each phase's duration, orders completed, who missed the deadline.
 //!
 //! Invariants: a second SIGTERM/SIGINT during the drain exits at once with code 130; missing the
 //! deadline exits non-zero after naming the children that did not finish.
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::domain::{HumanDuration, InvalidSetting, positive};
+use crate::journal::Journal;
 use crate::process::{Phase, ProcessState};
 use crate::sim::SimServer;
 use crate::supervisor::{DrainAll, Supervisor};
@@ -103,6 +106,8 @@ pub struct Running {
     pub sim: Option<SimServer>,
     /// The trace pipeline, flushed last.
     pub traces: Option<Traces>,
+    /// Flushed once the actors have drained.
+    pub journal: Option<Journal>,
 }
 
 /// Runs the drain; returns the process exit code.
@@ -126,6 +131,15 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
     });
     let report = tokio::time::timeout_at(deadline, drain).await;
     let actors_ms = started.elapsed().as_millis() as u64;
+    let journal_started = Instant::now();
+    let journal_flushed = match &running.journal {
+        Some(journal) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            journal.flush(left).await.map_err(|e| e.to_string())
+        }
+        None => Ok(()),
+    };
+    let journal_ms = journal_started.elapsed().as_millis() as u64;
     let http_started = Instant::now();
     running.http.stop(true).await;
     if let Some(sim) = running.sim {
@@ -141,19 +155,23 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
             .collect::<Vec<_>>()
             .join(" ")
     };
+    if let Err(e) = &journal_flushed {
+        tracing::error!(event = "journal_not_flushed", error = %e, "the journal did not commit every record before exit");
+    }
     match report {
-        Ok(Ok(report)) if report.unfinished.is_empty() => {
+        Ok(Ok(report)) if report.unfinished.is_empty() && journal_flushed.is_ok() => {
             tracing::info!(
-                event = "shutdown_summary", total_ms, actors_ms, http_ms, traces_ms, phases = %phases(&report),
+                event = "shutdown_summary", total_ms, actors_ms, journal_ms, http_ms, traces_ms, phases = %phases(&report),
                 orders_completed = report.orders_completed, "shutdown complete"
             );
             0
         }
         Ok(Ok(report)) => {
             tracing::error!(
-                event = "shutdown_summary", total_ms, actors_ms, http_ms, traces_ms, phases = %phases(&report),
+                event = "shutdown_summary", total_ms, actors_ms, journal_ms, http_ms, traces_ms, phases = %phases(&report),
                 orders_completed = report.orders_completed, unfinished = %report.unfinished.join(","),
-                "shutdown deadline passed; these actors did not finish"
+                journal_flushed = journal_flushed.is_ok(),
+                "shutdown incomplete: actors unfinished by the deadline, or the journal not committed"
             );
             EXIT_DRAIN_TIMEOUT
         }

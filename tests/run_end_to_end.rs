@@ -218,7 +218,7 @@ async fn sigterm_with_an_order_in_flight_lets_it_complete_then_exits_zero() {
         serde_json::json!({"orders": {"latency": "500ms", "methods": ["POST"]}}),
     )
     .await;
-    let config = common::eager_momentum("m", "1s");
+    let config = common::eager_momentum("m", "5m");
     let env = [
         ("ALPACA_API_KEY", "drain-test"),
         ("ALPACA_SECRET_KEY", "secret"),

@@ -6,6 +6,7 @@ use super::breaker::BreakerOpen;
 use super::limiter::Saturated;
 use super::retry::RetryError;
 use super::risk::Refusal;
+use crate::journal::NotDurable;
 use crate::metrics::RefusalReason;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,6 +57,9 @@ pub enum NotSent {
     /// The order quota had no token in time.
     #[error("not sent: {0}")]
     Saturated(Saturated),
+    /// Its intent could not be made durable: an order herd could forget is never sent.
+    #[error("not sent: {0}")]
+    Journal(NotDurable),
 }
 
 impl NotSent {
@@ -66,6 +70,7 @@ impl NotSent {
             Self::RiskInputs(_) => RefusalReason::RiskInputsUnavailable,
             Self::BreakerOpen(_) => RefusalReason::BreakerOpen,
             Self::Saturated(_) => RefusalReason::RateLimitSaturated,
+            Self::Journal(_) => RefusalReason::JournalUnavailable,
         }
     }
 }

@@ -25,6 +25,7 @@ use super::lanes::{LANE_HOLD, until_final};
 use super::order_id::second_leg_id;
 use super::{BrokerActor, BrokerError};
 use crate::domain::{ClientOrderId, OrderIntent, Side};
+use crate::journal::Ticket;
 
 /// What placing an order answers.
 type Placed = ResponseActFuture<BrokerActor, Result<OrderRecord, BrokerError>>;
@@ -45,14 +46,19 @@ impl BrokerActor {
     pub(super) fn place_in_legs(
         &mut self,
         record: OrderRecord,
+        ticket: Option<Ticket>,
         intent: OrderIntent,
         cid: ClientOrderId,
-        close: Decimal,
-        open: Decimal,
+        (close, open): (Decimal, Decimal),
         trace: Span,
     ) -> Placed {
         let note = "closing leg: the venue refuses one order through zero";
-        let record = self.deps.book.resize(&cid, close, note).unwrap_or(record);
+        // The resized intent is what must be durable before the closing leg is sent.
+        let (record, ticket) = self
+            .deps
+            .book
+            .resize(&cid, close, note)
+            .unwrap_or((record, ticket));
         tracing::info!(
             event = "order_split", instance = %record.instance, symbol = %record.symbol,
             side = %record.side, closing = %close, opening = %open,
@@ -62,7 +68,7 @@ impl BrokerActor {
             qty: close,
             ..intent.clone()
         };
-        let placed = self.place(record, first, cid.clone(), &trace);
+        let placed = self.place(record, ticket, first, cid.clone(), &trace);
         Box::pin(placed.then(move |first, act, _| -> Placed {
             let first = match first {
                 Ok(r) => r,
@@ -106,7 +112,7 @@ impl BrokerActor {
         };
         match self.deps.book.begin(&first.instance, &second, cid.clone()) {
             Begin::Existing(record) => Box::pin(fut::ready(Ok(record))),
-            Begin::New(record) => self.place(record, second, cid, trace),
+            Begin::New(record, ticket) => self.place(record, ticket, second, cid, trace),
         }
     }
 }

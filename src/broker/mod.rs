@@ -38,6 +38,7 @@ mod operator;
 mod order_id;
 mod orders;
 mod positions;
+mod recovery;
 pub mod retry;
 pub mod risk;
 mod sessions;
@@ -68,6 +69,7 @@ pub use market::VenueSpeed;
 pub use operator::{BreakerCommand, CommandBreakers, SetTrading};
 pub use orders::SubmitOrder;
 pub use positions::{GetPositions, PositionsReport};
+pub use recovery::{Recovery, recover};
 pub use sessions::Sessions;
 pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
 pub use snapshots::Snapshots;
@@ -79,6 +81,7 @@ use order_id::client_order_id;
 use risk::RiskLimits;
 
 use crate::domain::{Drain, DrainAck, ExitNotifier, ExitReason, Trading, Venue, panic_message};
+use crate::journal::{Journal, JournalStatus, OrderQuery};
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
 
@@ -227,10 +230,31 @@ pub struct ListOrders {
 }
 
 impl Handler<ListOrders> for BrokerActor {
-    type Result = MessageResult<ListOrders>;
+    type Result = ResponseFuture<OrdersPage>;
 
+    /// From the journal, which holds every order however old; from the book (recent orders
+    /// only) if the journal cannot be read.
     fn handle(&mut self, msg: ListOrders, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.deps.book.page(&msg.filter, msg.limit, msg.before))
+        let book = Arc::clone(&self.deps.book);
+        Box::pin(async move {
+            let Some(journal) = book.journal().cloned() else {
+                return book.page(&msg.filter, msg.limit, msg.before);
+            };
+            let query = OrderQuery {
+                instance: msg.filter.instance.as_ref().map(|i| i.as_str().to_owned()),
+                symbol: msg.filter.symbol.as_ref().map(|s| s.as_str().to_owned()),
+                state: msg.filter.state.map(OrderState::as_str),
+                limit: msg.limit,
+                before: msg.before,
+            };
+            match journal.page(&query).await {
+                Ok((orders, next)) => OrdersPage { orders, next },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read orders from the journal; answering from memory");
+                    book.page(&msg.filter, msg.limit, msg.before)
+                }
+            }
+        })
     }
 }
 
@@ -250,6 +274,8 @@ pub struct BrokerStatus {
     pub orders_in_flight: usize,
     pub unsettled_orders: usize,
     pub draining: bool,
+    /// The journal's writer: its queue and, while writes fail, the error.
+    pub journal: Option<JournalStatus>,
 }
 
 impl Handler<GetBrokerStatus> for BrokerActor {
@@ -266,6 +292,7 @@ impl Handler<GetBrokerStatus> for BrokerActor {
             orders_in_flight: self.in_flight.len(),
             unsettled_orders: self.deps.book.unsettled().len(),
             draining: self.draining,
+            journal: self.deps.book.journal().map(Journal::status),
         }
     }
 }

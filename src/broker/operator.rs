@@ -10,6 +10,7 @@ use actix::prelude::*;
 
 use super::{BreakerSnapshot, BrokerActor};
 use crate::domain::{Operation, Trading, TradingState};
+use crate::journal::{Entry, keys};
 
 /// Sets the trading state, with the reason `/health` shows.
 #[derive(Message)]
@@ -30,11 +31,26 @@ impl Handler<SetTrading> for BrokerActor {
             .process
             .set_trading(msg.state, Some(format!("operator: {}", msg.reason)));
         self.deps.metrics.trading_state(msg.state);
+        self.journal_trading();
         tracing::warn!(
             event = "trading_state", from = before.as_str(), to = msg.state.as_str(),
             by = %msg.by, reason = %msg.reason, "trading state set by an operator"
         );
         MessageResult((*self.deps.process.trading()).clone())
+    }
+}
+
+impl BrokerActor {
+    /// Records the trading state in force, so a restarted herd starts in it (a halted herd
+    /// restarts halted).
+    pub(super) fn journal_trading(&self) {
+        if let Some(journal) = self.deps.book.journal() {
+            let trading = self.deps.process.trading();
+            journal.record(Entry::State {
+                key: keys::TRADING.to_owned(),
+                value: serde_json::to_string(&*trading).ok(),
+            });
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::domain::{ClientOrderId, InstanceId, Side, Symbol};
 
 /// herd's UUIDv5 namespace (a random v4 fixed forever).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6c2d_0e3a_8f4b_4c1e_9d7a_2b5e_1f30_7a44);
-const PREFIX_LEN: usize = 16;
+pub(super) const PREFIX_LEN: usize = 16;
 
 pub fn client_order_id(
     instance: &InstanceId,

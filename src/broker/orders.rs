@@ -29,6 +29,7 @@ use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};
 use super::{BrokerActor, BrokerError, NotSent, client_order_id};
 use crate::domain::{ClientOrderId, InstanceId, OrderIntent};
+use crate::journal::Ticket;
 use crate::metrics::OrderOutcome;
 use crate::process::Phase;
 
@@ -79,9 +80,9 @@ impl Handler<SubmitOrder> for BrokerActor {
             client_order_id = %cid,
             outcome = tracing::field::Empty,
         );
-        let record = match self.deps.book.begin(&instance, &intent, cid.clone()) {
+        let (record, ticket) = match self.deps.book.begin(&instance, &intent, cid.clone()) {
             Begin::Existing(record) => return Box::pin(fut::ready(Ok(record))),
-            Begin::New(record) => record,
+            Begin::New(record, ticket) => (record, ticket),
         };
         // Own position plus what is still working, so two quick orders cannot each pass a
         // limit that together they break.
@@ -139,10 +140,10 @@ impl Handler<SubmitOrder> for BrokerActor {
                     return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
                 }
                 let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
-                    Some((close, open)) => {
-                        act.place_in_legs(record, intent, cid, close, open, span.clone())
+                    Some(legs) => {
+                        act.place_in_legs(record, ticket, intent, cid, legs, span.clone())
                     }
-                    None => act.place(record, intent, cid, &span),
+                    None => act.place(record, ticket, intent, cid, &span),
                 };
                 Box::pin(placed.map(move |result, act, ctx| {
                     act.release_lane_when_final(turn, &result, ctx);
@@ -178,6 +179,7 @@ impl BrokerActor {
     pub(super) fn place(
         &mut self,
         record: OrderRecord,
+        ticket: Option<Ticket>,
         intent: OrderIntent,
         cid: ClientOrderId,
         trace: &Span,
@@ -191,10 +193,18 @@ impl BrokerActor {
             client_order_id: cid.to_string(),
         };
         let gateway = self.deps.gateway.clone();
+        let journal = self.deps.book.journal().cloned();
         let counted = self.deps.metrics.work.order_in_flight();
         let submission = self.in_flight.track_future(
             async move {
                 let _counted = counted;
+                // The intent is on disk before the order leaves the process: a crash from here
+                // on leaves a journaled order that the next start looks up by its id.
+                if let (Some(journal), Some(ticket)) = (journal, ticket)
+                    && let Err(e) = journal.durable(ticket).await
+                {
+                    return SubmitOutcome::NotSent(NotSent::Journal(e));
+                }
                 submit::submit_idempotent(&gateway, &request).await
             }
             .instrument(trace.clone()),

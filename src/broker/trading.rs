@@ -28,6 +28,7 @@ impl Handler<TightenTrading> for BrokerActor {
         let now = self.deps.process.tighten_trading(msg.state, reason);
         if now.state != before {
             self.deps.metrics.trading_state(now.state);
+            self.journal_trading();
             tracing::warn!(
                 event = "trading_state", from = before.as_str(), to = now.state.as_str(),
                 by = %msg.by, reason = now.reason.as_deref(), "trading state tightened"

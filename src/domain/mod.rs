@@ -12,6 +12,7 @@ mod holding;
 mod ids;
 mod invalid;
 mod market;
+mod order;
 mod protocol;
 mod secret;
 mod trading;
@@ -23,6 +24,7 @@ pub use holding::Holding;
 pub use ids::{ChildId, ClientOrderId, InstanceId, Symbol};
 pub use invalid::{InvalidSetting, positive};
 pub use market::{Bar, Session, Side, Timeframe};
+pub use order::{OrderRecord, OrderState, OrderStatus};
 pub use protocol::{
     Control, ControlRefused, Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition,
     InstanceStatus, Lifecycle, Slot, StatusReport, panic_message,

@@ -154,7 +154,7 @@ impl TradingState {
 }
 
 /// The trading state and why it was set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trading {
     pub state: TradingState,
     pub reason: Option<String>,

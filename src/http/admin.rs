@@ -32,6 +32,7 @@ use super::ops::ACTOR_TIMEOUT;
 use crate::broker::{BreakerCommand, BreakerSnapshot, BrokerActor, CommandBreakers, SetTrading};
 use crate::cache::ClearCache;
 use crate::domain::{Operation, Trading, TradingState};
+use crate::journal::{AdminAction, Entry};
 use crate::process::Phase;
 use crate::supervisor::{
     ChildAction, ChildRole, ControlChild, ControlDone, ControlError, ListChildren,
@@ -157,11 +158,32 @@ async fn audit(
         .collect();
     let status = res.status();
     let refused = res.response().error().map(ToString::to_string);
+    let action = format!("{} {}", res.request().method(), route(&res));
+    if let Some(journal) = res
+        .request()
+        .app_data::<web::Data<OpsState>>()
+        .and_then(|s| s.journal.as_ref())
+    {
+        journal.record(Entry::Admin(Box::new(AdminAction {
+            at: chrono::Utc::now(),
+            request_id: request_id.clone(),
+            client: client.clone(),
+            action: action.clone(),
+            subject: subject.join(","),
+            status: status.as_u16(),
+            result: if status.is_success() {
+                "done"
+            } else {
+                "refused"
+            },
+            error: refused.clone(),
+        })));
+    }
     tracing::info!(
         event = "admin_audit",
         client,
         request_id,
-        action = format!("{} {}", res.request().method(), route(&res)),
+        action,
         subject = subject.join(","),
         status = status.as_u16(),
         result = if status.is_success() {

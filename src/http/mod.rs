@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::{BrokerActor, MarketCacheActor};
 use crate::domain::{HumanDuration, InvalidSetting, Secret, Slot, Venue, positive};
+use crate::journal::Journal;
 use crate::metrics::{Metrics, MetricsActor};
 use crate::process::ProcessState;
 use crate::supervisor::Supervisor;
@@ -121,6 +122,8 @@ pub struct OpsState {
     pub metrics: Slot<MetricsActor>,
     pub cache: Slot<MarketCacheActor>,
     pub venue: Venue,
+    /// Where every admin call is recorded.
+    pub journal: Option<Journal>,
 }
 
 /// Binds and starts the server; returns it (to be spawned) and the bound address.

@@ -175,6 +175,7 @@ pub(super) async fn health(state: web::Data<OpsState>) -> HttpResponse {
         || broker.as_ref().is_none_or(|b| {
             b.health.consecutive_failures > 0
                 || b.breakers.iter().any(|br| br.state != BreakerState::Closed)
+                || b.journal.as_ref().is_some_and(|j| j.failing.is_some())
         });
     let status = match p.phase() {
         Phase::Starting => "starting",

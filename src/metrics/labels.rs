@@ -66,6 +66,8 @@ label_values! {
         RiskInputsUnavailable => "risk_inputs_unavailable",
         BreakerOpen => "breaker_open",
         RateLimitSaturated => "rate_limit_saturated",
+        /// The order's intent could not be made durable in the journal in time.
+        JournalUnavailable => "journal_unavailable",
     }
 }
 

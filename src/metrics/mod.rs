@@ -12,6 +12,7 @@
 mod actor;
 mod exposition;
 mod http;
+mod journal;
 mod labels;
 mod process;
 mod traces;
@@ -31,6 +32,7 @@ use prometheus_client::registry::Registry;
 pub use actor::{MetricsActor, RenderMetrics};
 pub use exposition::Exposition;
 pub use http::HttpMetrics;
+pub use journal::JournalMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
@@ -127,6 +129,8 @@ pub struct Metrics {
     pub work: WorkMetrics,
     /// Spans exported to the OTLP collector, and spans dropped.
     pub traces: TraceMetrics,
+    /// The journal writer's throughput, drops and failures.
+    pub journal: JournalMetrics,
     ticks: Family<TickLabels, Counter>,
     orders: Family<OrderLabels, Counter>,
     broker_requests: Family<RequestLabels, Counter>,
@@ -178,6 +182,7 @@ impl Metrics {
             http: HttpMetrics::default(),
             work: WorkMetrics::default(),
             traces: TraceMetrics::default(),
+            journal: JournalMetrics::default(),
             ticks: Family::default(),
             orders: Family::default(),
             broker_requests: Family::default(),
@@ -227,6 +232,7 @@ impl Metrics {
         self.http.register(r);
         self.work.register(r);
         self.traces.register(r);
+        self.journal.register(r);
         r.register(
             "strategy_ticks",
             "Strategy ticks by instance and outcome",

@@ -28,6 +28,7 @@ pub use sources::{EnvSnapshot, LoadOptions};
 use crate::broker::BrokerSettings;
 use crate::domain::{DataSettings, HumanDuration, InvalidSetting, Venue};
 use crate::http::HttpSettings;
+use crate::journal::JournalSettings;
 use crate::shutdown::ShutdownSettings;
 use crate::sim::SimConfig;
 use crate::strategy::StrategySpec;
@@ -46,6 +47,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
     pub data: DataSettings,
+    pub journal: JournalSettings,
     #[serde(default)]
     pub strategies: Vec<StrategySettings>,
     /// The validated strategy instances, derived from `strategies` by [`validate`].

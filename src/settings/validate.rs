@@ -23,6 +23,7 @@ pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), Settin
     s.shutdown.check()?;
     s.log.check()?;
     s.data.check()?;
+    s.journal.check()?;
     s.sim
         .validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;

@@ -43,7 +43,7 @@ pub use cli::SimArgs;
 pub use config::{Redacted, SimConfig};
 pub use faults::{FaultSpec, FaultsConfig, LostAs};
 pub use market::SymbolParams;
-pub use server::{SimError, SimServer};
+pub use server::{SPEED_HEADER, SimError, SimServer};
 pub use value::{SimConfigError, SimDuration};
 
 /// Locks `m`, recovering the data if a thread panicked while holding it: every critical section

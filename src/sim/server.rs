@@ -4,10 +4,13 @@
 //! - No signal handlers (herd owns process signals); one worker thread.
 //! - `start` returns once the socket is bound, so the port is known and connections queue.
 //! - `stop` is graceful but bounded: hung (fault-injected) requests get one second.
+//! - Every response carries [`SPEED_HEADER`]: a herd pointed at a simulator run as a separate
+//!   process reads its speed there, so its schedules and bar timing follow the simulated clock.
 
 use std::net::SocketAddr;
 
 use actix_web::dev::ServerHandle;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use chrono::{DurationRound, TimeDelta};
 
@@ -17,6 +20,9 @@ use super::config::SimConfig;
 use super::market::{Market, Replay, ReplayError};
 use super::state::SimState;
 use super::value::SimConfigError;
+
+/// The response header that tells a client this venue is a herd simulator, and its speed.
+pub const SPEED_HEADER: &str = "x-herd-sim-speed";
 
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -66,14 +72,18 @@ impl SimServer {
         let speed = config.speed;
         let state = web::Data::new(SimState::new(config, start, market));
         let shared = state.clone();
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(api::configure))
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .on_connect(api::on_connect)
-                .bind(addr)
-                .map_err(|source| SimError::Bind { addr, source })?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(DefaultHeaders::new().add((SPEED_HEADER, speed.to_string())))
+                .app_data(state.clone())
+                .configure(api::configure)
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .on_connect(api::on_connect)
+        .bind(addr)
+        .map_err(|source| SimError::Bind { addr, source })?;
         let bound = server.addrs().first().copied().unwrap_or(addr);
         let server = server.run();
         let handle = server.handle();

@@ -138,6 +138,7 @@ impl Handler<ControlChild> for Supervisor {
             ChildAction::Pause | ChildAction::Resume => {
                 let pause = action == ChildAction::Pause;
                 self.children[i].paused = pause;
+                self.journal_paused(i);
                 if pause {
                     Control::Pause
                 } else {

@@ -38,6 +38,7 @@ use crate::domain::{
     ChildId, Control, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
     InvalidSetting, Lifecycle, StatusReport, TradingState, panic_message, positive,
 };
+use crate::journal::{ActorStop, Entry, Journal, keys};
 use crate::metrics::Metrics;
 use crate::process::{HEARTBEAT, ProcessState};
 
@@ -120,6 +121,8 @@ pub struct Supervisor {
     draining: bool,
     process: Arc<ProcessState>,
     metrics: Arc<Metrics>,
+    /// Where stops and paused instances are recorded, so both outlive the process.
+    journal: Option<Journal>,
 }
 
 impl Supervisor {
@@ -152,6 +155,31 @@ impl Supervisor {
             draining: false,
             process,
             metrics,
+            journal: None,
+        }
+    }
+
+    /// Records every stop and pause in `journal`; the instances in `paused` (paused in an
+    /// earlier run) start paused.
+    pub fn journaled(mut self, journal: Journal, paused: &[String]) -> Self {
+        for child in &mut self.children {
+            if child.spec.role.is_strategy() && paused.iter().any(|p| **p == *child.spec.id) {
+                tracing::info!(child = %child.spec.id, "paused in an earlier run; starting paused");
+                child.paused = true;
+            }
+        }
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Records an operator's pause or resume, so a restarted herd keeps it.
+    pub(super) fn journal_paused(&self, i: usize) {
+        if let Some(journal) = &self.journal {
+            let child = &self.children[i];
+            journal.record(Entry::State {
+                key: format!("{}{}", keys::PAUSED, child.spec.id),
+                value: child.paused.then(|| "true".to_owned()),
+            });
         }
     }
 
@@ -222,6 +250,15 @@ impl Supervisor {
         child.drain = None;
         child.control = None;
         child.last_exit = Some(reason.clone());
+        if let Some(journal) = &self.journal {
+            journal.record(Entry::Stop(ActorStop {
+                at: chrono::Utc::now(),
+                child: child.spec.id.to_string(),
+                incarnation,
+                reason: reason.to_string(),
+                abnormal: reason.is_abnormal(),
+            }));
+        }
         let restart_asked = std::mem::take(&mut child.restart_on_exit);
         let id = child.spec.id.clone();
         if !reason.is_abnormal() || self.draining {

@@ -64,6 +64,16 @@ impl Herd {
         herd
     }
 
+    /// Starts `herd <args> --config <file>` in `dir` (which outlives it) without waiting.
+    pub fn launch_in_dir(
+        dir: &std::path::Path,
+        args: &[&str],
+        config_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Herd {
+        Herd::launch_in(dir, None, args, config_toml, env)
+    }
+
     /// Starts `herd <args> --config <file>` without waiting for anything.
     pub fn launch(args: &[&str], config_toml: &str, env: &[(&str, &str)]) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -125,6 +135,11 @@ impl Herd {
             readers: vec![out, err],
             _dir: owned,
         }
+    }
+
+    /// A log line already written that matches `pred`, consumed or not.
+    pub fn seen(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.seen_log(pred)
     }
 
     fn seen_log(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::domain::OrderStatus;
 use crate::domain::{Bar, Side};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -52,40 +53,6 @@ pub struct Position {
     pub current_price: Option<Decimal>,
     #[serde(default)]
     pub unrealized_pl: Option<Decimal>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    New,
-    PartiallyFilled,
-    Filled,
-    DoneForDay,
-    Canceled,
-    Expired,
-    Replaced,
-    PendingCancel,
-    PendingReplace,
-    PendingNew,
-    Accepted,
-    AcceptedForBidding,
-    Stopped,
-    Rejected,
-    Suspended,
-    Calculated,
-    Held,
-    #[serde(other)]
-    Other,
-}
-
-impl OrderStatus {
-    /// The order will not change any more.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::Filled | Self::Canceled | Self::Expired | Self::Replaced | Self::Rejected
-        )
-    }
 }
 
 /// An order as the venue lists it. A multi-leg parent has no symbol, side or type of its own:

@@ -2,8 +2,9 @@
 //! fills.
 //!
 //! The book outlives BrokerActor incarnations (the Supervisor rebuilds the actor, not this), so
-//! a broker restart never forgets an order in flight or an instance's holdings. The journal
-//! will make it durable across processes.
+//! a broker restart never forgets an order in flight or an instance's holdings; the journal
+//! makes it outlive the process: every change is recorded there, in the order it happened,
+//! and [`OrderBook::restore`] rebuilds the book from it at start.
 //!
 //! Invariants:
 //! - One record per `client_order_id`: asking to place a decision that is already in the book
@@ -12,11 +13,13 @@
 //!   applied, so re-reading an order never double-counts a fill; that part's price is derived
 //!   from the change of the venue's cumulative average fill price.
 //! - Orders that are not final are never evicted.
+//! - Every change is handed to the journal while the book's lock is held, so the journal sees
+//!   the changes of one order (and one holding) in the order they were made.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -24,109 +27,13 @@ mod reconcile;
 
 pub use reconcile::{Mismatch, Reconciliation};
 
-use super::alpaca::models::{Order, OrderStatus};
-use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Side, Symbol};
+use super::alpaca::models::Order;
+use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
+pub use crate::domain::{OrderRecord, OrderState};
+use crate::journal::{Entry, Fill, Journal, Restored, Ticket, keys};
 
 /// Final records kept in memory for `/orders`; older ones are dropped first.
 const KEEP_FINAL: usize = 10_000;
-
-/// herd's view of where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderState {
-    /// Being sent; the venue's answer is not in yet.
-    Submitting,
-    /// The venue has it and it may still fill.
-    Open,
-    Filled,
-    Canceled,
-    Expired,
-    /// The venue refused it.
-    Rejected,
-    /// herd refused it before sending (risk gate, halt).
-    Refused,
-    /// Sent, but whether the venue has it is not known yet; resolved by client id lookup.
-    Unknown,
-}
-
-impl OrderState {
-    pub const ALL: &[OrderState] = &[
-        Self::Submitting,
-        Self::Open,
-        Self::Filled,
-        Self::Canceled,
-        Self::Expired,
-        Self::Rejected,
-        Self::Refused,
-        Self::Unknown,
-    ];
-
-    /// The state whose [`as_str`](Self::as_str) is `name`.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|s| s.as_str() == name)
-    }
-
-    /// The same spelling as the JSON of `/orders`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Submitting => "submitting",
-            Self::Open => "open",
-            Self::Filled => "filled",
-            Self::Canceled => "canceled",
-            Self::Expired => "expired",
-            Self::Rejected => "rejected",
-            Self::Refused => "refused",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::Filled | Self::Canceled | Self::Expired | Self::Rejected | Self::Refused
-        )
-    }
-
-    fn from_venue(status: OrderStatus) -> Self {
-        match status {
-            OrderStatus::Filled => Self::Filled,
-            OrderStatus::Canceled | OrderStatus::Replaced => Self::Canceled,
-            OrderStatus::Expired => Self::Expired,
-            OrderStatus::Rejected => Self::Rejected,
-            _ => Self::Open,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct OrderRecord {
-    pub instance: InstanceId,
-    pub client_order_id: ClientOrderId,
-    /// The venue's order id, once known.
-    pub order_id: Option<String>,
-    pub symbol: Symbol,
-    pub side: Side,
-    pub qty: Decimal,
-    pub state: OrderState,
-    /// The venue's own status string, when it has the order.
-    pub venue_status: Option<OrderStatus>,
-    /// When the venue received it (venue time), once known.
-    pub submitted_at: Option<DateTime<Utc>>,
-    pub filled_qty: Decimal,
-    pub filled_avg_price: Option<Decimal>,
-    /// Start of the bar the decision was made on.
-    pub decided_on: DateTime<Utc>,
-    pub reason: String,
-    pub error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl OrderRecord {
-    fn signed(&self, qty: Decimal) -> Decimal {
-        if self.side == Side::Buy { qty } else { -qty }
-    }
-}
 
 #[derive(Default)]
 struct BookInner {
@@ -145,8 +52,8 @@ struct BookInner {
 
 /// The result of [`OrderBook::begin`].
 pub enum Begin {
-    /// A new record in state `Submitting`: send it.
-    New(OrderRecord),
+    /// A new record in state `Submitting`: send it once its ticket is durable.
+    New(OrderRecord, Option<Ticket>),
     /// The same decision is already in the book: do not send again.
     Existing(OrderRecord),
 }
@@ -155,11 +62,113 @@ pub enum Begin {
 pub struct OrderBook {
     /// A std mutex: every critical section is a few map operations, never held across `.await`.
     inner: Mutex<BookInner>,
+    /// Where every change is recorded; `None` only in unit tests of the book itself.
+    journal: Option<Journal>,
 }
 
 impl OrderBook {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A book whose every change is recorded in `journal`.
+    pub fn journaled(journal: Journal) -> Self {
+        Self {
+            inner: Mutex::default(),
+            journal: Some(journal),
+        }
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Loads what the journal restored: orders (working and recent), every instance's ledger,
+    /// and the positions herd did not make. Call before anything trades.
+    pub fn restore(&self, restored: &Restored) {
+        let mut b = self.lock();
+        for o in &restored.orders {
+            b.by_client_id
+                .insert(o.record.client_order_id.clone(), o.seq);
+            b.records.insert(o.seq, o.record.clone());
+        }
+        b.next_seq = b.next_seq.max(restored.next_seq);
+        for (instance, symbol, holding) in &restored.ledger {
+            b.holdings
+                .insert((instance.clone(), symbol.clone()), *holding);
+        }
+        if let Some(text) = restored.state.get(keys::EXTERNAL) {
+            match serde_json::from_str::<HashMap<Symbol, Decimal>>(text) {
+                Ok(external) => b.external = Some(external),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "the journal's record of positions herd did not make is unreadable; the next reading becomes it"
+                ),
+            }
+        }
+    }
+
+    /// Records the order at `seq` as it stands now; `changed` adds a history row.
+    fn journal_order(&self, b: &BookInner, seq: u64, changed: bool) -> Option<Ticket> {
+        let journal = self.journal.as_ref()?;
+        let record = b.records.get(&seq)?;
+        Some(journal.record(Entry::Order {
+            seq,
+            record: Box::new(record.clone()),
+            changed,
+        }))
+    }
+
+    /// Adds orders rebuilt from the venue's history (a new or lost journal): each is recorded
+    /// as it stands, with a fill for what it filled, so the ledgers follow.
+    pub fn adopt(&self, records: Vec<OrderRecord>) {
+        let mut b = self.lock();
+        for record in records {
+            if b.by_client_id.contains_key(&record.client_order_id) {
+                continue;
+            }
+            let seq = b.next_seq;
+            b.next_seq += 1;
+            b.by_client_id.insert(record.client_order_id.clone(), seq);
+            let filled = record.filled_qty;
+            let price = record.filled_avg_price.unwrap_or_default();
+            let key = (record.instance.clone(), record.symbol.clone());
+            let signed = record.signed(filled);
+            let (cid, at) = (record.client_order_id.clone(), record.updated_at);
+            b.records.insert(seq, record);
+            self.journal_order(&b, seq, true);
+            if !filled.is_zero() {
+                let holding = b.holdings.entry(key.clone()).or_default();
+                holding.apply(signed, price);
+                let holding = *holding;
+                self.journal_fill(&cid, &key, signed, price, filled, at, holding);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn journal_fill(
+        &self,
+        cid: &ClientOrderId,
+        (instance, symbol): &(InstanceId, Symbol),
+        qty: Decimal,
+        price: Decimal,
+        filled_total: Decimal,
+        at: chrono::DateTime<Utc>,
+        holding: Holding,
+    ) {
+        if let Some(journal) = &self.journal {
+            journal.record(Entry::Fill(Box::new(Fill {
+                client_order_id: cid.as_str().to_owned(),
+                instance: instance.clone(),
+                symbol: symbol.clone(),
+                qty,
+                price,
+                filled_total,
+                at,
+                holding,
+            })));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BookInner> {
@@ -206,8 +215,9 @@ impl OrderBook {
         b.next_seq += 1;
         b.by_client_id.insert(client_order_id, seq);
         b.records.insert(seq, record.clone());
+        let ticket = self.journal_order(&b, seq, true);
         evict_old_final(&mut b);
-        Begin::New(record)
+        Begin::New(record, ticket)
     }
 
     /// Applies what the venue says about one of herd's orders; returns the updated record and
@@ -222,39 +232,70 @@ impl OrderBook {
         let record = b.records.get_mut(&seq)?;
         let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
         let fill_price = fill_price(record, order, newly_filled);
+        let before = (
+            record.state,
+            record.venue_status,
+            record.filled_qty,
+            record.order_id.clone(),
+        );
         record.order_id = Some(order.id.clone());
         record.venue_status = Some(order.status);
         record.submitted_at = Some(order.created_at);
         record.state = OrderState::from_venue(order.status);
         record.filled_qty = record.filled_qty.max(order.filled_qty);
         record.filled_avg_price = order.filled_avg_price.or(record.filled_avg_price);
+        let changed = before
+            != (
+                record.state,
+                record.venue_status,
+                record.filled_qty,
+                record.order_id.clone(),
+            )
+            || record.error.is_some();
         record.error = None;
-        record.updated_at = Utc::now();
+        if changed {
+            record.updated_at = Utc::now();
+        }
         let signed = record.signed(newly_filled);
         let updated = record.clone();
+        if changed {
+            self.journal_order(&b, seq, true);
+        }
         if !newly_filled.is_zero() {
-            b.holdings
-                .entry((updated.instance.clone(), updated.symbol.clone()))
-                .or_default()
-                .apply(signed, fill_price);
+            let key = (updated.instance.clone(), updated.symbol.clone());
+            let holding = b.holdings.entry(key.clone()).or_default();
+            holding.apply(signed, fill_price);
+            let holding = *holding;
+            self.journal_fill(
+                client_order_id,
+                &key,
+                signed,
+                fill_price,
+                updated.filled_qty,
+                updated.updated_at,
+                holding,
+            );
         }
         Some((updated, newly_filled))
     }
 
-    /// Changes the quantity of an order not sent yet, and says why in its reason.
+    /// Changes the quantity of an order not sent yet, and says why in its reason; the ticket
+    /// is the change's place in the journal.
     pub fn resize(
         &self,
         client_order_id: &ClientOrderId,
         qty: Decimal,
         note: &str,
-    ) -> Option<OrderRecord> {
+    ) -> Option<(OrderRecord, Option<Ticket>)> {
         let mut b = self.lock();
         let seq = *b.by_client_id.get(client_order_id)?;
         let record = b.records.get_mut(&seq)?;
         record.qty = qty;
         record.reason = format!("{} ({note})", record.reason);
         record.updated_at = Utc::now();
-        Some(record.clone())
+        let record = record.clone();
+        let ticket = self.journal_order(&b, seq, false);
+        Some((record, ticket))
     }
 
     /// Marks an order refused, rejected or unknown, with the reason.
@@ -270,7 +311,9 @@ impl OrderBook {
         record.state = state;
         record.error = Some(error);
         record.updated_at = Utc::now();
-        Some(record.clone())
+        let record = record.clone();
+        self.journal_order(&b, seq, true);
+        Some(record)
     }
 
     /// This instance's holdings and signed pending quantities for `symbols`.
@@ -325,16 +368,19 @@ impl OrderBook {
     pub fn orphan_submitting(&self) -> usize {
         let mut b = self.lock();
         let now = Utc::now();
-        let mut orphaned = 0;
-        for record in b.records.values_mut() {
+        let mut orphaned = Vec::new();
+        for (seq, record) in &mut b.records {
             if record.state == OrderState::Submitting {
                 record.state = OrderState::Unknown;
                 record.error = Some("the broker restarted while submitting it".into());
                 record.updated_at = now;
-                orphaned += 1;
+                orphaned.push(*seq);
             }
         }
-        orphaned
+        for seq in &orphaned {
+            self.journal_order(&b, *seq, true);
+        }
+        orphaned.len()
     }
 
     pub fn unsettled(&self) -> Vec<OrderRecord> {
@@ -434,6 +480,7 @@ fn evict_old_final(b: &mut BookInner) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{OrderStatus, Side};
     use chrono::TimeZone;
 
     fn intent(side: Side, qty: i64) -> OrderIntent {
@@ -464,7 +511,7 @@ mod tests {
         let cid = ClientOrderId::new("cid-1".into());
         assert!(matches!(
             book.begin(&id, &intent(Side::Buy, 10), cid.clone()),
-            Begin::New(_)
+            Begin::New(..)
         ));
         assert!(matches!(
             book.begin(&id, &intent(Side::Buy, 10), cid),

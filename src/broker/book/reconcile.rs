@@ -1,8 +1,8 @@
 //! Comparing the account's positions at the venue with what herd's own fills explain.
 //!
 //! The venue is the source of truth for what the account holds; the book for which instance
-//! holds what. Expected per symbol: the position the account held before herd's first order
-//! could fill (read once, at the first reading: positions herd did not make) plus the sum of
+//! holds what. Expected per symbol: the positions herd did not make (read once, at the first
+//! reading ever — the account minus herd's own holdings — and kept in the journal) plus the sum of
 //! every instance's holding. A difference is a mismatch: someone else traded the account, or a
 //! fill was missed. It is reported, never silently overwritten.
 //!
@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use super::{OrderBook, Symbol};
 use crate::broker::alpaca::models::Position;
+use crate::journal::{Entry, keys};
 
 /// One symbol whose account position herd cannot explain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -54,11 +55,30 @@ impl OrderBook {
             .filter_map(|p| Some((Symbol::parse(&p.symbol).ok()?, p.qty)))
             .collect();
         let mut b = self.lock();
-        let external = b.external.get_or_insert_with(|| account.clone()).clone();
         let mut herd: HashMap<Symbol, Decimal> = HashMap::new();
         for ((_, symbol), h) in &b.holdings {
             *herd.entry(symbol.clone()).or_default() += h.qty;
         }
+        let external = match &b.external {
+            Some(external) => external.clone(),
+            None => {
+                // What the account holds beyond herd's own holdings (restored from the journal
+                // or rebuilt from the venue's history) is what herd did not make.
+                let mut external = account.clone();
+                for (symbol, qty) in &herd {
+                    *external.entry(symbol.clone()).or_default() -= *qty;
+                }
+                external.retain(|_, q| !q.is_zero());
+                if let Some(journal) = &self.journal {
+                    journal.record(Entry::State {
+                        key: keys::EXTERNAL.to_owned(),
+                        value: serde_json::to_string(&external).ok(),
+                    });
+                }
+                b.external = Some(external.clone());
+                external
+            }
+        };
         let working: BTreeSet<Symbol> = b
             .records
             .values()

@@ -39,6 +39,7 @@ use crate::domain::{
     ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot,
     StatusReport, panic_message,
 };
+use crate::journal::{DecisionEntry, Journal};
 use crate::metrics::{DecisionKind, Metrics, TickOutcome};
 
 /// Everything an incarnation needs besides its fresh core.
@@ -51,6 +52,8 @@ pub struct StrategyDeps {
     pub period: Duration,
     /// Where the core's heavy work (training) is done, shared by every instance.
     pub workshop: Arc<Workshop>,
+    /// Where every decision is recorded (`None` in tests that run an instance alone).
+    pub journal: Option<Journal>,
 }
 
 /// How a tick ended, for metrics and the status report.
@@ -257,6 +260,11 @@ impl StrategyActor {
 
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
         self.status.last_decisions.clone_from(&decisions);
+        if let Some(journal) = &self.deps.journal {
+            for d in &decisions {
+                journal.record_decision(decision_entry(&self.deps.spec.id, d));
+            }
+        }
         let own = &self.deps.spec.id;
         let tick = self.tick_span.clone();
         let _in_tick = tick.enter();
@@ -387,6 +395,40 @@ impl StrategyActor {
         if let Some(waiter) = self.drain_waiter.take() {
             let _ = waiter.send(());
         }
+    }
+}
+
+/// What the journal keeps of one decision: the instance it is about, its action, and the whole
+/// decision (signal, reference price, reason) as JSON.
+fn decision_entry(own: &InstanceId, d: &Decision) -> DecisionEntry {
+    let (action, side, qty, decided_on, reason) = match &d.action {
+        Action::Order(i) => (
+            "order",
+            Some(i.side.as_str()),
+            Some(i.qty),
+            Some(i.decided_on),
+            Some(i.reason.clone()),
+        ),
+        Action::Hold { reason } => ("hold", None, None, None, Some((*reason).to_owned())),
+        Action::NoData { have, need } => (
+            "no_data",
+            None,
+            None,
+            None,
+            Some(format!("{have} of {need} bars")),
+        ),
+    };
+    DecisionEntry {
+        at: Utc::now(),
+        instance: d.instance.clone().unwrap_or_else(|| own.clone()),
+        symbol: d.symbol.clone(),
+        action,
+        side,
+        qty,
+        signal: d.signal,
+        decided_on,
+        reason,
+        detail: serde_json::to_value(d).unwrap_or_default(),
     }
 }
 

@@ -1,0 +1,292 @@
+//! What the journal records, and the SQL that records each kind.
+//!
+//! Invariants:
+//! - What the ledger is rebuilt from is idempotent: an order row is the latest snapshot
+//!   (upsert), a fill is keyed by the order's cumulative filled quantity, a ledger row is the
+//!   holding after that fill. The history tables (order events, decisions, admin actions,
+//!   actor stops) are appended; a batch is one transaction, so a failed one leaves nothing.
+//! - Entries are written in the order they were recorded (one writer, one queue), so the last
+//!   snapshot of an order or a ledger row is the latest one.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{Any, Transaction};
+
+use crate::domain::{Holding, InstanceId, OrderRecord, Symbol};
+
+/// One thing to record.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// An order's latest state; `changed` adds a row to its history.
+    Order {
+        seq: u64,
+        record: Box<OrderRecord>,
+        changed: bool,
+    },
+    Fill(Box<Fill>),
+    Decision(Box<DecisionEntry>),
+    Admin(Box<AdminAction>),
+    Stop(ActorStop),
+    /// A value that must survive restarts; `None` deletes it.
+    State {
+        key: String,
+        value: Option<String>,
+    },
+}
+
+impl Entry {
+    /// The `kind` label of the journal's metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Order { .. } => "order",
+            Self::Fill(_) => "fill",
+            Self::Decision(_) => "decision",
+            Self::Admin(_) => "admin",
+            Self::Stop(_) => "stop",
+            Self::State { .. } => "state",
+        }
+    }
+}
+
+/// The part of an order that filled since it was last read, and the instance's holding after
+/// it.
+#[derive(Debug, Clone)]
+pub struct Fill {
+    pub client_order_id: String,
+    pub instance: InstanceId,
+    pub symbol: Symbol,
+    /// Signed: + bought, − sold.
+    pub qty: Decimal,
+    pub price: Decimal,
+    /// The order's cumulative filled quantity after this part.
+    pub filled_total: Decimal,
+    pub at: DateTime<Utc>,
+    pub holding: Holding,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionEntry {
+    pub at: DateTime<Utc>,
+    pub instance: InstanceId,
+    pub symbol: Symbol,
+    /// `order`, `hold` or `no_data`.
+    pub action: &'static str,
+    pub side: Option<&'static str>,
+    pub qty: Option<Decimal>,
+    pub signal: Option<f64>,
+    pub decided_on: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    /// The whole decision, as the instance's status shows it.
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminAction {
+    pub at: DateTime<Utc>,
+    pub request_id: String,
+    pub client: String,
+    pub action: String,
+    pub subject: String,
+    pub status: u16,
+    pub result: &'static str,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActorStop {
+    pub at: DateTime<Utc>,
+    pub child: String,
+    pub incarnation: u64,
+    pub reason: String,
+    pub abnormal: bool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn seq_value(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// The venue status as stored: Alpaca's spelling.
+pub(super) fn venue_status_text(record: &OrderRecord) -> Option<String> {
+    record
+        .venue_status
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
+impl Entry {
+    pub(super) async fn write(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Order {
+                seq,
+                record,
+                changed,
+            } => write_order(tx, *seq, record, *changed).await,
+            Self::Fill(fill) => write_fill(tx, fill).await,
+            Self::Decision(d) => {
+                sqlx::query(
+                    "INSERT INTO decisions (at, instance, symbol, action, side, qty, signal, \
+                     decided_on, reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(ms(d.at))
+                .bind(d.instance.as_str().to_owned())
+                .bind(d.symbol.as_str().to_owned())
+                .bind(d.action)
+                .bind(d.side)
+                .bind(d.qty.map(|q| q.to_string()))
+                .bind(d.signal.filter(|s| s.is_finite()))
+                .bind(d.decided_on.map(ms))
+                .bind(d.reason.clone())
+                .bind(d.detail.to_string())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+            Self::Admin(a) => {
+                sqlx::query(
+                    "INSERT INTO admin_actions (at, request_id, client, action, subject, status, \
+                     result, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(ms(a.at))
+                .bind(a.request_id.clone())
+                .bind(a.client.clone())
+                .bind(a.action.clone())
+                .bind(a.subject.clone())
+                .bind(i32::from(a.status))
+                .bind(a.result)
+                .bind(a.error.clone())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+            Self::Stop(s) => {
+                sqlx::query(
+                    "INSERT INTO actor_stops (at, child, incarnation, reason, abnormal) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(ms(s.at))
+                .bind(s.child.clone())
+                .bind(seq_value(s.incarnation))
+                .bind(s.reason.clone())
+                .bind(i32::from(s.abnormal))
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+            Self::State { key, value } => {
+                match value {
+                    Some(value) => {
+                        sqlx::query(
+                            "INSERT INTO herd_state (key, value, updated_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                             updated_at = excluded.updated_at",
+                        )
+                        .bind(key.clone())
+                        .bind(value.clone())
+                        .bind(ms(Utc::now()))
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM herd_state WHERE key = $1")
+                            .bind(key.clone())
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn write_order(
+    tx: &mut Transaction<'static, Any>,
+    seq: u64,
+    r: &OrderRecord,
+    changed: bool,
+) -> Result<(), sqlx::Error> {
+    let status = venue_status_text(r);
+    sqlx::query(
+        "INSERT INTO orders (client_order_id, seq, instance, symbol, side, qty, state, \
+         venue_status, order_id, submitted_at, filled_qty, filled_avg_price, decided_on, reason, \
+         error, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ON CONFLICT (client_order_id) DO UPDATE SET qty = excluded.qty, state = excluded.state, \
+         venue_status = excluded.venue_status, order_id = excluded.order_id, \
+         submitted_at = excluded.submitted_at, filled_qty = excluded.filled_qty, \
+         filled_avg_price = excluded.filled_avg_price, reason = excluded.reason, \
+         error = excluded.error, updated_at = excluded.updated_at",
+    )
+    .bind(r.client_order_id.as_str().to_owned())
+    .bind(seq_value(seq))
+    .bind(r.instance.as_str().to_owned())
+    .bind(r.symbol.as_str().to_owned())
+    .bind(r.side.as_str())
+    .bind(r.qty.to_string())
+    .bind(r.state.as_str())
+    .bind(status.clone())
+    .bind(r.order_id.clone())
+    .bind(r.submitted_at.map(ms))
+    .bind(r.filled_qty.to_string())
+    .bind(r.filled_avg_price.map(|p| p.to_string()))
+    .bind(ms(r.decided_on))
+    .bind(r.reason.clone())
+    .bind(r.error.clone())
+    .bind(ms(r.created_at))
+    .bind(ms(r.updated_at))
+    .execute(&mut **tx)
+    .await?;
+    if changed {
+        sqlx::query(
+            "INSERT INTO order_events (client_order_id, at, state, venue_status, filled_qty, error) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.client_order_id.as_str().to_owned())
+        .bind(ms(r.updated_at))
+        .bind(r.state.as_str())
+        .bind(status)
+        .bind(r.filled_qty.to_string())
+        .bind(r.error.clone())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_fill(tx: &mut Transaction<'static, Any>, f: &Fill) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO fills (client_order_id, filled_total, instance, symbol, qty, price, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_order_id, filled_total) DO NOTHING",
+    )
+    .bind(f.client_order_id.clone())
+    .bind(f.filled_total.normalize().to_string())
+    .bind(f.instance.as_str().to_owned())
+    .bind(f.symbol.as_str().to_owned())
+    .bind(f.qty.to_string())
+    .bind(f.price.to_string())
+    .bind(ms(f.at))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger (instance, symbol, qty, avg_price, realized_pnl, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (instance, symbol) DO UPDATE SET \
+         qty = excluded.qty, avg_price = excluded.avg_price, realized_pnl = excluded.realized_pnl, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(f.instance.as_str().to_owned())
+    .bind(f.symbol.as_str().to_owned())
+    .bind(f.holding.qty.normalize().to_string())
+    .bind(f.holding.avg_price.to_string())
+    .bind(f.holding.realized_pnl.to_string())
+    .bind(ms(f.at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
