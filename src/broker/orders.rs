@@ -20,7 +20,7 @@ use rust_decimal::prelude::FromPrimitive;
 use tracing::{Instrument, Span};
 
 use super::alpaca::models::{Order, OrderRequest};
-use super::book::{Begin, OrderRecord, OrderState};
+use super::book::{Begin, OrderRecord, OrderState, venue_day};
 use super::lanes::{LANE_HOLD, LaneTurn, until_final};
 use super::legs::split_at_zero;
 use super::market::account_position;
@@ -54,6 +54,8 @@ pub struct SubmitOrder {
 struct RiskInputs {
     account_position: Decimal,
     daily_pnl: Decimal,
+    /// P&L realized today (the venue's day): (this instance, every instance).
+    realized_today: (Decimal, Decimal),
 }
 
 impl Handler<SubmitOrder> for BrokerActor {
@@ -95,6 +97,7 @@ impl Handler<SubmitOrder> for BrokerActor {
         let snapshots = self.deps.snapshots.clone();
         let (book, metrics) = (Arc::clone(&self.deps.book), Arc::clone(&self.deps.metrics));
         let (lanes, symbol) = (self.deps.lanes.clone(), intent.symbol.clone());
+        let owner = instance.clone();
         // The symbol's lane first: the account is read after any earlier order for the symbol
         // is final, so the gate and the split judge it as it will be.
         let inputs = async move {
@@ -102,10 +105,12 @@ impl Handler<SubmitOrder> for BrokerActor {
             let held = snapshots.positions().await?;
             observe_account(&book, &metrics, &held);
             let account = snapshots.account().await?;
+            let today = venue_day(snapshots.clock().await?.timestamp);
             let last = account.last_equity.unwrap_or(account.equity);
             let inputs = RiskInputs {
                 account_position: account_position(&held, &symbol),
                 daily_pnl: daily_pnl(account.equity, last),
+                realized_today: book.realized_on(&owner, today),
             };
             Ok::<_, BrokerError>((turn, inputs))
         }
@@ -134,6 +139,8 @@ impl Handler<SubmitOrder> for BrokerActor {
                     instance_position,
                     account_position: inputs.account_position,
                     daily_pnl: inputs.daily_pnl,
+                    instance_realized_today: inputs.realized_today.0,
+                    realized_today: inputs.realized_today.1,
                 };
                 let trading = act.deps.process.trading();
                 if let Err(refusal) = check_order(&check, &act.deps.risk, &trading) {

@@ -60,6 +60,9 @@ pub struct Fill {
     pub price: Decimal,
     /// The order's cumulative filled quantity after this part.
     pub filled_total: Decimal,
+    /// The P&L this part realized (closing shares), in USD.
+    pub realized: Decimal,
+    /// When it filled, in venue time.
     pub at: DateTime<Utc>,
     pub holding: Holding,
 }
@@ -262,8 +265,9 @@ async fn write_order(
 
 async fn write_fill(tx: &mut Transaction<'static, Any>, f: &Fill) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO fills (client_order_id, filled_total, instance, symbol, qty, price, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (client_order_id, filled_total) DO NOTHING",
+        "INSERT INTO fills (client_order_id, filled_total, instance, symbol, qty, price, at, \
+         realized_pnl) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (client_order_id, filled_total) DO NOTHING",
     )
     .bind(f.client_order_id.clone())
     .bind(f.filled_total.normalize().to_string())
@@ -272,6 +276,7 @@ async fn write_fill(tx: &mut Transaction<'static, Any>, f: &Fill) -> Result<(), 
     .bind(f.qty.to_string())
     .bind(f.price.to_string())
     .bind(ms(f.at))
+    .bind(f.realized.to_string())
     .execute(&mut **tx)
     .await?;
     sqlx::query(

@@ -46,6 +46,9 @@ pub use settings::{DEFAULT_FILE, JournalSettings, Location};
 use crate::metrics::JournalMetrics;
 use writer::Queued;
 
+/// The longest a page of `/orders` waits for queued changes to commit.
+const PAGE_FLUSH: Duration = Duration::from_secs(1);
+
 /// Keys of the values in `herd_state`.
 pub mod keys {
     /// The trading state an operator or the risk gate set (`{"state":…,"reason":…}`).
@@ -298,13 +301,14 @@ impl Journal {
     }
 
     /// One page of orders, newest first, with the cursor of the next page. Waits for what is
-    /// queued to commit first (at most `journal.commit_timeout`), so a page shows every change
-    /// recorded before the request.
+    /// queued to commit first (at most a second), so a page shows every change recorded before
+    /// the request.
     pub async fn page(
         &self,
         query: &OrderQuery,
     ) -> Result<(Vec<crate::domain::OrderRecord>, Option<u64>), sqlx::Error> {
-        let _ = self.flush(self.commit_timeout).await;
+        // Bounded: while the writer is failing, a page answers with what is committed.
+        let _ = self.flush(self.commit_timeout.min(PAGE_FLUSH)).await;
         read::page(&self.pool, query).await
     }
 
@@ -317,3 +321,6 @@ impl Journal {
         &self.location
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,8 +20,14 @@ use super::settings::Location;
 
 /// The schema versions this binary knows, oldest first. A new version is a new file and a new
 /// entry here; a shipped file never changes (its checksum is recorded in the journal).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "journal", include_str!("migrations/0001_journal.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "journal", include_str!("migrations/0001_journal.sql")),
+    (
+        2,
+        "fill realized pnl",
+        include_str!("migrations/0002_fill_realized_pnl.sql"),
+    ),
+];
 
 /// Connections for the writer, the readers (`/orders`, export) and retention.
 const MAX_CONNECTIONS: u32 = 4;

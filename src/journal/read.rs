@@ -34,6 +34,9 @@ pub struct Restored {
     pub ledger: Vec<(InstanceId, Symbol, Holding)>,
     /// `herd_state`: the trading state, paused instances, positions herd did not make.
     pub state: BTreeMap<String, String>,
+    /// The P&L each fill of the last days realized (instance, venue time, USD): today's
+    /// realized loss feeds the risk gate.
+    pub realized: Vec<(InstanceId, DateTime<Utc>, Decimal)>,
     /// The next insertion sequence (one past the largest ever recorded).
     pub next_seq: u64,
 }
@@ -104,10 +107,28 @@ pub(super) async fn restore(pool: &AnyPool) -> Result<Restored, String> {
         .iter()
         .map(|r| Ok((text(r, "key")?, text(r, "value")?)))
         .collect::<Result<BTreeMap<_, _>, String>>()?;
+    // Three days back from the newest fill (venue time, which a simulator may run in the past).
+    let realized = sqlx::query(
+        "SELECT instance, at, realized_pnl FROM fills \
+         WHERE at >= (SELECT MAX(at) FROM fills) - 259200000 AND realized_pnl <> '0'",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?
+    .iter()
+    .map(|r| {
+        Ok((
+            InstanceId::parse(&text(r, "instance")?)?,
+            time(r, "at")?,
+            decimal(r, "realized_pnl")?,
+        ))
+    })
+    .collect::<Result<Vec<_>, String>>()?;
     Ok(Restored {
         orders,
         ledger,
         state,
+        realized,
         next_seq: u64::try_from(next_seq).unwrap_or_default(),
     })
 }

@@ -60,6 +60,7 @@ label_values! {
         NoPrice => "no_price",
         MaxOrderValue => "max_order_value",
         MaxDailyLoss => "max_daily_loss",
+        MaxDailyLossInstance => "max_daily_loss_instance",
         MaxPositionSymbol => "max_position_symbol",
         MaxPositionInstance => "max_position_instance",
         /// The account or positions the risk gate needs could not be read (fail closed).

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use chrono::Utc;
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -48,6 +48,28 @@ struct BookInner {
     external: Option<HashMap<Symbol, Decimal>>,
     /// Symbols whose account position differed from herd's expectation at the last reading.
     mismatched: BTreeSet<Symbol>,
+    /// P&L each instance realized per venue day (New York date of the fill), recent days only.
+    realized: HashMap<(InstanceId, NaiveDate), Decimal>,
+}
+
+/// Days of realized P&L the book keeps (today's is what the risk gate reads).
+const REALIZED_DAYS: i64 = 3;
+
+/// The venue's trading day of a time: its New York date.
+pub fn venue_day(t: DateTime<Utc>) -> NaiveDate {
+    t.with_timezone(&chrono_tz::America::New_York).date_naive()
+}
+
+impl BookInner {
+    fn add_realized(&mut self, instance: &InstanceId, at: DateTime<Utc>, pnl: Decimal) {
+        if pnl.is_zero() {
+            return;
+        }
+        let day = venue_day(at);
+        *self.realized.entry((instance.clone(), day)).or_default() += pnl;
+        let oldest = day - chrono::Days::new(REALIZED_DAYS as u64);
+        self.realized.retain(|(_, d), _| *d > oldest);
+    }
 }
 
 /// The result of [`OrderBook::begin`].
@@ -97,6 +119,9 @@ impl OrderBook {
             b.holdings
                 .insert((instance.clone(), symbol.clone()), *holding);
         }
+        for (instance, at, pnl) in &restored.realized {
+            b.add_realized(instance, *at, *pnl);
+        }
         if let Some(text) = restored.state.get(keys::EXTERNAL) {
             match serde_json::from_str::<HashMap<Symbol, Decimal>>(text) {
                 Ok(external) => b.external = Some(external),
@@ -139,22 +164,23 @@ impl OrderBook {
             self.journal_order(&b, seq, true);
             if !filled.is_zero() {
                 let holding = b.holdings.entry(key.clone()).or_default();
+                let before = holding.realized_pnl;
                 holding.apply(signed, price);
                 let holding = *holding;
-                self.journal_fill(&cid, &key, signed, price, filled, at, holding);
+                let realized = holding.realized_pnl - before;
+                b.add_realized(&key.0, at, realized);
+                self.journal_fill(&cid, &key, (signed, price, filled, realized), at, holding);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records a fill: `(signed qty, price, the order's filled total, realized P&L)`.
     fn journal_fill(
         &self,
         cid: &ClientOrderId,
         (instance, symbol): &(InstanceId, Symbol),
-        qty: Decimal,
-        price: Decimal,
-        filled_total: Decimal,
-        at: chrono::DateTime<Utc>,
+        (qty, price, filled_total, realized): (Decimal, Decimal, Decimal, Decimal),
+        at: DateTime<Utc>,
         holding: Holding,
     ) {
         if let Some(journal) = &self.journal {
@@ -165,6 +191,7 @@ impl OrderBook {
                 qty,
                 price,
                 filled_total,
+                realized,
                 at,
                 holding,
             })));
@@ -264,15 +291,21 @@ impl OrderBook {
         if !newly_filled.is_zero() {
             let key = (updated.instance.clone(), updated.symbol.clone());
             let holding = b.holdings.entry(key.clone()).or_default();
+            let before = holding.realized_pnl;
             holding.apply(signed, fill_price);
             let holding = *holding;
+            let realized = holding.realized_pnl - before;
+            // Venue time: the day the risk gate counts it in is the venue's.
+            let at = order
+                .filled_at
+                .or(order.updated_at)
+                .unwrap_or(order.created_at);
+            b.add_realized(&key.0, at, realized);
             self.journal_fill(
                 client_order_id,
                 &key,
-                signed,
-                fill_price,
-                updated.filled_qty,
-                updated.updated_at,
+                (signed, fill_price, updated.filled_qty, realized),
+                at,
                 holding,
             );
         }
@@ -339,6 +372,15 @@ impl OrderBook {
             *pending.entry(r.symbol.clone()).or_default() += r.signed(r.qty - r.filled_qty);
         }
         (positions, pending)
+    }
+
+    /// P&L realized on venue day `day`: by `instance`, and by every instance together.
+    pub fn realized_on(&self, instance: &InstanceId, day: NaiveDate) -> (Decimal, Decimal) {
+        let b = self.lock();
+        b.realized.iter().filter(|((_, d), _)| *d == day).fold(
+            (Decimal::ZERO, Decimal::ZERO),
+            |(own, all), ((i, _), pnl)| (if i == instance { own + pnl } else { own }, all + pnl),
+        )
     }
 
     /// Every instance's holding in every symbol it has traded, by instance then symbol.
@@ -583,6 +625,63 @@ mod tests {
             ..OrderFilter::default()
         };
         assert!(book.page(&filled, 10, None).orders.is_empty());
+    }
+
+    #[test]
+    fn a_loss_is_realized_on_the_venue_day_of_its_fill_and_per_instance() {
+        let book = OrderBook::new();
+        let (a, b) = (
+            InstanceId::parse("a").unwrap(),
+            InstanceId::parse("b").unwrap(),
+        );
+        let (buy, sell) = (
+            ClientOrderId::new("cid-buy".into()),
+            ClientOrderId::new("cid-sell".into()),
+        );
+        book.begin(&a, &intent(Side::Buy, 10), buy.clone());
+        book.apply_venue(&buy, &venue("cid-buy", OrderStatus::Filled, 10, "100"));
+        book.begin(&a, &intent(Side::Sell, 10), sell.clone());
+        // Sold at 90 at 15:00 UTC on 2026-03-02: 10:00 in New York, the same venue day.
+        book.apply_venue(&sell, &venue("cid-sell", OrderStatus::Filled, 10, "90"));
+        let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        assert_eq!(
+            book.realized_on(&a, day),
+            (Decimal::from(-100), Decimal::from(-100))
+        );
+        assert_eq!(
+            book.realized_on(&b, day),
+            (Decimal::ZERO, Decimal::from(-100))
+        );
+        assert_eq!(
+            book.realized_on(&a, day.succ_opt().unwrap()),
+            (Decimal::ZERO, Decimal::ZERO)
+        );
+    }
+
+    #[test]
+    fn a_restored_book_remembers_todays_realized_loss_and_holdings() {
+        let a = InstanceId::parse("a").unwrap();
+        let spy = Symbol::parse("SPY").unwrap();
+        let fill_at = Utc.with_ymd_and_hms(2026, 3, 2, 20, 0, 0).unwrap();
+        let held = Holding {
+            qty: Decimal::from(5),
+            avg_price: Decimal::from(100),
+            realized_pnl: Decimal::from(-40),
+        };
+        let restored = Restored {
+            ledger: vec![(a.clone(), spy.clone(), held)],
+            realized: vec![(a.clone(), fill_at, Decimal::from(-40))],
+            next_seq: 7,
+            ..Restored::default()
+        };
+        let book = OrderBook::new();
+        book.restore(&restored);
+        let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        assert_eq!(book.realized_on(&a, day).0, Decimal::from(-40));
+        assert_eq!(
+            book.instance_view(&a, std::slice::from_ref(&spy)).0[&spy],
+            held
+        );
     }
 
     #[test]

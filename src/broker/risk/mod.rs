@@ -35,8 +35,12 @@ pub struct RiskLimits {
     /// USD value of one instance's position in one symbol after the order: a runaway strategy
     /// cannot take the whole per-symbol allowance.
     pub max_position_per_instance: Option<Decimal>,
-    /// USD lost today (equity vs last close's equity) at which only reducing orders pass.
+    /// USD lost today at which only reducing orders pass: the account's loss (equity vs last
+    /// close's equity) or the loss herd's instances realized today, whichever is larger.
     pub max_daily_loss: Option<Decimal>,
+    /// USD one instance realized as a loss today (from its journaled fills, so a restart does
+    /// not forget it) at which only its reducing orders pass.
+    pub max_daily_loss_per_instance: Option<Decimal>,
 }
 
 impl RiskLimits {
@@ -52,6 +56,10 @@ impl RiskLimits {
                 self.max_position_per_instance,
             ),
             ("broker.risk.max_daily_loss", self.max_daily_loss),
+            (
+                "broker.risk.max_daily_loss_per_instance",
+                self.max_daily_loss_per_instance,
+            ),
         ];
         for (key, value) in limits {
             if let Some(v) = value
@@ -83,6 +91,10 @@ pub struct OrderContext {
     pub account_position: Decimal,
     /// Today's profit and loss, realized and unrealized ([`daily_pnl`]); a loss is negative.
     pub daily_pnl: Decimal,
+    /// P&L every instance of herd realized today (the venue's day), from the journal.
+    pub realized_today: Decimal,
+    /// P&L this instance realized today.
+    pub instance_realized_today: Decimal,
 }
 
 /// Today's P&L from the account: equity now minus equity at the last close.
@@ -146,6 +158,12 @@ pub enum Refusal {
     )]
     MaxDailyLoss { loss: Decimal, limit: Decimal },
     #[error(
+        "this instance realized a loss of {} USD today, reaching max_daily_loss_per_instance {}: \
+         only its orders that reduce exposure are allowed",
+        Usd(*.loss), Usd(*.limit)
+    )]
+    MaxDailyLossInstance { loss: Decimal, limit: Decimal },
+    #[error(
         "account position would be {position_after} shares, {} USD, above max_position_per_symbol {}",
         Usd(*.value), Usd(*.limit)
     )]
@@ -175,6 +193,7 @@ impl Refusal {
             Self::NoPrice => RefusalReason::NoPrice,
             Self::MaxOrderValue { .. } => RefusalReason::MaxOrderValue,
             Self::MaxDailyLoss { .. } => RefusalReason::MaxDailyLoss,
+            Self::MaxDailyLossInstance { .. } => RefusalReason::MaxDailyLossInstance,
             Self::MaxPositionSymbol { .. } => RefusalReason::MaxPositionSymbol,
             Self::MaxPositionInstance { .. } => RefusalReason::MaxPositionInstance,
         }
@@ -233,9 +252,15 @@ pub fn check_order(
         });
     }
     if let Some(limit) = limits.max_daily_loss {
-        let loss = -ctx.daily_pnl;
+        let loss = (-ctx.daily_pnl).max(-ctx.realized_today);
         if loss >= limit && !reducing {
             return Err(Refusal::MaxDailyLoss { loss, limit });
+        }
+    }
+    if let Some(limit) = limits.max_daily_loss_per_instance {
+        let loss = -ctx.instance_realized_today;
+        if loss >= limit && !reducing {
+            return Err(Refusal::MaxDailyLossInstance { loss, limit });
         }
     }
     let price = ctx.price.filter(|p| *p > Decimal::ZERO);

@@ -14,6 +14,8 @@ fn ctx(side: Side, qty: Decimal, instance: Decimal, account: Decimal) -> OrderCo
         instance_position: instance,
         account_position: account,
         daily_pnl: Decimal::ZERO,
+        realized_today: Decimal::ZERO,
+        instance_realized_today: Decimal::ZERO,
     }
 }
 
@@ -27,6 +29,7 @@ fn limits() -> RiskLimits {
         max_position_per_symbol: Some(d("50000")),
         max_position_per_instance: Some(d("25000")),
         max_daily_loss: Some(d("2000")),
+        max_daily_loss_per_instance: Some(d("500")),
     }
 }
 
@@ -206,6 +209,32 @@ fn reducing_orders_pass_position_limits_already_exceeded() {
         check_order(&cover_short, &no_order_cap, &trading(Active)),
         Ok(())
     );
+}
+
+#[test]
+fn losses_realized_today_count_for_the_account_and_for_each_instance() {
+    // Realized by herd's instances (journaled, so a restart keeps them), though the account's
+    // equity has recovered since.
+    let mut open = buy(d("1"));
+    open.realized_today = d("-2100");
+    open.daily_pnl = d("50");
+    let refused = check_order(&open, &limits(), &trading(Active)).unwrap_err();
+    assert_eq!(refused.reason().as_str(), "max_daily_loss");
+    // One instance's own realized loss stops only its new exposure.
+    let mut own = buy(d("1"));
+    own.instance_realized_today = d("-500");
+    let refused = check_order(&own, &limits(), &trading(Active)).unwrap_err();
+    assert_eq!(refused.reason().as_str(), "max_daily_loss_instance");
+    assert_eq!(
+        refused.to_string(),
+        "this instance realized a loss of 500.00 USD today, reaching max_daily_loss_per_instance \
+         500.00: only its orders that reduce exposure are allowed"
+    );
+    let mut closing = ctx(Side::Sell, d("10"), d("10"), d("10"));
+    closing.instance_realized_today = d("-900");
+    assert_eq!(check_order(&closing, &limits(), &trading(Active)), Ok(()));
+    own.instance_realized_today = d("-499.99");
+    assert_eq!(check_order(&own, &limits(), &trading(Active)), Ok(()));
 }
 
 #[test]

@@ -1,0 +1,238 @@
+//! The journal against a real SQLite file: what is recorded is what a reopened journal
+//! restores, in order; pages and export read it back; decisions past the queue are dropped and
+//! counted, order records never.
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::domain::{
+    ClientOrderId, Holding, InstanceId, OrderRecord, OrderState, OrderStatus, Side, Symbol,
+};
+
+fn settings(queue: usize) -> JournalSettings {
+    JournalSettings {
+        url: crate::domain::Secret::new(""),
+        retention: crate::domain::HumanDuration(Duration::from_secs(86_400 * 365)),
+        queue,
+        commit_timeout: crate::domain::HumanDuration(Duration::from_secs(5)),
+    }
+}
+
+fn record(cid: &str, state: OrderState) -> OrderRecord {
+    let t = Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap();
+    OrderRecord {
+        instance: InstanceId::parse("m").unwrap(),
+        client_order_id: ClientOrderId::new(cid.into()),
+        order_id: Some("v-1".into()),
+        symbol: Symbol::parse("SPY").unwrap(),
+        side: Side::Buy,
+        qty: Decimal::from(10),
+        state,
+        venue_status: Some(OrderStatus::PartiallyFilled),
+        submitted_at: Some(t),
+        filled_qty: Decimal::from(4),
+        filled_avg_price: Some("100.25".parse().unwrap()),
+        decided_on: t,
+        reason: "momentum 0.03 > 0.02".into(),
+        error: None,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+#[tokio::test]
+async fn what_is_recorded_is_what_a_reopened_journal_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = JournalMetrics::default();
+    let (journal, restored) = Journal::open(&settings(10), dir.path(), metrics.clone())
+        .await
+        .unwrap();
+    assert!(restored.is_empty());
+    journal.record(Entry::Order {
+        seq: 0,
+        record: Box::new(record("m-1", OrderState::Submitting)),
+        changed: true,
+    });
+    // The same order, later: the row is its latest state.
+    journal.record(Entry::Order {
+        seq: 0,
+        record: Box::new(record("m-1", OrderState::Open)),
+        changed: true,
+    });
+    journal.record(Entry::Order {
+        seq: 1,
+        record: Box::new(record("m-2", OrderState::Filled)),
+        changed: true,
+    });
+    let holding = Holding {
+        qty: Decimal::from(4),
+        avg_price: "100.25".parse().unwrap(),
+        realized_pnl: Decimal::from(-7),
+    };
+    let fill = Fill {
+        client_order_id: "m-1".into(),
+        instance: InstanceId::parse("m").unwrap(),
+        symbol: Symbol::parse("SPY").unwrap(),
+        qty: Decimal::from(4),
+        price: "100.25".parse().unwrap(),
+        filled_total: Decimal::from(4),
+        realized: Decimal::from(-7),
+        at: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 1).unwrap(),
+        holding,
+    };
+    journal.record(Entry::Fill(Box::new(fill.clone())));
+    // Read twice from the venue: recorded once.
+    journal.record(Entry::Fill(Box::new(fill)));
+    let last = journal.record(Entry::State {
+        key: keys::TRADING.into(),
+        value: Some(r#"{"state":"halted","reason":"operator: test"}"#.into()),
+    });
+    journal.durable(last).await.unwrap();
+
+    let (reopened, restored) = Journal::open(&settings(10), dir.path(), metrics)
+        .await
+        .unwrap();
+    assert_eq!(restored.next_seq, 2);
+    let states: Vec<_> = restored
+        .orders
+        .iter()
+        .map(|o| {
+            (
+                o.seq,
+                o.record.client_order_id.as_str().to_owned(),
+                o.record.state,
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (0, "m-1".to_owned(), OrderState::Open),
+            (1, "m-2".to_owned(), OrderState::Filled)
+        ]
+    );
+    assert_eq!(
+        restored.orders[0].record.filled_avg_price,
+        Some("100.25".parse().unwrap())
+    );
+    assert_eq!(
+        restored.orders[0].record.venue_status,
+        Some(OrderStatus::PartiallyFilled)
+    );
+    assert_eq!(restored.ledger.len(), 1);
+    assert_eq!(restored.ledger[0].2, holding);
+    assert_eq!(
+        restored.realized.len(),
+        1,
+        "one fill, however often it was read"
+    );
+    assert_eq!(restored.realized[0].2, Decimal::from(-7));
+    assert!(restored.state[keys::TRADING].contains("halted"));
+
+    // /orders pages: newest first, filtered, with a cursor only when there is more.
+    let (page, next) = reopened
+        .page(&OrderQuery {
+            limit: 1,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].client_order_id.as_str(), "m-2");
+    let (page, next) = reopened
+        .page(&OrderQuery {
+            limit: 1,
+            before: next,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((page[0].client_order_id.as_str(), next), ("m-1", None));
+    let (open, _) = reopened
+        .page(&OrderQuery {
+            state: Some("open"),
+            symbol: Some("SPY".into()),
+            instance: Some("m".into()),
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+
+    // Export: the fill, with its venue time.
+    let mut out = Vec::new();
+    let from = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let to = Utc.with_ymd_and_hms(2026, 3, 3, 0, 0, 0).unwrap();
+    let n = export(
+        reopened.pool(),
+        ExportKind::Fills,
+        from,
+        to,
+        ExportFormat::Csv,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "at,client_order_id,instance,symbol,qty,price,filled_total",
+            "2026-03-02T15:00:01.000Z,m-1,m,SPY,4,100.25,4"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = JournalMetrics::default();
+    let (journal, _) = Journal::open(&settings(2), dir.path(), metrics)
+        .await
+        .unwrap();
+    let decision = || DecisionEntry {
+        at: Utc::now(),
+        instance: InstanceId::parse("m").unwrap(),
+        symbol: Symbol::parse("SPY").unwrap(),
+        action: "hold",
+        side: None,
+        qty: None,
+        signal: Some(0.01),
+        decided_on: None,
+        reason: Some("within threshold".into()),
+        detail: serde_json::json!({"action": "hold"}),
+    };
+    // Recorded from this task, which the writer cannot interleave with: all queue at once.
+    let queued: Vec<bool> = (0..5)
+        .map(|_| journal.record_decision(decision()))
+        .collect();
+    assert_eq!(queued, [true, true, false, false, false]);
+    for n in 0..5 {
+        journal.record(Entry::Order {
+            seq: n,
+            record: Box::new(record(&format!("m-{n}"), OrderState::Filled)),
+            changed: true,
+        });
+    }
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+    let count = |table: &str| {
+        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+        let pool = journal.pool().clone();
+        async move {
+            use sqlx::Row;
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            row.try_get::<i64, _>("n").unwrap()
+        }
+    };
+    assert_eq!(count("decisions").await, 2);
+    assert_eq!(count("orders").await, 5);
+    // Once written, the queue has room again.
+    assert!(journal.record_decision(decision()));
+}
