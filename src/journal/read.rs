@@ -10,6 +10,8 @@ use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use super::keys;
+
 use crate::domain::{
     ClientOrderId, Holding, InstanceId, OrderRecord, OrderState, OrderStatus, Side, Symbol,
 };
@@ -42,9 +44,12 @@ pub struct Restored {
 }
 
 impl Restored {
-    /// No order was ever recorded: a new or lost journal.
+    /// A new or lost journal: no order, no position, and no reading of the account was ever
+    /// recorded. (Retention may delete every old order of a journal whose positions are all
+    /// flat; its record of the account's first reading stays, so it is not taken for new and
+    /// rebuilt from the venue over its own ledgers.)
     pub fn is_empty(&self) -> bool {
-        self.next_seq == 0
+        self.next_seq == 0 && self.ledger.is_empty() && !self.state.contains_key(keys::EXTERNAL)
     }
 }
 

@@ -236,3 +236,111 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
     // Once written, the queue has room again.
     assert!(journal.record_decision(decision()));
 }
+
+async fn execute(journal: &Journal, sql: &'static str) {
+    sqlx::query(sql).execute(journal.pool()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_write_is_retried_until_it_commits_and_its_waiters_hear_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fast = settings(10);
+    fast.commit_timeout = crate::domain::HumanDuration(Duration::from_millis(300));
+    let (journal, _) = Journal::open(&fast, dir.path(), JournalMetrics::default())
+        .await
+        .unwrap();
+    // Pull the table from under the writer: every transaction with an order in it fails.
+    execute(&journal, "ALTER TABLE orders RENAME TO orders_away").await;
+    let ticket = journal.record(Entry::Order {
+        seq: 0,
+        record: Box::new(record("m-1", OrderState::Submitting)),
+        changed: true,
+    });
+    let refused = journal.durable(ticket).await.unwrap_err();
+    assert!(
+        refused
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("orders")),
+        "{refused}"
+    );
+    let status = journal.status();
+    assert!(status.failing.is_some() && status.queued == 1, "{status:?}");
+    // Back in place: the same entry commits (nothing was dropped) and the status clears.
+    execute(&journal, "ALTER TABLE orders_away RENAME TO orders").await;
+    journal.flush(Duration::from_secs(10)).await.unwrap();
+    assert!(journal.status().failing.is_none());
+    let (orders, _) = journal
+        .page(&OrderQuery {
+            limit: 10,
+            ..OrderQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 1);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_records_but_never_a_working_order_or_a_held_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(&settings(10), dir.path(), JournalMetrics::default())
+        .await
+        .unwrap();
+    // Everything from 2026-03-02, far older than the 1-day retention below.
+    journal.record(Entry::Order {
+        seq: 0,
+        record: Box::new(record("m-final", OrderState::Filled)),
+        changed: true,
+    });
+    journal.record(Entry::Order {
+        seq: 1,
+        record: Box::new(record("m-working", OrderState::Open)),
+        changed: true,
+    });
+    let held = Holding {
+        qty: Decimal::from(4),
+        avg_price: Decimal::from(100),
+        realized_pnl: Decimal::ZERO,
+    };
+    for (cid, symbol, holding) in [
+        ("m-final", "SPY", held),
+        ("m-flat", "QQQ", Holding::default()),
+    ] {
+        journal.record(Entry::Fill(Box::new(Fill {
+            client_order_id: cid.into(),
+            instance: InstanceId::parse("m").unwrap(),
+            symbol: Symbol::parse(symbol).unwrap(),
+            qty: Decimal::from(4),
+            price: Decimal::from(100),
+            filled_total: Decimal::from(4),
+            realized: Decimal::ZERO,
+            at: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 1).unwrap(),
+            holding,
+        })));
+    }
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+    let deleted = retention::prune(journal.pool(), Duration::from_secs(86_400))
+        .await
+        .unwrap();
+    assert!(deleted >= 4, "{deleted}");
+    let (_, restored) = Journal::open(&settings(10), dir.path(), JournalMetrics::default())
+        .await
+        .unwrap();
+    let kept: Vec<_> = restored
+        .orders
+        .iter()
+        .map(|o| o.record.client_order_id.as_str().to_owned())
+        .collect();
+    assert_eq!(kept, ["m-working"]);
+    let ledger: Vec<_> = restored
+        .ledger
+        .iter()
+        .map(|(_, s, h)| (s.as_str().to_owned(), *h))
+        .collect();
+    assert_eq!(
+        ledger,
+        [("SPY".to_owned(), held)],
+        "the flat, old row goes; the position stays"
+    );
+    assert!(!restored.is_empty(), "a pruned journal is not a new one");
+}
