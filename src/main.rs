@@ -1,4 +1,4 @@
-//! The `herd` binary: `run` (the default), `sim`, `check-config`, `journal export`.
+//! The `herd` binary: `run` (the default), `sim`, `check-config`, `healthcheck`, `journal export`.
 //!
 //! Exit codes: 0 success; 1 start-up failure or a drain that missed its deadline; 2 invalid
 //! configuration; 130 forced by a second signal.
@@ -50,6 +50,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Probe a running herd's liveness (`/livez`), for a container's HEALTHCHECK: exit 0 when
+    /// it answers 200 within the timeout, 1 otherwise. Needs no curl in the image.
+    Healthcheck {
+        /// What to probe; default `http://127.0.0.1:<http.port>/livez` from the configuration.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this long.
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Read the journal (the one the configuration names).
     Journal {
         #[command(subcommand)]
@@ -78,6 +90,36 @@ enum JournalCommand {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+}
+
+/// `herd healthcheck`: one GET, 200 → exit 0; anything else (refused, timed out, 503) → 1 with
+/// the reason on stderr.
+fn healthcheck(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        client.get(url).send().await
+    });
+    match answer {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("herd: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("herd: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A time given on the command line: `2026-03-02` (UTC midnight) or RFC 3339.
@@ -218,6 +260,20 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Healthcheck {
+            url,
+            timeout,
+            config,
+        } => {
+            let url = match url {
+                Some(url) => url,
+                None => match load(config) {
+                    Ok(settings) => format!("http://127.0.0.1:{}/livez", settings.http.port),
+                    Err(code) => return code,
+                },
+            };
+            healthcheck(&url, timeout)
+        }
         Command::Journal { command, config } => match load(config) {
             Ok(settings) => export_journal(&settings, command),
             Err(code) => code,

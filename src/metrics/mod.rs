@@ -330,6 +330,12 @@ impl Metrics {
             "Orders refused before sending, by reason",
             self.orders_refused.clone(),
         );
+        // Every reason from 0: a rate or an alert sees the first refusal of each.
+        for reason in RefusalReason::ALL {
+            let _ = self.orders_refused.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            });
+        }
         r.register(
             "bar_batches",
             "Batched bars fetches",
@@ -409,6 +415,14 @@ impl Metrics {
                 operation: op.as_str(),
             })
             .inc();
+    }
+
+    /// Starts `child`'s restart counter at 0, so a rate or an alert sees its first restart
+    /// (a counter that appears only when it first counts has no earlier sample to compare).
+    pub fn restarts_from_zero(&self, child: &str) {
+        let _ = self.restarts.get_or_create(&ChildLabels {
+            child: child.to_owned(),
+        });
     }
 
     pub fn restart(&self, child: &str) {

@@ -111,6 +111,10 @@ impl WorkMetrics {
             "Model jobs (loading, training) queued for a core or running",
             self.workshop_jobs.clone(),
         );
+        // Both states exist from the start (0), so a dashboard shows the empty workshop.
+        for state in ["queued", "running"] {
+            let _ = self.workshop_jobs.get_or_create(&JobLabels { state });
+        }
     }
 
     pub fn tick_duration(&self, instance: &str, elapsed: Duration) {

@@ -132,6 +132,9 @@ impl Supervisor {
         process: Arc<ProcessState>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        for spec in &specs {
+            metrics.restarts_from_zero(&spec.id);
+        }
         let children = specs
             .into_iter()
             .map(|spec| Child {
