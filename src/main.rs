@@ -92,18 +92,23 @@ enum JournalCommand {
     },
 }
 
+/// A current-thread runtime for the one-shot subcommands (healthcheck, journal export).
+fn one_shot_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("herd: cannot start a runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// `herd healthcheck`: one GET, 200 → exit 0; anything else (refused, timed out, 503) → 1 with
 /// the reason on stderr.
 fn healthcheck(url: &str, timeout: std::time::Duration) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_shot_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("herd: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let answer = runtime.block_on(async {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
@@ -158,15 +163,9 @@ fn export_journal(settings: &Settings, command: JournalCommand) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_shot_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("herd: cannot start a runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let pool =

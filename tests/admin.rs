@@ -40,16 +40,6 @@ async fn admin(herd: &Herd, path: &str, body: Option<Value>) -> Answer {
     post(herd, path, &[("X-Admin-Token", TOKEN)], body).await
 }
 
-async fn health(herd: &Herd) -> Value {
-    // /health answers 503 while halted: read the body whatever the status.
-    reqwest::get(format!("{}/health", herd.http))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn instance(herd: &Herd, id: &str) -> Value {
     let body = get_json(&format!("{}/strategies", herd.http))
         .await
@@ -102,7 +92,7 @@ async fn without_a_token_configured_the_admin_api_is_disabled_not_open() {
         "says how to enable it: {}",
         a.body
     );
-    let h = health(&herd).await;
+    let h = common::health(&herd).await;
     assert_eq!(h["broker"]["trading"]["state"], "active", "nothing changed");
 }
 
@@ -131,7 +121,7 @@ async fn only_the_right_token_passes_and_every_call_is_audited() {
     let wrong = post(&herd, "/admin/trading/halt", &wrong, reason.clone()).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        health(&herd).await["broker"]["trading"]["state"],
+        common::health(&herd).await["broker"]["trading"]["state"],
         "active",
         "refused calls change nothing"
     );
@@ -176,14 +166,14 @@ async fn each_admin_action_shows_where_the_operator_looks() {
     // Breakers: one opened by hand shows open, a reset of all closes it.
     let opened = admin(&herd, "/admin/breakers/bars/open", None).await;
     assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
-    let h = health(&herd).await;
+    let h = common::health(&herd).await;
     assert_eq!(breaker(&h, "bars"), "forced_open");
     assert_eq!(h["status"], "degraded");
     assert_eq!(
         admin(&herd, "/admin/breakers/reset", None).await.status,
         StatusCode::OK
     );
-    assert_eq!(breaker(&health(&herd).await, "bars"), "closed");
+    assert_eq!(breaker(&common::health(&herd).await, "bars"), "closed");
     let unknown = admin(&herd, "/admin/breakers/teleport/open", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert!(
@@ -200,7 +190,7 @@ async fn each_admin_action_shows_where_the_operator_looks() {
     assert_eq!(no_reason.status, StatusCode::BAD_REQUEST);
     let reason = |r: &str| Some(json!({ "reason": r }));
     admin(&herd, "/admin/trading/halt", reason("maintenance window")).await;
-    let h = health(&herd).await;
+    let h = common::health(&herd).await;
     assert_eq!(h["status"], "halted");
     assert!(
         h["halted"].as_str().unwrap().contains("maintenance window"),
@@ -208,7 +198,7 @@ async fn each_admin_action_shows_where_the_operator_looks() {
     );
     admin(&herd, "/admin/trading/reduce", reason("winding down")).await;
     assert_eq!(
-        health(&herd).await["broker"]["trading"]["state"],
+        common::health(&herd).await["broker"]["trading"]["state"],
         "reducing"
     );
     let resumed = admin(&herd, "/admin/trading/resume", reason("done")).await;
@@ -258,7 +248,7 @@ async fn each_admin_action_shows_where_the_operator_looks() {
     let broker = admin(&herd, "/admin/children/broker/restart", None).await;
     assert_eq!(broker.status, StatusCode::ACCEPTED, "{}", broker.body);
     eventually("the broker's second incarnation", &herd, || async {
-        let h = health(&herd).await;
+        let h = common::health(&herd).await;
         let b = h["children"]
             .as_array()?
             .iter()

@@ -375,16 +375,6 @@ fn an_unwritable_journal_stops_herd_with_exit_2() {
     assert!(log.contains("data/journal.sqlite"), "{log}");
 }
 
-async fn health(herd: &Herd) -> Value {
-    // /health answers 503 while halted: read the body whatever the status.
-    reqwest::get(format!("{}/health", herd.http))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn strategy(herd: &Herd, id: &str) -> Value {
     let all = common::get_json(&format!("{}/strategies", herd.http))
         .await
@@ -438,7 +428,7 @@ async fn a_halted_herd_restarts_halted_a_paused_instance_paused_and_both_are_jou
         .seen(|v| v["event"] == "trading_state_restored")
         .expect("restored before listening");
     assert_eq!(restored["state"], "halted", "{restored}");
-    let h = health(&herd).await;
+    let h = common::health(&herd).await;
     assert_eq!(h["status"], "halted", "{h}");
     assert!(
         h["halted"].as_str().unwrap().contains("before the restart"),
@@ -459,7 +449,7 @@ async fn a_halted_herd_restarts_halted_a_paused_instance_paused_and_both_are_jou
     herd.signal("TERM");
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
     let herd = Herd::start_in(dir.path(), common::ONE_QUIET_INSTANCE, &env);
-    assert_eq!(health(&herd).await["halted"], Value::Null);
+    assert_eq!(common::health(&herd).await["halted"], Value::Null);
     assert_eq!(strategy(&herd, "mom").await["paused"], false);
     drop(herd);
 

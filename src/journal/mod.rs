@@ -59,18 +59,26 @@ pub mod keys {
     pub const EXTERNAL: &str = "external_positions";
 }
 
+/// Where the settings put the journal (validated settings always name one).
+fn locate(
+    settings: &JournalSettings,
+    data_dir: &std::path::Path,
+) -> Result<Location, JournalError> {
+    settings
+        .location(data_dir)
+        .map_err(|e| JournalError::Database {
+            location: "journal.url".to_owned(),
+            detail: e.to_string(),
+        })
+}
+
 /// Opens the journal the settings name for reading (`herd journal export`), migrated to this
 /// binary's schema; no writer runs and retention does not prune.
 pub async fn open_for_reading(
     settings: &JournalSettings,
     data_dir: &std::path::Path,
 ) -> Result<AnyPool, JournalError> {
-    let location = settings
-        .location(data_dir)
-        .map_err(|e| JournalError::Database {
-            location: "journal.url".to_owned(),
-            detail: e.to_string(),
-        })?;
+    let location = locate(settings, data_dir)?;
     if let Location::Sqlite(path) = &location
         && !path.exists()
     {
@@ -174,12 +182,7 @@ impl Journal {
         data_dir: &std::path::Path,
         metrics: JournalMetrics,
     ) -> Result<(Journal, Restored), JournalError> {
-        let location = settings
-            .location(data_dir)
-            .map_err(|e| JournalError::Database {
-                location: "journal.url".to_owned(),
-                detail: e.to_string(),
-            })?;
+        let location = locate(settings, data_dir)?;
         let pool = open::open_pool(&location).await?;
         retention::prune(&pool, settings.retention.get())
             .await

@@ -362,6 +362,16 @@ pub async fn metric(herd: &Herd, wanted: &str) -> f64 {
         .sum()
 }
 
+/// `/health`'s body whatever its status (it answers 503 while halted or draining).
+pub async fn health(herd: &Herd) -> serde_json::Value {
+    reqwest::get(format!("{}/health", herd.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// herd's own orders (`/orders`), newest first.
 pub async fn herd_orders(herd: &Herd) -> Vec<serde_json::Value> {
     let body = get_json(&format!("{}/orders?limit=1000", herd.http))
