@@ -54,6 +54,11 @@ async fn in_flight() -> (Duration, f64) {
     ];
     let mut herd = Herd::start(&common::eager_momentum("m", "5m"), &env);
     herd.wait_log(|v| v["message"] == "signal");
+    // On the wire (an order still queued at the signal is not sent, and not waited for).
+    common::eventually("an order in flight", &herd, || async {
+        (common::metric(&herd, "herd_broker_orders_in_flight").await >= 1.0).then_some(())
+    })
+    .await;
     stop(herd)
 }
 

@@ -11,9 +11,11 @@ use actix::prelude::*;
 
 use crate::broker::{
     AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, OrderBook, OrderLanes, Sessions, Snapshots, VenueSpeed, recover,
+    MarketCacheActor, OrderBook, OrderLanes, RefusalLog, Sessions, Snapshots, VenueSpeed, recover,
 };
-use crate::domain::{Secret, Slot, StatusReport, Trading, TradingState, Venue};
+use crate::domain::{
+    REPEAT_SUMMARY, Repeats, Secret, Slot, StatusReport, Trading, TradingState, Venue,
+};
 use crate::http::{self, OpsState};
 use crate::journal::{Journal, JournalError, Restored, keys};
 use crate::metrics::{Metrics, MetricsActor};
@@ -117,6 +119,7 @@ pub async fn run(
         bar_settle: settings.broker.bar_settle.get(),
         sessions: Sessions::default(),
         risk: settings.broker.risk.clone(),
+        refusals: Arc::new(RefusalLog::default()),
     };
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();
@@ -347,6 +350,7 @@ fn child_specs(
             ChildHandle::service(&addr)
         }),
     });
+    let skipped_ticks = Arc::new(Repeats::new(REPEAT_SUMMARY));
     for spec in &settings.instances {
         let spec = Arc::new(spec.clone());
         let role = ChildRole::Strategy {
@@ -362,6 +366,7 @@ fn child_specs(
         let period = speed.to_real(spec.every);
         let workshop = Arc::clone(workshop);
         let journal = journal.clone();
+        let skipped_ticks = Arc::clone(&skipped_ticks);
         specs.push(ChildSpec {
             id: spec.id.as_str().into(),
             role,
@@ -374,6 +379,7 @@ fn child_specs(
                     period,
                     workshop: Arc::clone(&workshop),
                     journal: Some(journal.clone()),
+                    skipped_ticks: Arc::clone(&skipped_ticks),
                 };
                 let core = crate::strategy::build(&spec);
                 let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);

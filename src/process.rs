@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Trading, TradingState};
 
@@ -40,6 +41,9 @@ pub struct ProcessState {
     /// When the Supervisor's event loop last turned, in ms since `started_at`: liveness reads
     /// it without a message, so a probe costs one atomic load however many actors run.
     heartbeat_ms: AtomicU64,
+    /// Cancelled when the drain begins: work that has no effect yet (an order waiting for the
+    /// quota, a tick still reading) stops at once instead of being waited for.
+    drain: CancellationToken,
     pub started_at: Instant,
 }
 
@@ -54,6 +58,7 @@ impl ProcessState {
             }),
             essential_failed: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
+            drain: CancellationToken::new(),
             started_at: Instant::now(),
         })
     }
@@ -69,6 +74,14 @@ impl ProcessState {
     /// Moves the phase forward; never back.
     pub fn advance(&self, to: Phase) {
         self.phase.fetch_max(to as u8, Ordering::AcqRel);
+        if to == Phase::Draining {
+            self.drain.cancel();
+        }
+    }
+
+    /// Cancelled once the drain has begun (see the field).
+    pub fn drain_signal(&self) -> CancellationToken {
+        self.drain.clone()
     }
 
     pub fn mark_venue_reached(&self) {

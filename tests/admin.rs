@@ -140,7 +140,13 @@ async fn only_the_right_token_passes_and_every_call_is_audited() {
     assert_eq!(halted.status, StatusCode::OK, "{}", halted.body);
     assert_eq!(halted.headers["x-request-id"], "ops-ticket-42");
 
-    let audited = audits(&herd);
+    // The audit line is written before the answer, but read from herd's stdout by another
+    // thread: wait until it has arrived.
+    let audited = eventually("three audit lines", &herd, || async {
+        let audited = audits(&herd);
+        (audited.len() >= 3).then_some(audited)
+    })
+    .await;
     let statuses: Vec<u64> = audited
         .iter()
         .map(|a| a["status"].as_u64().unwrap())

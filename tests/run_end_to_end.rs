@@ -227,6 +227,13 @@ async fn sigterm_with_an_order_in_flight_lets_it_complete_then_exits_zero() {
     ];
     let mut herd = Herd::start(&config, &env);
     let decision = herd.wait_log(|v| v["message"] == "signal");
+    // In flight: with the quota idle, an order counted in flight is on the wire within a
+    // millisecond and answered 500 ms later. (An order still queued at the signal is not sent
+    // at all: after_sigterm_no_queued_order_reaches_the_venue.)
+    common::eventually("an order in flight", &herd, || async {
+        (common::metric(&herd, "herd_broker_orders_in_flight").await >= 1.0).then_some(())
+    })
+    .await;
     herd.signal("TERM");
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
     let placed = herd.wait_log(|v| v["event"] == "order");
@@ -308,4 +315,48 @@ fn refused_credentials_stop_herd_at_start_with_a_clear_message() {
         stderr[0].contains("refused herd's credentials") && stderr[0].contains("ALPACA_API_KEY"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_sigterm_no_queued_order_reaches_the_venue() {
+    // A venue that outlives herd, slow to answer orders, and an order quota so small that most
+    // orders wait for it: at the signal, many are queued and at most one is on the wire.
+    let venue = Herd::start_sim(&["--speed", "600", "--start", common::BUYING_MINUTE]);
+    let url = venue.sim.clone().unwrap();
+    common::set_faults(
+        &url,
+        serde_json::json!({"orders": {"latency": "200ms", "methods": ["POST"]}}),
+    )
+    .await;
+    let mut config = String::from(
+        "[broker.limiter]\nrequests_per_minute = 120\nheadroom = 0.9\nread_share = 0.5\norder_max_wait = \"30s\"\n",
+    );
+    for i in 0..10 {
+        config.push_str(&format!(
+            "\n[[strategies]]\nid = \"q{i}\"\nkind = \"momentum\"\nsymbols = [\"SPY\", \"QQQ\", \"IWM\", \"DIA\", \"GLD\"]\nevery = \"1h\"\n[strategies.params]\nthreshold = 0.0001\nposition_size = 1\n"
+        ));
+    }
+    let env = [
+        ("ALPACA_API_KEY", "queued-orders"),
+        ("ALPACA_SECRET_KEY", "secret"),
+        ("ALPACA_BASE_URL", url.as_str()),
+        ("ALPACA_DATA_URL", url.as_str()),
+    ];
+    let mut herd = Herd::start(&config, &env);
+    herd.wait_log(|v| v["event"] == "order");
+    let before = common::sim_requests(&url, "POST /v2/orders").await;
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    let after = common::sim_requests(&url, "POST /v2/orders").await;
+    assert!(
+        after <= before + 1,
+        "{} order requests reached the venue after the signal (at most the one on the wire may)\n{}",
+        after - before,
+        herd.dump()
+    );
+    let dropped = herd.wait_log(|v| v["event"] == "orders_dropped_draining");
+    assert!(dropped["dropped"].as_u64().unwrap() >= 1, "{dropped}");
+    // Recorded: /orders is gone with the process, the journal keeps them as refused.
+    let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
+    assert_eq!(summary["level"], "INFO", "{summary}");
 }

@@ -190,18 +190,42 @@ async fn wait_for_first_tick_to_start(herd: &mut Herd) {
 /// The strategy actor's debug events ("tick started"), everything else at info.
 const TICK_EVENTS: &[(&str, &str)] = &[("HERD__LOG__LEVEL", "info,herd::strategy::actor=debug")];
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
-    const TOKEN: &str = "a-token-for-the-drain-test";
-    let env = [TICK_EVENTS, &[("HERD_ADMIN_TOKEN", TOKEN)]].concat();
-    let mut herd = Herd::start(&slow_tick(1500, "20s"), &env);
-    let http = herd.http.clone();
-    eventually("ready", &herd, || async {
-        let r = reqwest::get(format!("{http}/readyz")).await.ok()?;
-        (r.status() == 200).then_some(())
+/// herd with an order in flight at a venue that outlives it and takes `latency` to answer an
+/// order; returns herd and the venue once the order is on the wire.
+async fn with_an_order_in_flight(latency: &str, grace: &str, env: &[(&str, &str)]) -> (Herd, Herd) {
+    let venue = Herd::start_sim(&["--speed", "600", "--start", common::BUYING_MINUTE]);
+    let url = venue.sim.clone().unwrap();
+    common::set_faults(
+        &url,
+        serde_json::json!({"orders": {"latency": latency, "methods": ["POST"]}}),
+    )
+    .await;
+    let config = format!(
+        "[shutdown]\ngrace = \"{grace}\"\n{}",
+        common::eager_momentum("m", "5m")
+    );
+    let mut all = vec![
+        ("ALPACA_API_KEY", "drain-test"),
+        ("ALPACA_SECRET_KEY", "secret"),
+        ("ALPACA_BASE_URL", url.as_str()),
+        ("ALPACA_DATA_URL", url.as_str()),
+    ];
+    all.extend_from_slice(env);
+    let herd = Herd::start(&config, &all);
+    // With the quota idle, an order counted in flight is on the wire within a millisecond.
+    eventually("an order in flight", &herd, || async {
+        (common::metric(&herd, "herd_broker_orders_in_flight").await >= 1.0).then_some(())
     })
     .await;
-    wait_for_first_tick_to_start(&mut herd).await;
+    (herd, venue)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_order_in_flight() {
+    const TOKEN: &str = "a-token-for-the-drain-test";
+    let (mut herd, _venue) =
+        with_an_order_in_flight("1500ms", "20s", &[("HERD_ADMIN_TOKEN", TOKEN)]).await;
+    let http = herd.http.clone();
     herd.signal("TERM");
     let during = eventually("503 during the drain", &herd, || async {
         let r = reqwest::get(format!("{http}/readyz")).await.ok()?;
@@ -211,7 +235,7 @@ async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
     assert_eq!(during["phase"], "draining");
     // An operator cannot change anything during the drain, even with the right token.
     let admin = reqwest::Client::new()
-        .post(format!("{http}/admin/strategies/slow/execute"))
+        .post(format!("{http}/admin/strategies/m/execute"))
         .header("X-Admin-Token", TOKEN)
         .send()
         .await
@@ -225,12 +249,28 @@ async fn sigterm_turns_readyz_503_at_once_and_waits_for_the_tick_in_flight() {
     assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
     let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
     assert_eq!(summary["message"], "shutdown complete", "{summary}");
+    assert!(
+        summary["orders_completed"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_still_deciding_does_not_hold_the_drain() {
+    // A decision that would take 30 s, against a 5 s grace: it has no effect yet (no order), so
+    // the drain abandons it instead of waiting past its deadline.
+    let mut herd = Herd::start(&slow_tick(30_000, "5s"), TICK_EVENTS);
+    wait_for_first_tick_to_start(&mut herd).await;
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
+    assert_eq!(summary["message"], "shutdown complete", "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_past_its_deadline_names_the_actor_and_exits_non_zero() {
-    let mut herd = Herd::start(&slow_tick(10_000, "300ms"), TICK_EVENTS);
-    wait_for_first_tick_to_start(&mut herd).await;
+    // The venue answers the order in 10 s; the grace is 2 s.
+    let (mut herd, _venue) = with_an_order_in_flight("10s", "2s", &[]).await;
     herd.signal("TERM");
     assert_eq!(herd.wait_exit().code(), Some(1), "{}", herd.dump());
     let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
@@ -238,15 +278,14 @@ async fn a_drain_past_its_deadline_names_the_actor_and_exits_non_zero() {
         summary["unfinished"]
             .as_str()
             .unwrap_or_default()
-            .contains("slow"),
+            .contains('m'),
         "{summary}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_forces_an_immediate_exit() {
-    let mut herd = Herd::start(&slow_tick(10_000, "20s"), TICK_EVENTS);
-    wait_for_first_tick_to_start(&mut herd).await;
+    let (mut herd, _venue) = with_an_order_in_flight("10s", "20s", &[]).await;
     herd.signal("TERM");
     herd.wait_log(|v| v["message"] == "shutdown: draining");
     herd.signal("INT");

@@ -60,6 +60,9 @@ pub enum NotSent {
     /// Its intent could not be made durable: an order herd could forget is never sent.
     #[error("not sent: {0}")]
     Journal(NotDurable),
+    /// herd began draining before the order's request was on the wire: a stop is a stop.
+    #[error("not sent: herd is draining (shutting down)")]
+    Draining,
 }
 
 impl NotSent {
@@ -71,6 +74,7 @@ impl NotSent {
             Self::BreakerOpen(_) => RefusalReason::BreakerOpen,
             Self::Saturated(_) => RefusalReason::RateLimitSaturated,
             Self::Journal(_) => RefusalReason::JournalUnavailable,
+            Self::Draining => RefusalReason::Draining,
         }
     }
 }

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::alpaca::models::{Account, CalendarDay, Clock, Order, OrderRequest, Position};
 use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery};
@@ -39,6 +40,9 @@ pub enum SubmitError {
     /// Not sent: the submit breaker is open.
     #[error("not sent: {0}")]
     BreakerOpen(BreakerOpen),
+    /// Not sent: the drain began while it waited for the quota.
+    #[error("not sent: herd began draining while the order waited for the quota")]
+    Draining,
     /// Sent; the venue's answer (which may leave the outcome unknown).
     #[error(transparent)]
     Venue(AlpacaError),
@@ -50,6 +54,7 @@ impl SubmitError {
         match self {
             Self::Saturated(s) => Ok(NotSent::Saturated(s)),
             Self::BreakerOpen(open) => Ok(NotSent::BreakerOpen(open)),
+            Self::Draining => Ok(NotSent::Draining),
             Self::Venue(e) => Err(e),
         }
     }
@@ -236,10 +241,21 @@ impl Gateway {
         })
     }
 
-    /// One POST of an order, if the quota and the breaker allow it now.
-    pub async fn submit_once(&self, order: &OrderRequest) -> Result<Order, SubmitError> {
+    /// One POST of an order, if the quota and the breaker allow it now. Waiting for the quota
+    /// ends when `stop` is cancelled (the drain began): the order is then not sent. Once the
+    /// quota is granted the request goes on the wire and is not interrupted.
+    pub async fn submit_once(
+        &self,
+        order: &OrderRequest,
+        stop: &CancellationToken,
+    ) -> Result<Order, SubmitError> {
         let class = RequestClass::Order;
-        match self.trading.acquire(class).await {
+        let granted = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Err(SubmitError::Draining),
+            granted = self.trading.acquire(class) => granted,
+        };
+        match granted {
             Ok(waited) => self.metrics.limiter_wait(class, waited),
             Err(saturated) => {
                 self.metrics.limiter_saturated(class);

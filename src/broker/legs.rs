@@ -28,7 +28,7 @@ use crate::domain::{ClientOrderId, OrderIntent, Side};
 use crate::journal::Ticket;
 
 /// What placing an order answers.
-type Placed = ResponseActFuture<BrokerActor, Result<OrderRecord, BrokerError>>;
+pub(super) type Placed = ResponseActFuture<BrokerActor, Result<OrderRecord, BrokerError>>;
 
 /// `(closing, opening)` quantities when an order of `qty` on `side` would take an account
 /// holding `account` through zero; `None` when it would not.

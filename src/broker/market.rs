@@ -11,10 +11,11 @@
 //! - A fetch asks for a window that holds `depth` bars of continuous trading first, and only
 //!   symbols still short of bars (nights, weekends, holidays) get one wider request.
 //! - An instance sees its own position, never more than the account holds on that side, so it
-//!   cannot try to sell shares the account does not have.
+//!   cannot try to sell shares the account does not have. That capping is logged when it starts
+//!   and summarized once a minute (`CAPPED`, this module's one piece of shared state).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -27,7 +28,7 @@ use super::cached::{CacheKey, CacheValue, MarketCache};
 use super::gateway::Gateway;
 use super::retry::RetryError;
 use super::sessions::Sessions;
-use crate::domain::{Bar, Holding, Session, Symbol, Timeframe};
+use crate::domain::{Bar, Holding, REPEAT_SUMMARY, Repeats, Say, Session, Symbol, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
@@ -241,16 +242,29 @@ pub fn cap_to_account(
                 qty.max(account.min(Decimal::ZERO))
             };
             if capped != qty {
-                tracing::warn!(
-                    symbol = %symbol, own = %qty, account = %account,
-                    "instance position exceeds the account's; using the account's"
-                );
+                match CAPPED.note() {
+                    Say::Started { earlier } => tracing::warn!(
+                        event = "position_capped", symbol = %symbol, own = %qty, account = %account,
+                        earlier_unreported = earlier,
+                        "instance position exceeds the account's; using the account's (repeats are summarized once a minute)"
+                    ),
+                    Say::Summary { count, over } => tracing::warn!(
+                        event = "position_capped", capped = count, seconds = over.as_secs(),
+                        "instance positions exceeded the account's; the account's were used"
+                    ),
+                    Say::Quiet => {}
+                }
                 holding.qty = capped;
             }
             (symbol, holding)
         })
         .collect()
 }
+
+/// Every instance's view caps its positions on every tick while the account holds less than
+/// herd expects (it was flattened from outside): process-wide, so that condition is two log
+/// lines a minute, not one per instance and tick. The one piece of shared state in this module.
+static CAPPED: LazyLock<Repeats> = LazyLock::new(|| Repeats::new(REPEAT_SUMMARY));
 
 /// The account's signed position in `symbol` (0 when it holds none).
 pub fn account_position(held: &[Position], symbol: &Symbol) -> Decimal {

@@ -67,7 +67,7 @@ pub use gateway::{Gateway, Quotas};
 pub use lanes::OrderLanes;
 pub use market::VenueSpeed;
 pub use operator::{BreakerCommand, CommandBreakers, SetTrading};
-pub use orders::SubmitOrder;
+pub use orders::{RefusalLog, SubmitOrder, Submitted};
 pub use positions::{GetPositions, PositionsReport};
 pub use recovery::{Recovery, recover};
 pub use sessions::Sessions;
@@ -107,6 +107,8 @@ pub struct BrokerDeps {
     /// The venue's trading calendar, read as regular-session filters need it.
     pub sessions: Sessions,
     pub risk: RiskLimits,
+    /// Refusals logged when a reason starts, then summarized (each is counted in a metric).
+    pub refusals: Arc<RefusalLog>,
 }
 
 /// Last-known state of the venue connection, for `/health` (never probed per request).
@@ -131,6 +133,8 @@ pub struct BrokerActor {
     /// Submissions that reached a known state after the process began draining (the drain
     /// summary reports them; most finish while the strategies' ticks are being waited for).
     completed_while_draining: u64,
+    /// Orders not sent because the drain began first (summarized when the drain ends).
+    dropped_while_draining: u64,
     health: VenueHealth,
     /// Tells the Supervisor why this incarnation ended.
     exit: ExitNotifier,
@@ -145,6 +149,7 @@ impl BrokerActor {
             draining: false,
             refreshing: false,
             completed_while_draining: 0,
+            dropped_while_draining: 0,
             health: VenueHealth::default(),
             exit,
         }
@@ -316,6 +321,12 @@ impl Handler<Drain> for BrokerActor {
             async move { in_flight.wait().await }
                 .into_actor(self)
                 .map(|(), act, ctx| {
+                    if act.dropped_while_draining > 0 {
+                        tracing::info!(
+                            event = "orders_dropped_draining", dropped = act.dropped_while_draining,
+                            "orders not sent because herd began draining first (refused in /orders with that reason)"
+                        );
+                    }
                     act.exit.set(ExitReason::Drained);
                     ctx.stop();
                     DrainAck {

@@ -22,15 +22,16 @@ use tracing::{Instrument, Span};
 use super::alpaca::models::{Order, OrderRequest};
 use super::book::{Begin, OrderRecord, OrderState, venue_day};
 use super::lanes::{LANE_HOLD, LaneTurn, until_final};
-use super::legs::split_at_zero;
+use super::legs::{Placed, split_at_zero};
 use super::market::account_position;
 use super::positions::observe_account;
 use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};
 use super::{BrokerActor, BrokerError, NotSent, client_order_id};
 use crate::domain::{ClientOrderId, InstanceId, OrderIntent};
+use crate::domain::{REPEAT_SUMMARY, Repeats, Say};
 use crate::journal::Ticket;
-use crate::metrics::OrderOutcome;
+use crate::metrics::{OrderOutcome, RefusalReason};
 use crate::process::Phase;
 
 /// How soon after a submission its fill is looked up (real time): the simulator and Alpaca
@@ -42,12 +43,45 @@ const LIST_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// Places one order intent of one instance.
 #[derive(Message)]
-#[rtype(result = "Result<OrderRecord, BrokerError>")]
+#[rtype(result = "Result<Submitted, BrokerError>")]
 pub struct SubmitOrder {
     pub instance: InstanceId,
     pub intent: OrderIntent,
     /// The decision's span: the broker's work on this order is traced as its child.
     pub trace: Span,
+}
+
+/// One [`Repeats`] per refusal reason: a gate that refuses every order of every instance (a
+/// halt, a daily-loss limit) writes two lines a minute, not one per order.
+pub struct RefusalLog(Vec<(RefusalReason, Repeats)>);
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        Self(
+            RefusalReason::ALL
+                .iter()
+                .map(|r| (*r, Repeats::new(REPEAT_SUMMARY)))
+                .collect(),
+        )
+    }
+}
+
+impl RefusalLog {
+    fn note(&self, reason: RefusalReason) -> Say {
+        self.0
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(Say::Started { earlier: 0 }, |(_, repeats)| repeats.note())
+    }
+}
+
+/// The answer to a [`SubmitOrder`] that did not fail.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub record: OrderRecord,
+    /// This request sent it; `false` when the same decision was already in the book (a
+    /// repeated tick on the same bar), and nothing was sent.
+    pub sent: bool,
 }
 
 /// What the gate needs to know besides the limits, read before the order is sent.
@@ -59,7 +93,7 @@ struct RiskInputs {
 }
 
 impl Handler<SubmitOrder> for BrokerActor {
-    type Result = ResponseActFuture<Self, Result<OrderRecord, BrokerError>>;
+    type Result = ResponseActFuture<Self, Result<Submitted, BrokerError>>;
 
     fn handle(&mut self, msg: SubmitOrder, _: &mut Self::Context) -> Self::Result {
         let SubmitOrder {
@@ -70,6 +104,7 @@ impl Handler<SubmitOrder> for BrokerActor {
         if self.draining {
             return Box::pin(fut::ready(Err(BrokerError::Draining)));
         }
+        let after_signal = self.deps.process.phase() == Phase::Draining;
         let cid = client_order_id(&instance, &intent.symbol, intent.side, intent.decided_on);
         let span = tracing::info_span!(
             parent: &trace,
@@ -83,9 +118,22 @@ impl Handler<SubmitOrder> for BrokerActor {
             outcome = tracing::field::Empty,
         );
         let (record, ticket) = match self.deps.book.begin(&instance, &intent, cid.clone()) {
-            Begin::Existing(record) => return Box::pin(fut::ready(Ok(record))),
+            Begin::Existing(record) => {
+                return Box::pin(fut::ready(Ok(Submitted {
+                    record,
+                    sent: false,
+                })));
+            }
             Begin::New(record, ticket) => (record, ticket),
         };
+        // A decision made before the signal, handed over after it: recorded, refused, not sent.
+        if after_signal {
+            let refused = self.refuse(&record, NotSent::Draining);
+            return Box::pin(fut::ready(refused.map(|record| Submitted {
+                record,
+                sent: false,
+            })));
+        }
         // Own position plus what is still working, so two quick orders cannot each pass a
         // limit that together they break.
         let (own, pending) = self
@@ -100,9 +148,19 @@ impl Handler<SubmitOrder> for BrokerActor {
         let owner = instance.clone();
         // The symbol's lane first: the account is read after any earlier order for the symbol
         // is final, so the gate and the split judge it as it will be.
+        let stop = self.deps.process.drain_signal();
         let inputs = async move {
-            let turn = lanes.turn(&symbol).await;
-            let held = snapshots.positions().await?;
+            // Waiting for the lane or the reads has no effect yet: the drain ends the wait.
+            let turn = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Err(BrokerError::Refused(NotSent::Draining)),
+                turn = lanes.turn(&symbol) => turn,
+            };
+            let held = tokio::select! {
+                biased;
+                () = stop.cancelled() => return Err(BrokerError::Refused(NotSent::Draining)),
+                held = snapshots.positions() => held?,
+            };
             observe_account(&book, &metrics, &held);
             let account = snapshots.account().await?;
             let today = venue_day(snapshots.clock().await?.timestamp);
@@ -115,49 +173,48 @@ impl Handler<SubmitOrder> for BrokerActor {
             Ok::<_, BrokerError>((turn, inputs))
         }
         .instrument(span.clone());
-        let fut = self
-            .guard(inputs)
-            .then(move |inputs, act, _| -> Self::Result {
-                let (turn, inputs) = match inputs {
-                    Ok(i) => i,
-                    Err(BrokerError::Panicked(panic)) => {
-                        let why = format!("panic: {panic}");
-                        act.deps
-                            .book
-                            .mark(&record.client_order_id, OrderState::Refused, why);
-                        return Box::pin(fut::ready(Err(BrokerError::Panicked(panic))));
-                    }
-                    Err(e) => {
-                        let refused = act.refuse(&record, NotSent::RiskInputs(Box::new(e)));
-                        return Box::pin(fut::ready(refused));
-                    }
-                };
-                let check = OrderContext {
-                    side: intent.side,
-                    qty: intent.qty,
-                    price: intent.reference_price.and_then(Decimal::from_f64),
-                    instance_position,
-                    account_position: inputs.account_position,
-                    daily_pnl: inputs.daily_pnl,
-                    instance_realized_today: inputs.realized_today.0,
-                    realized_today: inputs.realized_today.1,
-                };
-                let trading = act.deps.process.trading();
-                if let Err(refusal) = check_order(&check, &act.deps.risk, &trading) {
-                    return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
+        let fut = self.guard(inputs).then(move |inputs, act, _| -> Placed {
+            let (turn, inputs) = match inputs {
+                Ok(i) => i,
+                Err(BrokerError::Panicked(panic)) => {
+                    let why = format!("panic: {panic}");
+                    act.deps
+                        .book
+                        .mark(&record.client_order_id, OrderState::Refused, why);
+                    return Box::pin(fut::ready(Err(BrokerError::Panicked(panic))));
                 }
-                let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
-                    Some(legs) => {
-                        act.place_in_legs(record, ticket, intent, cid, legs, span.clone())
-                    }
-                    None => act.place(record, ticket, intent, cid, &span),
-                };
-                Box::pin(placed.map(move |result, act, ctx| {
-                    act.release_lane_when_final(turn, &result, ctx);
-                    result
-                }))
-            });
-        Box::pin(fut)
+                Err(BrokerError::Refused(why)) => {
+                    return Box::pin(fut::ready(act.refuse(&record, why)));
+                }
+                Err(e) => {
+                    let refused = act.refuse(&record, NotSent::RiskInputs(Box::new(e)));
+                    return Box::pin(fut::ready(refused));
+                }
+            };
+            let check = OrderContext {
+                side: intent.side,
+                qty: intent.qty,
+                price: intent.reference_price.and_then(Decimal::from_f64),
+                instance_position,
+                account_position: inputs.account_position,
+                daily_pnl: inputs.daily_pnl,
+                instance_realized_today: inputs.realized_today.0,
+                realized_today: inputs.realized_today.1,
+            };
+            let trading = act.deps.process.trading();
+            if let Err(refusal) = check_order(&check, &act.deps.risk, &trading) {
+                return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
+            }
+            let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
+                Some(legs) => act.place_in_legs(record, ticket, intent, cid, legs, span.clone()),
+                None => act.place(record, ticket, intent, cid, &span),
+            };
+            Box::pin(placed.map(move |result, act, ctx| {
+                act.release_lane_when_final(turn, &result, ctx);
+                result
+            }))
+        });
+        Box::pin(fut.map(|placed, _, _| placed.map(|record| Submitted { record, sent: true })))
     }
 }
 
@@ -165,15 +222,26 @@ impl BrokerActor {
     /// Records, logs and counts an order refused before sending.
     fn refuse(&mut self, record: &OrderRecord, why: NotSent) -> Result<OrderRecord, BrokerError> {
         let reason = why.reason();
+        if matches!(why, NotSent::Draining) {
+            self.dropped_while_draining += 1;
+        }
         self.deps.metrics.order_refused(reason);
         self.deps
             .metrics
             .order(record.instance.as_str(), record.side, OrderOutcome::Refused);
-        tracing::warn!(
-            event = "order_refused", instance = %record.instance, client_order_id = %record.client_order_id,
-            symbol = %record.symbol, side = %record.side, qty = %record.qty, reason = reason.as_str(),
-            detail = %why, "order refused before sending"
-        );
+        match self.deps.refusals.note(reason) {
+            Say::Started { earlier } => tracing::warn!(
+                event = "order_refused", instance = %record.instance, client_order_id = %record.client_order_id,
+                symbol = %record.symbol, side = %record.side, qty = %record.qty, reason = reason.as_str(),
+                detail = %why, earlier_unreported = earlier,
+                "order refused before sending (more for this reason are summarized once a minute; /orders has each)"
+            ),
+            Say::Summary { count, over } => tracing::warn!(
+                event = "orders_refused", reason = reason.as_str(), refused = count,
+                seconds = over.as_secs(), latest = %why, "orders refused before sending"
+            ),
+            Say::Quiet => {}
+        }
         self.deps.book.mark(
             &record.client_order_id,
             OrderState::Refused,
@@ -202,9 +270,14 @@ impl BrokerActor {
         let gateway = self.deps.gateway.clone();
         let journal = self.deps.book.journal().cloned();
         let counted = self.deps.metrics.work.order_in_flight();
+        let stop = self.deps.process.drain_signal();
         let submission = self.in_flight.track_future(
             async move {
                 let _counted = counted;
+                // The signal came while the order waited for its lane or its risk inputs.
+                if stop.is_cancelled() {
+                    return SubmitOutcome::NotSent(NotSent::Draining);
+                }
                 // The intent is on disk before the order leaves the process: a crash from here
                 // on leaves a journaled order that the next start looks up by its id.
                 if let (Some(journal), Some(ticket)) = (journal, ticket)
@@ -212,7 +285,7 @@ impl BrokerActor {
                 {
                     return SubmitOutcome::NotSent(NotSent::Journal(e));
                 }
-                submit::submit_idempotent(&gateway, &request).await
+                submit::submit_idempotent(&gateway, &request, &stop).await
             }
             .instrument(trace.clone()),
         );

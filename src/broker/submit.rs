@@ -15,6 +15,8 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::alpaca::AlpacaError;
 use super::alpaca::models::{Order, OrderRequest};
 use super::error::NotSent;
@@ -42,11 +44,17 @@ pub enum SubmitOutcome {
     Unknown(String),
 }
 
-pub async fn submit_idempotent(gateway: &Gateway, request: &OrderRequest) -> SubmitOutcome {
+/// `stop` is the drain signal: an attempt still waiting for the quota when it fires is not sent
+/// (after an unknown outcome, the order is then settled by lookup alone).
+pub async fn submit_idempotent(
+    gateway: &Gateway,
+    request: &OrderRequest,
+    stop: &CancellationToken,
+) -> SubmitOutcome {
     let mut last_error: Option<AlpacaError> = None;
     for _ in 0..MAX_SUBMITS {
         let error = match gateway
-            .submit_once(request)
+            .submit_once(request, stop)
             .await
             .map_err(SubmitError::into_not_sent)
         {

@@ -14,6 +14,7 @@ mod invalid;
 mod market;
 mod order;
 mod protocol;
+mod repeats;
 mod secret;
 mod trading;
 mod venue;
@@ -29,6 +30,7 @@ pub use protocol::{
     Control, ControlRefused, Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition,
     InstanceStatus, Lifecycle, Slot, StatusReport, panic_message,
 };
+pub use repeats::{REPEAT_SUMMARY, Repeats, Say};
 pub use secret::Secret;
 pub use trading::{
     AccountSnapshot, Action, DataNeeds, Decision, GuardedBook, MarketView, OrderIntent, Trading,

@@ -69,6 +69,8 @@ label_values! {
         RateLimitSaturated => "rate_limit_saturated",
         /// The order's intent could not be made durable in the journal in time.
         JournalUnavailable => "journal_unavailable",
+        /// The drain began before the order was sent.
+        Draining => "draining",
     }
 }
 

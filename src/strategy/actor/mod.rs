@@ -12,9 +12,12 @@
 //!   into a stop with reason `Panicked`, which the Supervisor restarts with fresh state.
 //! - An operator's `Control` pauses or resumes the schedule, or ticks now (never a second tick
 //!   in flight: that is refused as busy).
-//! - `Drain` stops the schedule, lets the tick in flight finish (its orders included), and only
-//!   then acknowledges; the acknowledgement's own completion stops the actor, because actix
-//!   drops every pending reply once an actor is stopping.
+//! - `Drain` stops the schedule; a tick in flight that has handed orders to the broker is
+//!   finished first (the broker settles those orders), one still reading or deciding is
+//!   abandoned at once — it has no effect yet — so a drain's cost does not grow with the number
+//!   of instances waiting for market data. Skipped ticks are counted every time and logged
+//!   when they start and once a minute after. The acknowledgement's own completion stops the
+//!   actor, because actix drops every pending reply once an actor is stopping.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -36,8 +39,8 @@ use super::{Finished, Strategy, StrategySpec, Work};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, Control, ControlRefused, DataNeeds, Decision, Drain, DrainAck, ExitNotifier,
-    ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Slot,
-    StatusReport, panic_message,
+    ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Repeats,
+    Say, Slot, StatusReport, panic_message,
 };
 use crate::journal::{DecisionEntry, Journal};
 use crate::metrics::{DecisionKind, Metrics, TickOutcome};
@@ -54,6 +57,9 @@ pub struct StrategyDeps {
     pub workshop: Arc<Workshop>,
     /// Where every decision is recorded (`None` in tests that run an instance alone).
     pub journal: Option<Journal>,
+    /// Ticks skipped because the previous one still ran, across every instance: logged when it
+    /// starts, then summarized once a minute (each is counted in the tick metric).
+    pub skipped_ticks: Arc<Repeats>,
 }
 
 /// How a tick ended, for metrics and the status report.
@@ -74,6 +80,9 @@ pub struct StrategyActor {
     incarnation: u64,
     /// A tick is running; the next due tick is skipped.
     in_flight: bool,
+    /// The tick in flight has handed orders to the broker: a drain waits for it. Before that a
+    /// tick has no effect (it reads and decides), and a drain abandons it at once.
+    submitting: bool,
     /// When the tick in flight started.
     tick_started: Option<std::time::Instant>,
     /// The tick in flight's span (`Span::none()` between ticks): the root of its trace.
@@ -111,6 +120,7 @@ impl StrategyActor {
             id,
             incarnation,
             in_flight: false,
+            submitting: false,
             tick_started: None,
             tick_span: Span::none(),
             draining: false,
@@ -150,7 +160,19 @@ impl StrategyActor {
             self.deps
                 .metrics
                 .tick(self.id.as_ref(), self.kind(), TickOutcome::OverlapSkipped);
-            tracing::warn!(instance = %self.id, "previous tick still running; skipping this one");
+            match self.deps.skipped_ticks.note() {
+                Say::Started { earlier } => tracing::warn!(
+                    event = "ticks_skipped", instance = %self.id, earlier_unreported = earlier,
+                    "previous tick still running; skipping this one (further skips, of any instance, are summarized once a minute)"
+                ),
+                Say::Summary { count, over } => tracing::warn!(
+                    event = "ticks_skipped",
+                    skipped = count,
+                    seconds = over.as_secs(),
+                    "ticks skipped because the instance's previous tick was still running"
+                ),
+                Say::Quiet => {}
+            }
             return;
         }
         let Some(broker) = self.deps.broker.get() else {
@@ -294,6 +316,11 @@ impl StrategyActor {
         let Some(broker) = self.deps.broker.get() else {
             return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
+        if self.draining {
+            // Decided after the signal: nothing is sent (the instance is stopping).
+            return self.finish(TickEnd::Done { orders: 0 });
+        }
+        self.submitting = true;
         let submits = intents.into_iter().map(move |(instance, intent, trace)| {
             let msg = SubmitOrder {
                 instance,
@@ -308,7 +335,9 @@ impl StrategyActor {
             let mut errors = Vec::new();
             for result in results {
                 match result {
-                    Ok(_) => orders += 1,
+                    // Sent now; a decision already in the book (the same bar decided again)
+                    // sent nothing and is not counted.
+                    Ok(submitted) => orders += u64::from(submitted.sent),
                     // A refusal is the gate working, not the tick failing; the broker has
                     // logged and counted it, the instance's status shows the latest.
                     Err(BrokerError::Refused(why)) => {
@@ -356,6 +385,7 @@ impl StrategyActor {
 
     fn finish(&mut self, outcome: TickEnd) {
         self.in_flight = false;
+        self.submitting = false;
         if let Some(started) = self.tick_started.take() {
             self.deps
                 .metrics
@@ -497,9 +527,14 @@ impl Handler<Drain> for StrategyActor {
             ctx.cancel_future(timer);
         }
         let (tx, rx) = oneshot::channel();
-        if self.in_flight {
+        if self.in_flight && self.submitting {
             self.drain_waiter = Some(tx);
         } else {
+            if self.in_flight {
+                // Still reading or deciding: no order exists yet, so there is nothing to wait
+                // for; stopping drops the pending read and the decision's result.
+                tracing::debug!(instance = %self.id, "drain: tick in flight abandoned before any order");
+            }
             let _ = tx.send(());
         }
         Box::pin(
