@@ -351,6 +351,7 @@ fn child_specs(
         }),
     });
     let skipped_ticks = Arc::new(Repeats::new(REPEAT_SUMMARY));
+    let failed_ticks = Arc::new(Repeats::new(REPEAT_SUMMARY));
     for spec in &settings.instances {
         let spec = Arc::new(spec.clone());
         let role = ChildRole::Strategy {
@@ -367,6 +368,7 @@ fn child_specs(
         let workshop = Arc::clone(workshop);
         let journal = journal.clone();
         let skipped_ticks = Arc::clone(&skipped_ticks);
+        let failed_ticks = Arc::clone(&failed_ticks);
         specs.push(ChildSpec {
             id: spec.id.as_str().into(),
             role,
@@ -380,6 +382,7 @@ fn child_specs(
                     workshop: Arc::clone(&workshop),
                     journal: Some(journal.clone()),
                     skipped_ticks: Arc::clone(&skipped_ticks),
+                    failed_ticks: Arc::clone(&failed_ticks),
                 };
                 let core = crate::strategy::build(&spec);
                 let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);

@@ -410,6 +410,11 @@ async fn a_halted_herd_restarts_halted_a_paused_instance_paused_and_both_are_jou
     let env = [("HERD_ADMIN_TOKEN", ADMIN_TOKEN)];
     let mut herd = Herd::start_in(dir.path(), common::ONE_QUIET_INSTANCE, &env);
     herd.wait_log(|v| v["message"] == "strategy instance started");
+    // Its first tick decided (and the decision was journaled) before anything else happens.
+    common::eventually("the first tick", &herd, || async {
+        (strategy(&herd, "mom").await["ticks"].as_u64()? >= 1).then_some(())
+    })
+    .await;
     assert!(
         post_admin(&herd, "/admin/trading/halt", "before the restart")
             .await

@@ -60,6 +60,8 @@ pub struct StrategyDeps {
     /// Ticks skipped because the previous one still ran, across every instance: logged when it
     /// starts, then summarized once a minute (each is counted in the tick metric).
     pub skipped_ticks: Arc<Repeats>,
+    /// Failed ticks across every instance (a venue down fails them all), logged the same way.
+    pub failed_ticks: Arc<Repeats>,
 }
 
 /// How a tick ended, for metrics and the status report.
@@ -405,7 +407,18 @@ impl StrategyActor {
         match outcome {
             TickEnd::Failed(error) => {
                 span.record("otel.status_code", "ERROR");
-                tracing::warn!(instance = %self.id, error = %error, "tick failed");
+                match self.deps.failed_ticks.note() {
+                    Say::Started { earlier } => tracing::warn!(
+                        event = "tick_failed", instance = %self.id, error = %error,
+                        earlier_unreported = earlier,
+                        "tick failed (further failures, of any instance, are summarized once a minute; /strategies has each instance's last error)"
+                    ),
+                    Say::Summary { count, over } => tracing::warn!(
+                        event = "ticks_failed", failed = count, seconds = over.as_secs(),
+                        latest_instance = %self.id, latest_error = %error, "ticks failed"
+                    ),
+                    Say::Quiet => {}
+                }
                 self.status.last_error = Some(error);
             }
             TickEnd::Done { orders } if orders > 0 => {
