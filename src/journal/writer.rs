@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::entry::Entry;
+use super::entry::{DECISIONS_PER_INSERT, DecisionEntry, Entry, write_decisions};
 
 /// Entries per transaction at most: bounds a transaction's time while the queue is long.
 const MAX_BATCH: usize = 512;
@@ -78,8 +78,22 @@ pub(super) async fn run(
 
 async fn commit(pool: &AnyPool, batch: &[Queued]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // Decisions in a row go in as one multi-row INSERT; everything else one entry at a time, in
+    // order (decisions are independent rows, so grouping them keeps every invariant).
+    let mut decisions: Vec<&DecisionEntry> = Vec::with_capacity(DECISIONS_PER_INSERT);
     for q in batch {
+        if let Entry::Decision(d) = &q.entry {
+            decisions.push(d);
+            if decisions.len() == DECISIONS_PER_INSERT {
+                write_decisions(&mut tx, &decisions).await?;
+                decisions.clear();
+            }
+            continue;
+        }
+        write_decisions(&mut tx, &decisions).await?;
+        decisions.clear();
         q.entry.write(&mut tx).await?;
     }
+    write_decisions(&mut tx, &decisions).await?;
     tx.commit().await
 }
