@@ -236,12 +236,19 @@ impl Supervisor {
                 tracing::error!(child = %id, panic = %panic_message(&*panic), "child failed to start");
             }
         }
-        let watch = async move { exited.await.unwrap_or(ExitReason::Crashed) };
-        ctx.spawn(
-            watch
-                .into_actor(self)
-                .map(move |reason, act, ctx| act.on_exit(i, incarnation, reason, ctx)),
-        );
+        // A task of its own per child, reporting back by message: a future spawned in this
+        // actor's context would be polled on every wake-up of the Supervisor (actix polls all of
+        // a context's futures each time), so 10,000 children made every status report and
+        // every exit cost 10,000 polls.
+        let supervisor = ctx.address();
+        actix::spawn(async move {
+            let reason = exited.await.unwrap_or(ExitReason::Crashed);
+            supervisor.do_send(ChildExited {
+                i,
+                incarnation,
+                reason,
+            });
+        });
     }
 
     fn on_exit(&mut self, i: usize, incarnation: u64, reason: ExitReason, ctx: &mut Context<Self>) {
@@ -320,6 +327,23 @@ impl Supervisor {
                 status: c.status.clone(),
             })
             .collect()
+    }
+}
+
+/// A child's incarnation ended (sent by its exit watcher).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ChildExited {
+    i: usize,
+    incarnation: u64,
+    reason: ExitReason,
+}
+
+impl Handler<ChildExited> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
+        self.on_exit(msg.i, msg.incarnation, msg.reason, ctx);
     }
 }
 
