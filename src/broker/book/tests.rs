@@ -1,0 +1,183 @@
+//! The order book: one record per decision, fills counted once, pages of `/orders`, per-instance
+//! positions and realized P&L by venue day, and what a restore brings back.
+
+use super::*;
+use crate::domain::{OrderStatus, Side};
+use chrono::TimeZone;
+
+fn intent(side: Side, qty: i64) -> OrderIntent {
+    OrderIntent {
+        symbol: Symbol::parse("SPY").unwrap(),
+        side,
+        qty: Decimal::from(qty),
+        decided_on: Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap(),
+        reference_price: Some(100.0),
+        reason: "test".into(),
+    }
+}
+
+/// The venue's view of an order: `filled` shares so far at an average of `avg`.
+fn venue(cid: &str, status: OrderStatus, filled: i64, avg: &str) -> Order {
+    serde_json::from_value(serde_json::json!({
+        "id": "6f1c1f4e-0000-4000-8000-000000000001", "client_order_id": cid, "symbol": "SPY",
+        "qty": "10", "filled_qty": filled.to_string(), "filled_avg_price": avg, "side": "buy",
+        "type": "market", "status": status, "created_at": "2026-03-02T15:00:00Z"
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_same_decision_is_never_sent_twice() {
+    let book = OrderBook::new();
+    let id = InstanceId::parse("m").unwrap();
+    let cid = ClientOrderId::new("cid-1".into());
+    assert!(matches!(
+        book.begin(&id, &intent(Side::Buy, 10), cid.clone()),
+        Begin::New(..)
+    ));
+    assert!(matches!(
+        book.begin(&id, &intent(Side::Buy, 10), cid),
+        Begin::Existing(_)
+    ));
+}
+
+#[test]
+fn fills_move_the_position_once_and_pending_shrinks() {
+    let book = OrderBook::new();
+    let id = InstanceId::parse("m").unwrap();
+    let spy = Symbol::parse("SPY").unwrap();
+    let cid = ClientOrderId::new("cid-1".into());
+    book.begin(&id, &intent(Side::Buy, 10), cid.clone());
+    let (_, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+    assert_eq!(pending[&spy], Decimal::from(10));
+    book.apply_venue(
+        &cid,
+        &venue("cid-1", OrderStatus::PartiallyFilled, 4, "100"),
+    );
+    book.apply_venue(
+        &cid,
+        &venue("cid-1", OrderStatus::PartiallyFilled, 4, "100"),
+    );
+    let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+    assert_eq!(
+        (pos[&spy].qty, pos[&spy].avg_price, pending[&spy]),
+        (Decimal::from(4), Decimal::from(100), Decimal::from(6))
+    );
+    // 6 more at 101.6: the venue's cumulative average becomes (4·100 + 6·101.6)/10 = 100.96.
+    book.apply_venue(&cid, &venue("cid-1", OrderStatus::Filled, 10, "100.96"));
+    let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+    assert_eq!(pos[&spy].qty, Decimal::from(10));
+    assert_eq!(pos[&spy].avg_price, "100.96".parse::<Decimal>().unwrap());
+    assert!(pending.is_empty());
+}
+
+#[test]
+fn pages_of_orders_filter_and_continue_where_the_last_ended() {
+    let book = OrderBook::new();
+    for n in 0..5 {
+        let who = InstanceId::parse(if n % 2 == 0 { "even" } else { "odd" }).unwrap();
+        let cid = ClientOrderId::new(format!("cid-{n}"));
+        book.begin(&who, &intent(Side::Buy, n + 1), cid);
+    }
+    let cids = |page: &OrdersPage| -> Vec<String> {
+        page.orders
+            .iter()
+            .map(|r| r.client_order_id.as_str().to_owned())
+            .collect()
+    };
+    let even = OrderFilter {
+        instance: Some(InstanceId::parse("even").unwrap()),
+        ..OrderFilter::default()
+    };
+    let first = book.page(&even, 2, None);
+    assert_eq!(cids(&first), ["cid-4", "cid-2"], "newest first");
+    let second = book.page(&even, 2, first.next);
+    assert_eq!(cids(&second), ["cid-0"]);
+    assert_eq!(second.next, None, "the last page says so");
+    let submitting = OrderFilter {
+        state: Some(OrderState::Submitting),
+        symbol: Some(Symbol::parse("SPY").unwrap()),
+        ..OrderFilter::default()
+    };
+    assert_eq!(book.page(&submitting, 10, None).orders.len(), 5);
+    let filled = OrderFilter {
+        state: Some(OrderState::Filled),
+        ..OrderFilter::default()
+    };
+    assert!(book.page(&filled, 10, None).orders.is_empty());
+}
+
+#[test]
+fn a_loss_is_realized_on_the_venue_day_of_its_fill_and_per_instance() {
+    let book = OrderBook::new();
+    let (a, b) = (
+        InstanceId::parse("a").unwrap(),
+        InstanceId::parse("b").unwrap(),
+    );
+    let (buy, sell) = (
+        ClientOrderId::new("cid-buy".into()),
+        ClientOrderId::new("cid-sell".into()),
+    );
+    book.begin(&a, &intent(Side::Buy, 10), buy.clone());
+    book.apply_venue(&buy, &venue("cid-buy", OrderStatus::Filled, 10, "100"));
+    book.begin(&a, &intent(Side::Sell, 10), sell.clone());
+    // Sold at 90 at 15:00 UTC on 2026-03-02: 10:00 in New York, the same venue day.
+    book.apply_venue(&sell, &venue("cid-sell", OrderStatus::Filled, 10, "90"));
+    let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+    assert_eq!(
+        book.realized_on(&a, day),
+        (Decimal::from(-100), Decimal::from(-100))
+    );
+    assert_eq!(
+        book.realized_on(&b, day),
+        (Decimal::ZERO, Decimal::from(-100))
+    );
+    assert_eq!(
+        book.realized_on(&a, day.succ_opt().unwrap()),
+        (Decimal::ZERO, Decimal::ZERO)
+    );
+}
+
+#[test]
+fn a_restored_book_remembers_todays_realized_loss_and_holdings() {
+    let a = InstanceId::parse("a").unwrap();
+    let spy = Symbol::parse("SPY").unwrap();
+    let fill_at = Utc.with_ymd_and_hms(2026, 3, 2, 20, 0, 0).unwrap();
+    let held = Holding {
+        qty: Decimal::from(5),
+        avg_price: Decimal::from(100),
+        realized_pnl: Decimal::from(-40),
+    };
+    let restored = Restored {
+        ledger: vec![(a.clone(), spy.clone(), held)],
+        realized: vec![(a.clone(), fill_at, Decimal::from(-40))],
+        next_seq: 7,
+        ..Restored::default()
+    };
+    let book = OrderBook::new();
+    book.restore(&restored);
+    let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+    assert_eq!(book.realized_on(&a, day).0, Decimal::from(-40));
+    assert_eq!(
+        book.instance_view(&a, std::slice::from_ref(&spy)).0[&spy],
+        held
+    );
+}
+
+#[test]
+fn positions_are_per_instance() {
+    let book = OrderBook::new();
+    let (a, b) = (
+        InstanceId::parse("a").unwrap(),
+        InstanceId::parse("b").unwrap(),
+    );
+    let spy = Symbol::parse("SPY").unwrap();
+    let cid = ClientOrderId::new("cid-a".into());
+    book.begin(&a, &intent(Side::Buy, 10), cid.clone());
+    book.apply_venue(&cid, &venue("cid-a", OrderStatus::Filled, 10, "100"));
+    assert!(
+        book.instance_view(&b, std::slice::from_ref(&spy))
+            .0
+            .is_empty()
+    );
+}
