@@ -46,12 +46,7 @@ async fn in_flight() -> (Duration, f64) {
         serde_json::json!({"orders": {"latency": "500ms", "methods": ["POST"]}}),
     )
     .await;
-    let env = [
-        ("ALPACA_API_KEY", "bench"),
-        ("ALPACA_SECRET_KEY", "bench"),
-        ("ALPACA_BASE_URL", url.as_str()),
-        ("ALPACA_DATA_URL", url.as_str()),
-    ];
+    let env = common::venue_env(&url, "bench");
     let mut herd = Herd::start(&common::eager_momentum("m", "5m"), &env);
     herd.wait_log(|v| v["message"] == "signal");
     // On the wire (an order still queued at the signal is not sent, and not waited for).

@@ -117,16 +117,11 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     );
     let listening = sim.wait_log(|v| v["message"] == "simulator listening");
     let url = format!("http://{}", listening["addr"].as_str().unwrap());
-    let env = [
-        ("ALPACA_API_KEY", "load"),
-        ("ALPACA_SECRET_KEY", "load"),
-        ("ALPACA_BASE_URL", url.as_str()),
-        ("ALPACA_DATA_URL", url.as_str()),
-        (
-            "HERD__LOG__LEVEL",
-            "warn,herd::app=info,herd::shutdown=info",
-        ),
-    ];
+    let mut env = common::venue_env(&url, "load");
+    env.push((
+        "HERD__LOG__LEVEL",
+        "warn,herd::app=info,herd::shutdown=info",
+    ));
     let started = Instant::now();
     let mut herd = Herd::start(&config(instances, per, universe), &env);
     // Start-up until herd listens: journal, recovery, every actor's spec built.

@@ -41,13 +41,8 @@ fn venue_env<'a>(
     key: &'a str,
     journal_url: Option<&'a str>,
 ) -> Vec<(&'a str, &'a str)> {
-    let mut env = vec![
-        ("ALPACA_API_KEY", key),
-        ("ALPACA_SECRET_KEY", "secret"),
-        ("ALPACA_BASE_URL", sim),
-        ("ALPACA_DATA_URL", sim),
-        ("HERD_ADMIN_TOKEN", ADMIN_TOKEN),
-    ];
+    let mut env = common::venue_env(sim, key);
+    env.push(("HERD_ADMIN_TOKEN", ADMIN_TOKEN));
     if let Some(url) = journal_url {
         env.push(("HERD__JOURNAL__URL", url));
     }

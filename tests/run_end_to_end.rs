@@ -219,12 +219,7 @@ async fn sigterm_with_an_order_in_flight_lets_it_complete_then_exits_zero() {
     )
     .await;
     let config = common::eager_momentum("m", "5m");
-    let env = [
-        ("ALPACA_API_KEY", "drain-test"),
-        ("ALPACA_SECRET_KEY", "secret"),
-        ("ALPACA_BASE_URL", url.as_str()),
-        ("ALPACA_DATA_URL", url.as_str()),
-    ];
+    let env = common::venue_env(&url, "drain-test");
     let mut herd = Herd::start(&config, &env);
     let decision = herd.wait_log(|v| v["message"] == "signal");
     // In flight: with the quota idle, an order counted in flight is on the wire within a
@@ -336,12 +331,7 @@ async fn after_sigterm_no_queued_order_reaches_the_venue() {
             "\n[[strategies]]\nid = \"q{i}\"\nkind = \"momentum\"\nsymbols = [\"SPY\", \"QQQ\", \"IWM\", \"DIA\", \"GLD\"]\nevery = \"1h\"\n[strategies.params]\nthreshold = 0.0001\nposition_size = 1\n"
         ));
     }
-    let env = [
-        ("ALPACA_API_KEY", "queued-orders"),
-        ("ALPACA_SECRET_KEY", "secret"),
-        ("ALPACA_BASE_URL", url.as_str()),
-        ("ALPACA_DATA_URL", url.as_str()),
-    ];
+    let env = common::venue_env(&url, "queued-orders");
     let mut herd = Herd::start(&config, &env);
     herd.wait_log(|v| v["event"] == "order");
     let before = common::sim_requests(&url, "POST /v2/orders").await;

@@ -204,12 +204,7 @@ async fn with_an_order_in_flight(latency: &str, grace: &str, env: &[(&str, &str)
         "[shutdown]\ngrace = \"{grace}\"\n{}",
         common::eager_momentum("m", "5m")
     );
-    let mut all = vec![
-        ("ALPACA_API_KEY", "drain-test"),
-        ("ALPACA_SECRET_KEY", "secret"),
-        ("ALPACA_BASE_URL", url.as_str()),
-        ("ALPACA_DATA_URL", url.as_str()),
-    ];
+    let mut all = common::venue_env(&url, "drain-test");
     all.extend_from_slice(env);
     let herd = Herd::start(&config, &all);
     // With the quota idle, an order counted in flight is on the wire within a millisecond.

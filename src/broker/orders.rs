@@ -17,6 +17,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use super::alpaca::models::{Order, OrderRequest};
@@ -49,6 +50,18 @@ pub struct SubmitOrder {
     pub intent: OrderIntent,
     /// The decision's span: the broker's work on this order is traced as its child.
     pub trace: Span,
+}
+
+/// `work`, unless the drain begins first: then the order is refused as not sent.
+async fn unless_draining<T>(
+    stop: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Result<T, BrokerError> {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => Err(BrokerError::Refused(NotSent::Draining)),
+        done = work => Ok(done),
+    }
 }
 
 /// One [`Repeats`] per refusal reason: a gate that refuses every order of every instance (a
@@ -151,16 +164,8 @@ impl Handler<SubmitOrder> for BrokerActor {
         let stop = self.deps.process.drain_signal();
         let inputs = async move {
             // Waiting for the lane or the reads has no effect yet: the drain ends the wait.
-            let turn = tokio::select! {
-                biased;
-                () = stop.cancelled() => return Err(BrokerError::Refused(NotSent::Draining)),
-                turn = lanes.turn(&symbol) => turn,
-            };
-            let held = tokio::select! {
-                biased;
-                () = stop.cancelled() => return Err(BrokerError::Refused(NotSent::Draining)),
-                held = snapshots.positions() => held?,
-            };
+            let turn = unless_draining(&stop, lanes.turn(&symbol)).await?;
+            let held = unless_draining(&stop, snapshots.positions()).await??;
             observe_account(&book, &metrics, &held);
             let account = snapshots.account().await?;
             let today = venue_day(snapshots.clock().await?.timestamp);

@@ -73,7 +73,8 @@ fn locate(
 }
 
 /// Opens the journal the settings name for reading (`herd journal export`), migrated to this
-/// binary's schema; no writer runs and retention does not prune.
+/// binary's schema (a migration is its only write); no writer runs and retention does not
+/// prune.
 pub async fn open_for_reading(
     settings: &JournalSettings,
     data_dir: &std::path::Path,
@@ -184,6 +185,7 @@ impl Journal {
     ) -> Result<(Journal, Restored), JournalError> {
         let location = locate(settings, data_dir)?;
         let pool = open::open_pool(&location).await?;
+        open::prove_writable(&pool, &location).await?;
         retention::prune(&pool, settings.retention.get())
             .await
             .map_err(|e| JournalError::from_sqlx(&location, &e))?;

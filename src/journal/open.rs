@@ -135,7 +135,6 @@ pub async fn open_pool(location: &Location) -> Result<AnyPool, JournalError> {
             .map_err(|e| JournalError::from_sqlx(location, &e))?;
     }
     migrate(&pool, location).await?;
-    prove_writable(&pool, location).await?;
     Ok(pool)
 }
 
@@ -193,7 +192,7 @@ async fn migrate(pool: &AnyPool, location: &Location) -> Result<(), JournalError
 }
 
 /// One write at open: a read-only file or a full disk is found now, not at the first order.
-async fn prove_writable(pool: &AnyPool, location: &Location) -> Result<(), JournalError> {
+pub async fn prove_writable(pool: &AnyPool, location: &Location) -> Result<(), JournalError> {
     let now = chrono::Utc::now();
     sqlx::query(
         "INSERT INTO herd_state (key, value, updated_at) VALUES ('opened_at', $1, $2) \

@@ -37,7 +37,7 @@ impl Herd {
         let listening = herd.wait_log(|v| v["message"] == "http listening");
         herd.http = format!("http://{}", listening["addr"].as_str().expect("addr"));
         herd.sim = herd
-            .seen_log(|v| v["message"] == "simulator listening")
+            .seen(|v| v["message"] == "simulator listening")
             .map(|v| format!("http://{}", v["addr"].as_str().unwrap_or_default()));
         herd
     }
@@ -139,10 +139,6 @@ impl Herd {
 
     /// A log line already written that matches `pred`, consumed or not.
     pub fn seen(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        self.seen_log(pred)
-    }
-
-    fn seen_log(&self, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         self.log
             .lock()
             .unwrap()
@@ -370,6 +366,17 @@ pub async fn health(herd: &Herd) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// The environment that points herd at a simulator run as a separate process (`url`), as the
+/// account of API key `key`.
+pub fn venue_env<'a>(url: &'a str, key: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ALPACA_API_KEY", key),
+        ("ALPACA_SECRET_KEY", "secret"),
+        ("ALPACA_BASE_URL", url),
+        ("ALPACA_DATA_URL", url),
+    ]
 }
 
 /// herd's own orders (`/orders`), newest first.
