@@ -24,6 +24,7 @@ use crate::settings::Settings;
 use crate::shutdown::{self, Running};
 use crate::sim::{SPEED_HEADER, SimServer};
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
+use crate::strategy::schedule::{Schedule, VenueAnchor};
 use crate::strategy::workshop::Workshop;
 use crate::supervisor::{ChildHandle, ChildRole, ChildSpec, RestartPolicy, Supervisor};
 use crate::telemetry::Traces;
@@ -90,7 +91,7 @@ pub async fn run(
     let cache = MarketCache::new(Arc::clone(&metrics));
     let workshop = Arc::new(Workshop::new(&settings.data.dir, Arc::clone(&metrics)));
     let slots = Slots::default();
-    let gateway = Gateway::new(client, &settings.broker, Arc::clone(&metrics));
+    let gateway = Gateway::new(client, &settings.broker, speed, Arc::clone(&metrics));
     let book = Arc::new(OrderBook::journaled(journal.clone()));
     book.restore(&restored);
     let instance_ids: Vec<_> = settings.instances.iter().map(|i| i.id.clone()).collect();
@@ -121,10 +122,11 @@ pub async fn run(
         risk: settings.broker.risk.clone(),
         refusals: Arc::new(RefusalLog::default()),
     };
+    let anchor = venue_anchor(&deps.snapshots).await;
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();
         let specs = child_specs(
-            &settings, &deps, &slots, reports, speed, &workshop, &journal,
+            &settings, &deps, &slots, reports, anchor, &workshop, &journal,
         );
         Supervisor::new(
             specs,
@@ -262,6 +264,25 @@ async fn probe_venue(client: &AlpacaClient, process: &ProcessState) -> Result<()
     }
 }
 
+/// The venue's clock, read once, which every instance's schedule follows (an accelerated
+/// simulator's included). Unreadable, the process's own clock stands in: against Alpaca they
+/// agree to within clock skew, and ticks then merely fall at another phase.
+async fn venue_anchor(snapshots: &Snapshots) -> VenueAnchor {
+    match snapshots.clock().await {
+        Ok(clock) => VenueAnchor {
+            venue: clock.timestamp,
+            real: std::time::Instant::now(),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "venue clock unreadable; schedules follow this process's clock");
+            VenueAnchor {
+                venue: chrono::Utc::now(),
+                real: std::time::Instant::now(),
+            }
+        }
+    }
+}
+
 /// Where the HTTP layer and the strategy instances find the service actors, whichever
 /// incarnation is running.
 #[derive(Default)]
@@ -315,7 +336,7 @@ fn child_specs(
     deps: &BrokerDeps,
     slots: &Slots,
     reports: Recipient<StatusReport>,
-    speed: VenueSpeed,
+    anchor: VenueAnchor,
     workshop: &Arc<Workshop>,
     journal: &Journal,
 ) -> Vec<ChildSpec> {
@@ -364,7 +385,12 @@ fn child_specs(
             Arc::clone(&deps.metrics),
             reports.clone(),
         );
-        let period = speed.to_real(spec.every);
+        let schedule = Schedule {
+            every: spec.every,
+            settle: settings.broker.bar_settle.get(),
+            speed: deps.speed,
+            anchor,
+        };
         let workshop = Arc::clone(workshop);
         let journal = journal.clone();
         let skipped_ticks = Arc::clone(&skipped_ticks);
@@ -378,7 +404,7 @@ fn child_specs(
                     broker: broker.clone(),
                     supervisor: reports.clone(),
                     metrics: Arc::clone(&metrics),
-                    period,
+                    schedule,
                     workshop: Arc::clone(&workshop),
                     journal: Some(journal.clone()),
                     skipped_ticks: Arc::clone(&skipped_ticks),

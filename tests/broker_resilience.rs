@@ -21,8 +21,8 @@ fn trading(extra: &str) -> String {
     )
 }
 
-/// Lifts the simulator's and herd's request quotas (real time), which a simulator running at
-/// 3000x would otherwise exhaust; only the quota test keeps them.
+/// Lifts the simulator's and herd's request quotas so that only what a test injects limits
+/// herd; only the quota test keeps them.
 const UNLIMITED: &[(&str, &str)] = &[
     ("HERD__SIM__START", common::BUYING_MINUTE),
     ("HERD__SIM__RATE_LIMIT", "0"),
@@ -216,26 +216,30 @@ async fn responses_lost_as_timeouts_never_duplicate_an_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn herd_stays_under_the_venues_request_quota() {
-    let config = trading(
+    // Quotas count per venue minute (a simulator at 3000× would make a venue minute 20 ms, in
+    // which one instance makes a request or two): a real-time venue and a tick a second make
+    // herd ask for more than a quota of 20 a minute allows.
+    let config = format!(
+        "[sim]\nspeed = 1.0\nrate_limit = 20\n\n{}\n{}",
+        common::eager_momentum("m", "1s"),
         r#"
 [broker.limiter]
-requests_per_minute = 60
+requests_per_minute = 20
 headroom = 0.9
 read_share = 0.8
 read_max_wait = "200ms"
 order_max_wait = "2s"
 [broker.data_limiter]
-requests_per_minute = 60
+requests_per_minute = 20
 headroom = 0.9
 read_share = 1.0
 read_max_wait = "200ms"
 order_max_wait = "200ms"
 "#,
-    )
-    .replace("speed = 3000.0", "speed = 3000.0\nrate_limit = 60");
+    );
     let herd = Herd::start(&config, &[]);
     let sim = herd.sim.clone().unwrap();
-    // Ticking ten times a second needs far more than 60 requests a minute: herd must hold back.
+    // Ticking every second needs more than 20 requests a minute: herd must hold back.
     eventually("the limiter holds reads back", &herd, || async {
         (metric(&herd, "herd_limiter_saturated_total").await > 0.0).then_some(())
     })
@@ -245,6 +249,32 @@ order_max_wait = "200ms"
         stats["rate_limited"], 0,
         "herd exceeded the venue's quota: {stats}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_accelerated_demo_has_the_quota_a_real_time_run_would_have() {
+    // At 600× a one-minute schedule ticks ten times a real second and a new one-minute bar is
+    // final as often: several hundred requests a real minute, past a quota of 200 a real minute
+    // but a few per venue minute. Default quotas on both sides.
+    let config = format!(
+        "[sim]\nspeed = 600.0\n\n{}\ntimeframe = \"1Min\"\n",
+        common::eager_momentum("m", "1m")
+    );
+    let herd = Herd::start(&config, &[("HERD__SIM__START", common::BUYING_MINUTE)]);
+    let sim = herd.sim.clone().unwrap();
+    ok_ticks_beyond(&herd, 0.0, 40.0).await;
+    let stats = get_json(&format!("{sim}/__sim/stats")).await.unwrap();
+    assert_eq!(stats["rate_limited"], 0, "the simulator refused: {stats}");
+    assert_eq!(metric(&herd, "herd_limiter_saturated_total").await, 0.0);
+    // Counted per real minute, the quota made reads wait hundreds of milliseconds for a token.
+    let scrape = common::metrics_text(&herd).await;
+    let reads = common::sample(&scrape, "herd_limiter_wait_seconds_count{class=\"read\"}");
+    let prompt = common::sample(
+        &scrape,
+        "herd_limiter_wait_seconds_bucket{le=\"0.016\",class=\"read\"}",
+    );
+    assert!(reads > 0.0);
+    assert_eq!(prompt, reads, "reads waited for herd's limiter");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,8 @@ use super::alpaca::models::{Account, CalendarDay, Clock, Order, OrderRequest, Po
 use super::alpaca::{AlpacaClient, AlpacaError, BarsQuery};
 use super::breaker::{BreakerObserver, BreakerOpen, BreakerSet, LogTransitions, Transition};
 use super::error::NotSent;
-use super::limiter::{LimiterRates, OutboundLimiter, Saturated};
+use super::limiter::{LimiterRates, MINUTE, OutboundLimiter, Saturated};
+use super::market::VenueSpeed;
 use super::retry::{ReadGuards, ReadOp, RetryBudget, RetryError, RetryPolicy, retry_read};
 use super::settings::BrokerSettings;
 use crate::domain::{Bar, Operation, RequestClass, Symbol};
@@ -95,15 +96,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(client: AlpacaClient, settings: &BrokerSettings, metrics: Arc<Metrics>) -> Self {
+    /// `speed` is the venue clock's: quotas count per venue minute (see [`OutboundLimiter::new`]).
+    pub fn new(
+        client: AlpacaClient,
+        settings: &BrokerSettings,
+        speed: VenueSpeed,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let observer = Arc::new(MetricsObserver(Arc::clone(&metrics)));
+        let minute = speed.to_real(MINUTE);
         Self {
             client,
             policy: Arc::new(RetryPolicy::new(&settings.retry)),
             budget: Arc::new(RetryBudget::from_config(&settings.retry)),
             breakers: BreakerSet::new(&settings.breaker, observer),
-            trading: Arc::new(OutboundLimiter::new(&settings.limiter)),
-            data: Arc::new(OutboundLimiter::new(&settings.data_limiter)),
+            trading: Arc::new(OutboundLimiter::new(&settings.limiter, minute)),
+            data: Arc::new(OutboundLimiter::new(&settings.data_limiter, minute)),
             metrics,
         }
     }

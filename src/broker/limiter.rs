@@ -15,6 +15,9 @@
 //!   further away than that, the caller gets [`Saturated`] at once instead of sleeping first.
 //! - Time is tokio time (see [`TokioClock`]): waits are `tokio::time::sleep`, so paused-time tests
 //!   are exact and a cancelled acquire holds nothing.
+//! - The quota counts per *venue* minute, whose real length the caller passes: one minute against
+//!   Alpaca, 0.6 s against a simulator at 100× (which counts its own quota the same way), so a
+//!   demo's requests per venue minute are what they would be in real time.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -159,11 +162,20 @@ impl LimiterRates {
     }
 }
 
-fn quota(per_minute: u32, burst: u32) -> Quota {
+/// `per_minute` tokens per `minute` (real time), with `burst` of them available at once.
+fn quota(per_minute: u32, burst: u32, minute: Duration) -> Quota {
     let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    Quota::per_minute(per_minute).allow_burst(burst)
+    // A replenish interval of zero (a venue minute shorter than `per_minute` nanoseconds) would
+    // be refused by governor: one nanosecond is as close to "no limit" as it allows.
+    let period = (minute / per_minute.get()).max(Duration::from_nanos(1));
+    Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+        .allow_burst(burst)
 }
+
+/// A minute of real time: the quota's window against a real venue.
+pub const MINUTE: Duration = Duration::from_secs(60);
 
 /// Shared by every request of one quota (the trading API and the data API count separately at
 /// Alpaca: give each its own limiter).
@@ -180,16 +192,18 @@ pub struct OutboundLimiter {
 }
 
 impl OutboundLimiter {
-    pub fn new(config: &LimiterConfig) -> Self {
+    /// A limiter for `config`'s quota, counted per `minute` of real time: [`MINUTE`] against a
+    /// real venue, a venue minute's real length against an accelerated simulator.
+    pub fn new(config: &LimiterConfig, minute: Duration) -> Self {
         let rates = LimiterRates::from_config(config);
         let clock = TokioClock::new();
         Self {
             all: RateLimiter::direct_with_clock(
-                quota(rates.all_per_minute, rates.all_burst),
+                quota(rates.all_per_minute, rates.all_burst, minute),
                 clock,
             ),
             reads: RateLimiter::direct_with_clock(
-                quota(rates.reads_per_minute, rates.reads_burst),
+                quota(rates.reads_per_minute, rates.reads_burst, minute),
                 clock,
             ),
             clock,
@@ -311,8 +325,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_quota_counts_per_venue_minute() {
+        // A simulator at 100×: a venue minute is 0.6 s of real time.
+        let minute = Duration::from_millis(600);
+        let limiter = OutboundLimiter::new(&config(), minute);
+        assert_eq!(drain(&limiter, RequestClass::Order), 20, "the burst");
+        // The sustained rate (180 a minute) takes one venue minute of (paused, exact) tokio time,
+        // as it takes a real minute against Alpaca.
+        let start = Instant::now();
+        for _ in 0..180 {
+            limiter
+                .acquire(RequestClass::Order)
+                .await
+                .expect("within order_max_wait");
+        }
+        let took = start.elapsed();
+        assert!(took <= minute, "{took:?}");
+        assert!(took >= minute.mul_f64(0.99), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn reads_cannot_take_the_share_reserved_for_orders() {
-        let limiter = OutboundLimiter::new(&config());
+        let limiter = OutboundLimiter::new(&config(), MINUTE);
         assert_eq!(drain(&limiter, RequestClass::Read), 16, "the reads' burst");
         // Reads are out of tokens; the orders' part of the burst is untouched.
         assert_eq!(drain(&limiter, RequestClass::Order), 4);
@@ -324,7 +358,7 @@ mod tests {
             read_max_wait: HumanDuration(Duration::from_millis(100)),
             ..config()
         };
-        let limiter = OutboundLimiter::new(&config);
+        let limiter = OutboundLimiter::new(&config, MINUTE);
         drain(&limiter, RequestClass::Read);
         let start = Instant::now();
         let saturated = limiter.acquire(RequestClass::Read).await.unwrap_err();
@@ -335,7 +369,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn order_waits_for_the_next_token_within_order_max_wait() {
-        let limiter = OutboundLimiter::new(&config());
+        let limiter = OutboundLimiter::new(&config(), MINUTE);
         drain(&limiter, RequestClass::Order);
         let waited = limiter
             .acquire(RequestClass::Order)
@@ -350,7 +384,7 @@ mod tests {
             order_max_wait: HumanDuration(Duration::from_secs(1)),
             ..config()
         };
-        let limiter = Arc::new(OutboundLimiter::new(&config));
+        let limiter = Arc::new(OutboundLimiter::new(&config, MINUTE));
         let reads_sent = Arc::new(AtomicU32::new(0));
         let start = Instant::now();
         let minutes = 2;

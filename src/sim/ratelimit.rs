@@ -3,7 +3,9 @@
 //! `X-Ratelimit-Remaining` and `X-Ratelimit-Reset` (epoch seconds when the window ends).
 //!
 //! Invariants:
-//! - Counted in real time, whatever the sim speed: the quota protects the server.
+//! - The window is one *venue* minute (a minute of sim time; 0.6 s real at 100×), so an
+//!   accelerated demo has the quota per venue minute that a real-time run would have; at speed 1
+//!   it is Alpaca's real minute. A frozen clock (speed 0) never ends its window.
 //! - Refused requests count too (so a client hammering through 429s stays throttled).
 //! - Memory is bounded: expired windows are dropped once many keys are tracked.
 
@@ -27,7 +29,18 @@ pub struct Verdict {
     pub reset: u64,
 }
 
-const WINDOW: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_secs(60);
+/// The longest window: a frozen or absurdly slow clock must not overflow `Instant` arithmetic.
+const LONGEST_WINDOW: Duration = Duration::from_secs(86_400);
+
+/// The real length of one venue minute at `speed` sim seconds per real second.
+pub fn venue_minute(speed: f64) -> Duration {
+    if !(speed.is_finite() && speed > 0.0) {
+        return LONGEST_WINDOW;
+    }
+    Duration::try_from_secs_f64(MINUTE.as_secs_f64() / speed)
+        .map_or(LONGEST_WINDOW, |d| d.min(LONGEST_WINDOW))
+}
 /// Past this many tracked windows, expired ones are swept.
 const SWEEP_AT: usize = 4096;
 
@@ -51,14 +64,21 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request of `key` against `api`; None when limiting is off.
-    pub fn check(&mut self, key: &str, api: Api, now: Instant) -> Option<Verdict> {
+    /// Counts one request of `key` against `api` in windows of `window` (see [`venue_minute`]);
+    /// None when limiting is off.
+    pub fn check(
+        &mut self,
+        key: &str,
+        api: Api,
+        now: Instant,
+        window: Duration,
+    ) -> Option<Verdict> {
         if self.limit == 0 {
             return None;
         }
         if self.windows.len() >= SWEEP_AT {
             self.windows
-                .retain(|_, w| now.duration_since(w.started) < WINDOW);
+                .retain(|_, w| now.duration_since(w.started) < window);
         }
         let epoch_now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -69,13 +89,13 @@ impl RateLimiter {
             .entry((key.to_string(), api))
             .or_insert(Window {
                 started: now,
-                reset: epoch_now + WINDOW.as_secs(),
+                reset: epoch_now + window.as_secs_f64().ceil() as u64,
                 count: 0,
             });
-        if now.duration_since(w.started) >= WINDOW {
+        if now.duration_since(w.started) >= window {
             *w = Window {
                 started: now,
-                reset: epoch_now + WINDOW.as_secs(),
+                reset: epoch_now + window.as_secs_f64().ceil() as u64,
                 count: 0,
             };
         }
@@ -97,26 +117,50 @@ mod tests {
     fn quota_per_key_and_api_with_remaining_counting_down() {
         let mut rl = RateLimiter::new(2);
         let t = Instant::now();
-        let a = rl.check("k", Api::Trading, t).expect("on");
+        let a = rl.check("k", Api::Trading, t, MINUTE).expect("on");
         assert!(a.allowed);
         assert_eq!(a.remaining, 1);
-        assert!(rl.check("k", Api::Trading, t).expect("on").allowed);
-        let c = rl.check("k", Api::Trading, t).expect("on");
+        assert!(rl.check("k", Api::Trading, t, MINUTE).expect("on").allowed);
+        let c = rl.check("k", Api::Trading, t, MINUTE).expect("on");
         assert!(!c.allowed);
         assert_eq!(c.remaining, 0);
         // Other key and other API have their own quota.
-        assert!(rl.check("other", Api::Trading, t).expect("on").allowed);
-        assert!(rl.check("k", Api::Data, t).expect("on").allowed);
+        assert!(
+            rl.check("other", Api::Trading, t, MINUTE)
+                .expect("on")
+                .allowed
+        );
+        assert!(rl.check("k", Api::Data, t, MINUTE).expect("on").allowed);
         // A new window starts after a minute.
         let later = t + Duration::from_secs(61);
-        assert!(rl.check("k", Api::Trading, later).expect("on").allowed);
+        assert!(
+            rl.check("k", Api::Trading, later, MINUTE)
+                .expect("on")
+                .allowed
+        );
+    }
+
+    #[test]
+    fn the_window_is_a_venue_minute() {
+        assert_eq!(venue_minute(1.0), MINUTE);
+        assert_eq!(venue_minute(100.0), Duration::from_millis(600));
+        assert_eq!(venue_minute(0.0), LONGEST_WINDOW);
+        assert_eq!(venue_minute(f64::NAN), LONGEST_WINDOW);
+        let mut rl = RateLimiter::new(1);
+        let t = Instant::now();
+        let window = venue_minute(100.0);
+        assert!(rl.check("k", Api::Data, t, window).expect("on").allowed);
+        assert!(!rl.check("k", Api::Data, t, window).expect("on").allowed);
+        // One venue minute later (0.6 s at 100×) the quota is back, as a minute later at 1×.
+        let next = t + window;
+        assert!(rl.check("k", Api::Data, next, window).expect("on").allowed);
     }
 
     #[test]
     fn zero_disables() {
         assert!(
             RateLimiter::new(0)
-                .check("k", Api::Data, Instant::now())
+                .check("k", Api::Data, Instant::now(), MINUTE)
                 .is_none()
         );
     }

@@ -23,6 +23,7 @@ pub mod portfolio;
 pub mod portfolio_optimizer;
 mod registry;
 pub mod risk_manager;
+pub mod schedule;
 #[cfg(test)]
 mod testing;
 pub mod workshop;

@@ -341,12 +341,21 @@ pub async fn sim_requests(sim: &str, route: &str) -> u64 {
 /// A metric from `/metrics`: `name` sums every series of that name, `name{labels}` is the one
 /// series with exactly those labels (0 when absent).
 pub async fn metric(herd: &Herd, wanted: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", herd.http))
+    sample(&metrics_text(herd).await, wanted)
+}
+
+/// One scrape of herd's `/metrics`, for figures that must come from the same instant.
+pub async fn metrics_text(herd: &Herd) -> String {
+    reqwest::get(format!("{}/metrics", herd.http))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `wanted` in a scrape, as [`metric`] reads it.
+pub fn sample(text: &str, wanted: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' '))

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::broker::breaker::{self, LogTransitions};
-use crate::broker::limiter::LimiterConfig;
+use crate::broker::limiter::{LimiterConfig, MINUTE};
 use crate::domain::BreakerState;
 
 const OP: Operation = Operation::Bars;
@@ -325,13 +325,16 @@ async fn retry_read_gives_up_at_once_when_the_reset_is_beyond_max_wait() {
 #[tokio::test(start_paused = true)]
 async fn retry_read_fails_without_a_call_when_the_quota_is_saturated() {
     let (policy, budget, breakers) = guards(3);
-    let limiter = OutboundLimiter::new(&LimiterConfig {
-        requests_per_minute: 200,
-        headroom: 0.9,
-        read_share: 0.8,
-        read_max_wait: HumanDuration(Duration::from_millis(10)),
-        order_max_wait: HumanDuration(Duration::from_secs(10)),
-    });
+    let limiter = OutboundLimiter::new(
+        &LimiterConfig {
+            requests_per_minute: 200,
+            headroom: 0.9,
+            read_share: 0.8,
+            read_max_wait: HumanDuration(Duration::from_millis(10)),
+            order_max_wait: HumanDuration(Duration::from_secs(10)),
+        },
+        MINUTE,
+    );
     while limiter.try_acquire(RequestClass::Read).is_ok() {}
     let (out, calls) = run(&policy, &budget, &breakers, Some(&limiter), vec![Ok(1)]).await;
     assert_eq!(

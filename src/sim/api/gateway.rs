@@ -24,7 +24,7 @@ use super::ApiKey;
 use crate::sim::auth;
 use crate::sim::faults::{After, Before, Group, LostAs, error_body, refusal_body};
 use crate::sim::lock;
-use crate::sim::ratelimit::{Api, Verdict};
+use crate::sim::ratelimit::{Api, Verdict, venue_minute};
 use crate::sim::state::SimState;
 
 /// A duplicate of a connection's socket (see [`super::on_connect`]).
@@ -132,8 +132,13 @@ pub async fn gateway(
         lock(&state.stats).traced(&route, traceparent);
     }
     let (group, api) = group_of(req.path());
-    let verdict =
-        lock(&state.limiter).check(&auth::claimed_key(req.headers()), api, Instant::now());
+    let window = venue_minute(state.clock.speed());
+    let verdict = lock(&state.limiter).check(
+        &auth::claimed_key(req.headers()),
+        api,
+        Instant::now(),
+        window,
+    );
 
     let outcome = pass(&state, req, next, group, verdict).await?;
     let (req, mut res, reset) = outcome;

@@ -21,7 +21,6 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -34,6 +33,7 @@ use tracing::field::Empty;
 
 mod report;
 
+use super::schedule::Schedule;
 use super::workshop::Workshop;
 use super::{Finished, Strategy, StrategySpec, Work};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
@@ -51,8 +51,8 @@ pub struct StrategyDeps {
     pub broker: Slot<BrokerActor>,
     pub supervisor: Recipient<StatusReport>,
     pub metrics: Arc<Metrics>,
-    /// Real time between ticks: the configured `every` divided by the venue's speed.
-    pub period: Duration,
+    /// When ticks fall due: on the venue clock's multiples of `every`, as each bar is final.
+    pub schedule: Schedule,
     /// Where the core's heavy work (training) is done, shared by every instance.
     pub workshop: Arc<Workshop>,
     /// Where every decision is recorded (`None` in tests that run an instance alone).
@@ -499,13 +499,22 @@ impl Actor for StrategyActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let period = self.deps.schedule.period();
+        let first = self.deps.schedule.until_next(std::time::Instant::now());
         tracing::info!(
             instance = %self.id, kind = self.kind(), incarnation = self.incarnation,
-            period_ms = self.deps.period.as_millis() as u64, "strategy instance started"
+            period_ms = period.as_millis() as u64, next_tick_ms = first.as_millis() as u64,
+            "strategy instance started"
         );
-        // Like the seeds: one tick at once, then on the schedule.
+        // Like the seeds: one tick at once; then on the schedule, whose ticks fall as bars
+        // become final. The interval re-arms from its deadline, so it does not drift from them.
         self.scheduled_tick(ctx);
-        self.timer = Some(ctx.run_interval(self.deps.period, |act, ctx| act.scheduled_tick(ctx)));
+        self.timer = Some(ctx.run_later(first, move |act, ctx| {
+            act.scheduled_tick(ctx);
+            if !act.draining {
+                act.timer = Some(ctx.run_interval(period, |act, ctx| act.scheduled_tick(ctx)));
+            }
+        }));
     }
 }
 
