@@ -157,23 +157,19 @@ impl BrokerActor {
 
     /// Updates the venue health from the outcome of a request.
     fn observe(&mut self, error: Option<&BrokerError>) {
-        let failed = match error {
-            None => false,
-            Some(e) => match e.upstream() {
-                Some(upstream) => {
-                    upstream.is_retryable() || matches!(upstream, AlpacaError::Unauthorized { .. })
-                }
-                // An open breaker means the venue has been failing; a saturated quota or a
-                // refusal says nothing about the venue.
-                None => matches!(e, BrokerError::Read(retry::RetryError::BreakerOpen { .. })),
-            },
-        };
-        let answered = error.is_none() || error.and_then(BrokerError::upstream).is_some();
+        let (failed, answered) = classify(error);
+        if failed || answered {
+            self.record_health(failed, error.map(ToString::to_string));
+        }
+    }
+
+    /// A failure (with its error), or an answer from the venue.
+    fn record_health(&mut self, failed: bool, error: Option<String>) {
         if failed {
-            self.health.last_error = error.map(ToString::to_string);
+            self.health.last_error = error;
             self.health.last_error_at = Some(Utc::now());
             self.health.consecutive_failures += 1;
-        } else if answered {
+        } else {
             // Any answer from the venue, a business refusal included, means it is up.
             self.health.last_ok_at = Some(Utc::now());
             self.health.consecutive_failures = 0;
@@ -182,7 +178,8 @@ impl BrokerActor {
     }
 
     /// Runs `fut` in this actor's context under `catch_unwind`: the one way the broker's
-    /// handlers await work. A panic inside `fut` stops this incarnation (the Supervisor starts
+    /// handlers await work in the context (views are read in tasks of their own, under the same
+    /// catch). A panic inside `fut` stops this incarnation (the Supervisor starts
     /// a fresh one) and reaches the caller as [`BrokerError::Panicked`], never as a hang.
     fn guard<T, F>(
         &self,
@@ -205,6 +202,23 @@ impl BrokerActor {
                 })
             })
     }
+}
+
+/// (failed, answered) for an outcome: whether it says the venue is failing, and whether the
+/// venue answered at all. A saturated quota or a refusal says neither.
+fn classify(error: Option<&BrokerError>) -> (bool, bool) {
+    let failed = match error {
+        None => false,
+        Some(e) => match e.upstream() {
+            Some(upstream) => {
+                upstream.is_retryable() || matches!(upstream, AlpacaError::Unauthorized { .. })
+            }
+            // An open breaker means the venue has been failing.
+            None => matches!(e, BrokerError::Read(retry::RetryError::BreakerOpen { .. })),
+        },
+    };
+    let answered = error.is_none() || error.and_then(BrokerError::upstream).is_some();
+    (failed, answered)
 }
 
 impl Actor for BrokerActor {

@@ -1,31 +1,35 @@
 //! Serving `GetMarketView`: the venue clock, then bars (cache first; misses join the timeframe's
 //! open batch), positions and, if asked, the account, all shared between instances.
 //!
-//! A view is built in two steps, each a method: [`Handler::handle`] reads the clock,
-//! [`BrokerActor::view_at`] assembles the rest at that clock's time.
+//! A view is read in a task of its own ([`ViewReader`]): the clock, then the rest at that
+//! clock's time; only joining a bars batch is a message to the actor.
 //!
 //! Invariant: however many instances tick within one `batch_window`, they cause at most one
 //! bars request per timeframe (two when some symbols need a wider window), one clock, one
 //! positions and one account call.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use futures::future::Either;
+use futures::FutureExt;
 use opentelemetry::trace::TraceContextExt;
 use rust_decimal::Decimal;
+use tokio::sync::oneshot;
 use tracing::{Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::alpaca::models::Clock;
-use super::batch::BarsReply;
+use super::batch::{BarsBySymbol, BarsReply};
+use super::cached::MarketCache;
 use super::market::{self, MarketData, Series, cap_to_account};
 use super::positions::observe_account;
-use super::{BrokerActor, BrokerError};
+use super::{BrokerActor, BrokerError, OrderBook, Snapshots, classify};
 use crate::domain::{
-    AccountSnapshot, DataNeeds, GuardedBook, Holding, InstanceId, MarketView, Session, Symbol,
+    AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId, MarketView, Session,
+    Symbol, panic_message,
 };
+use crate::metrics::Metrics;
 
 /// Asks for the market as one instance should see it.
 #[derive(Message)]
@@ -52,11 +56,11 @@ struct Own {
 }
 
 impl Handler<GetMarketView> for BrokerActor {
-    type Result = ResponseActFuture<Self, Result<MarketView, BrokerError>>;
+    type Result = ResponseFuture<Result<MarketView, BrokerError>>;
 
-    fn handle(&mut self, msg: GetMarketView, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: GetMarketView, ctx: &mut Self::Context) -> Self::Result {
         if self.draining {
-            return Box::pin(fut::ready(Err(BrokerError::Draining)));
+            return Box::pin(std::future::ready(Err(BrokerError::Draining)));
         }
         let book = &self.deps.book;
         let (positions, pending) = book.instance_view(&msg.instance, &msg.symbols);
@@ -80,33 +84,51 @@ impl Handler<GetMarketView> for BrokerActor {
             instance = %msg.instance,
             symbols = msg.symbols.len(),
         );
-        let snapshots = self.deps.snapshots.clone();
-        let clock = async move { Ok(snapshots.clock().await?) }.instrument(span.clone());
-        let view = self
-            .guard(clock)
-            .then(move |clock, act, ctx| match clock {
-                Ok(clock) => act.view_at(clock, msg, own, span, ctx),
-                Err(e) => Box::pin(fut::ready(Err(e))),
-            })
-            .map(|result, act, _| {
-                act.observe(result.as_ref().err());
-                result
-            });
-        Box::pin(view)
+        let reader = ViewReader {
+            snapshots: self.deps.snapshots.clone(),
+            cache: self.deps.cache.clone(),
+            book: Arc::clone(&self.deps.book),
+            metrics: Arc::clone(&self.deps.metrics),
+            broker: ctx.address(),
+        };
+        let broker = ctx.address();
+        let drain = self.deps.process.drain_signal();
+        Box::pin(async move {
+            let read = AssertUnwindSafe(reader.read(msg, own).instrument(span)).catch_unwind();
+            let result = tokio::select! {
+                // A view has no effect: at the drain it is dropped, reads in flight included.
+                () = drain.cancelled() => Err(BrokerError::Draining),
+                read = read => read.unwrap_or_else(|payload| {
+                    let panic = panic_message(&*payload);
+                    broker.do_send(ViewPanicked(panic.clone()));
+                    Err(BrokerError::Panicked(panic))
+                }),
+            };
+            if let Some(outcome) = Observed::of(result.as_ref().err()) {
+                broker.do_send(outcome);
+            }
+            result
+        })
     }
 }
 
-impl BrokerActor {
-    /// The view at `clock`: nothing more while the market is closed for a kind that trades only
-    /// when open; otherwise bars, the positions (own, capped by the account's) and the account.
-    fn view_at(
-        &mut self,
-        clock: Clock,
-        request: GetMarketView,
-        own: Own,
-        span: Span,
-        ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<MarketView, BrokerError>> {
+/// What reading a view needs, moved into the view's own task: every pending view used to be a
+/// future in the BrokerActor's context, which actix polls all of at each wake-up, so a cycle of
+/// N instances cost O(N²) polls. Only joining a bars batch goes through the actor.
+struct ViewReader {
+    snapshots: Snapshots,
+    cache: MarketCache,
+    book: Arc<OrderBook>,
+    metrics: Arc<Metrics>,
+    broker: Addr<BrokerActor>,
+}
+
+impl ViewReader {
+    /// The view at the venue clock's time: nothing more while the market is closed for a kind
+    /// that trades only when open; otherwise bars, the positions (own, capped by the
+    /// account's) and the account.
+    async fn read(self, request: GetMarketView, own: Own) -> Result<MarketView, BrokerError> {
+        let clock = self.snapshots.clock().await?;
         let needs = request.needs;
         let mut view = MarketView {
             now: clock.timestamp,
@@ -116,68 +138,139 @@ impl BrokerActor {
             ..MarketView::default()
         };
         if !clock.is_open && needs.only_when_open {
-            return Box::pin(fut::ready(Ok(view)));
+            return Ok(view);
         }
-        let bars = self.request_bars(request.symbols, needs, request.session, request.trace, ctx);
-        let (snapshots, book) = (self.deps.snapshots.clone(), Arc::clone(&self.deps.book));
-        let metrics = Arc::clone(&self.deps.metrics);
-        Box::pin(
-            self.guard(
-                async move {
-                    view.bars = bars.await?;
-                    let held = snapshots.positions().await?;
-                    observe_account(&book, &metrics, &held);
-                    view.positions =
-                        cap_to_account(own.positions, &held, |s| book.expected_position(s));
-                    if needs.account {
-                        let a = snapshots.account().await?;
-                        view.account = Some(AccountSnapshot {
-                            equity: a.equity,
-                            cash: a.cash,
-                            buying_power: a.buying_power,
-                        });
-                    }
-                    Ok(view)
-                }
-                .instrument(span),
-            ),
-        )
+        view.bars = self
+            .bars(request.symbols, needs, request.session, request.trace)
+            .await?;
+        let held = self.snapshots.positions().await?;
+        let book = &self.book;
+        observe_account(book, &self.metrics, &held);
+        view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
+        if needs.account {
+            let a = self.snapshots.account().await?;
+            view.account = Some(AccountSnapshot {
+                equity: a.equity,
+                cash: a.cash,
+                buying_power: a.buying_power,
+            });
+        }
+        Ok(view)
     }
 
     /// The newest `needs.bars` closed bars of each symbol: cached ones at once, the rest through
-    /// the open batch of the timeframe (opening it, and scheduling its flush, if there is none).
-    fn request_bars(
-        &mut self,
+    /// the open batch of the timeframe.
+    async fn bars(
+        &self,
         symbols: Vec<Symbol>,
         needs: DataNeeds,
         session: Session,
         tick: Span,
-        ctx: &mut Context<Self>,
-    ) -> impl Future<Output = BarsReply> + use<> {
+    ) -> Result<BarsBySymbol, BrokerError> {
         let series = Series {
             timeframe: needs.timeframe,
             session,
         };
-        let (mut hits, misses) =
-            market::cached_bars(&self.deps.cache, &symbols, series, needs.bars);
+        let (mut hits, misses) = market::cached_bars(&self.cache, &symbols, series, needs.bars);
         if misses.is_empty() {
-            return Either::Left(std::future::ready(Ok(hits)));
+            return Ok(hits);
         }
-        let (reply, opened) = self.batcher.add(series, misses, needs.bars, tick);
+        let join = JoinBatch {
+            series,
+            symbols: misses,
+            depth: needs.bars,
+            tick,
+        };
+        let reply = self
+            .broker
+            .send(join)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))??;
+        let fetched = reply.await.unwrap_or_else(|_| {
+            Err(BrokerError::Unavailable("the bar batch was dropped".into()))
+        })?;
+        hits.extend(fetched);
+        Ok(hits)
+    }
+}
+
+/// Adds symbols to the open batch of their series (opening it, and scheduling its flush, if
+/// there is none); the answer is where the batch's bars will arrive.
+#[derive(Message)]
+#[rtype(result = "Result<oneshot::Receiver<BarsReply>, BrokerError>")]
+struct JoinBatch {
+    series: Series,
+    symbols: Vec<Symbol>,
+    depth: usize,
+    tick: Span,
+}
+
+impl Handler<JoinBatch> for BrokerActor {
+    type Result = Result<oneshot::Receiver<BarsReply>, BrokerError>;
+
+    fn handle(&mut self, msg: JoinBatch, ctx: &mut Self::Context) -> Self::Result {
+        if self.draining {
+            return Err(BrokerError::Draining);
+        }
+        let JoinBatch {
+            series,
+            symbols,
+            depth,
+            tick,
+        } = msg;
+        let (reply, opened) = self.batcher.add(series, symbols, depth, tick);
         if opened {
             ctx.run_later(self.deps.batch_window, move |act, ctx| {
                 act.flush_bars(series, ctx)
             });
         }
-        Either::Right(async move {
-            let fetched = reply.await.unwrap_or_else(|_| {
-                Err(BrokerError::Unavailable("the bar batch was dropped".into()))
-            })?;
-            hits.extend(fetched);
-            Ok(hits)
+        Ok(reply)
+    }
+}
+
+/// A view's outcome for the venue's health (see [`BrokerActor::observe`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Observed {
+    failed: bool,
+    error: Option<String>,
+}
+
+impl Observed {
+    /// `None` when the outcome says nothing about the venue (a saturated quota, the drain).
+    fn of(error: Option<&BrokerError>) -> Option<Self> {
+        let (failed, answered) = classify(error);
+        (failed || answered).then(|| Observed {
+            failed,
+            error: error.filter(|_| failed).map(ToString::to_string),
         })
     }
+}
 
+impl Handler<Observed> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observed, _: &mut Self::Context) {
+        self.record_health(msg.failed, msg.error);
+    }
+}
+
+/// A view's task panicked: the broker's state may be half-updated, so it stops for a restart.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ViewPanicked(String);
+
+impl Handler<ViewPanicked> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ViewPanicked, ctx: &mut Self::Context) {
+        tracing::error!(panic = %msg.0, "panic in the broker; stopping for a restart");
+        self.exit.set(ExitReason::Panicked(msg.0));
+        ctx.stop();
+    }
+}
+
+impl BrokerActor {
     /// Closes the open batch of `series` and makes its one request.
     pub(super) fn flush_bars(&mut self, series: Series, ctx: &mut Context<Self>) {
         let Some((request, waiters)) = self.batcher.take(series) else {
