@@ -8,6 +8,12 @@
 //! second. The instances never trade (a threshold of 99 %): the read path and the decisions
 //! are what scales with instances; an order adds its POST (and, after any answer but success,
 //! a lookup by client_order_id). Prints a Markdown table for BENCHMARKS.md.
+//!
+//! Decision delay: ticks fall due as each bar becomes final (its end plus `broker.bar_settle`,
+//! here 15 venue seconds, 50 ms real). After herd exits, its journal's decisions of the measured
+//! window are exported, each placed on the venue clock (read from the simulator when the window
+//! starts), and timed from the moment its bar became final: p50 and p99 over every decision,
+//! and over each cycle's last decision.
 
 // A benchmark is a test harness: a failed setup step panics with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,6 +24,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use common::Herd;
 
 const SPEED: f64 = 300.0;
@@ -35,11 +42,19 @@ fn symbol(i: usize) -> String {
     format!("{}{}{}", letter(i / 676), letter(i / 26), letter(i))
 }
 
+/// Venue time from a bar's end until herd counts it final (`broker.bar_settle`'s default).
+const SETTLE_S: f64 = 15.0;
+/// Venue seconds between ticks (`every = "5m"`).
+const EVERY_S: f64 = 300.0;
+
 fn config(instances: usize, per: usize, universe: usize) -> String {
+    // The journal's decision queue holds a whole cycle of the largest row (50,000 decisions),
+    // so that every decision is there to be timed.
     let mut c = String::from(
         "[http.rate_limit]\nprobes_per_second = 0\nreads_per_second = 0\n\n\
          [broker.limiter]\nrequests_per_minute = 100000\n\n\
-         [broker.data_limiter]\nrequests_per_minute = 100000\n",
+         [broker.data_limiter]\nrequests_per_minute = 100000\n\n\
+         [journal]\nqueue = 100000\n",
     );
     for i in 0..instances {
         let symbols: Vec<String> = (0..per)
@@ -97,6 +112,97 @@ fn split(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (u64,
     (data, trading)
 }
 
+/// The simulator's clock now: its venue time, with the wall-clock instant of the reading.
+async fn venue_clock(sim: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+    let before = Utc::now();
+    let clock = common::get_json(&format!("{sim}/__sim/clock"))
+        .await
+        .unwrap();
+    let after = Utc::now();
+    let venue = clock["now"].as_str().unwrap().parse().unwrap();
+    (venue, before + (after - before) / 2)
+}
+
+/// Real milliseconds from each decision's bar becoming final to the decision, with the cycle
+/// (the boundary's index) it belongs to. `at` is the decision's wall time; the venue clock
+/// read `venue` at wall time `wall`.
+fn delays(
+    decisions: &[DateTime<Utc>],
+    (venue, wall): (DateTime<Utc>, DateTime<Utc>),
+) -> Vec<(i64, f64)> {
+    decisions
+        .iter()
+        .map(|at| {
+            let real_s = (*at - wall).num_microseconds().unwrap() as f64 / 1e6;
+            let venue_s = venue.timestamp_micros() as f64 / 1e6 + real_s * SPEED;
+            let since = venue_s - SETTLE_S;
+            let cycle = (since / EVERY_S).floor();
+            let late_venue_s = since - cycle * EVERY_S;
+            (cycle as i64, late_venue_s / SPEED * 1e3)
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// (p50, p99) of every delay and of each cycle's largest.
+fn delay_figures(delays: &[(i64, f64)]) -> ((f64, f64), (f64, f64)) {
+    let mut all: Vec<f64> = delays.iter().map(|d| d.1).collect();
+    all.sort_by(f64::total_cmp);
+    let mut last: BTreeMap<i64, f64> = BTreeMap::new();
+    for &(cycle, ms) in delays {
+        let e = last.entry(cycle).or_insert(ms);
+        *e = e.max(ms);
+    }
+    let mut last: Vec<f64> = last.into_values().collect();
+    last.sort_by(f64::total_cmp);
+    (
+        (percentile(&all, 0.5), percentile(&all, 0.99)),
+        (percentile(&last, 0.5), percentile(&last, 0.99)),
+    )
+}
+
+/// The decisions herd journaled from `from` to `to` (wall time), by `herd journal export`.
+fn journaled_decisions(
+    dir: &std::path::Path,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args([
+            "journal",
+            "export",
+            "--config",
+            "test.toml",
+            "--kind",
+            "decisions",
+        ])
+        .args(["--format", "jsonl", "--from", &from.to_rfc3339()])
+        .args(["--to", &to.to_rfc3339()])
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["at"].as_str().unwrap().parse().unwrap()
+        })
+        .collect()
+}
+
 async fn ticks(herd: &Herd) -> f64 {
     common::metric(herd, "herd_strategy_ticks_total").await
 }
@@ -123,7 +229,8 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
         "warn,herd::app=info,herd::shutdown=info",
     ));
     let started = Instant::now();
-    let mut herd = Herd::start(&config(instances, per, universe), &env);
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = Herd::start_in(dir.path(), &config(instances, per, universe), &env);
     // Start-up until herd listens: journal, recovery, every actor's spec built.
     let start_s = started.elapsed().as_secs_f64();
     // Two cycles to warm up (first reads, caches), then the measured window.
@@ -132,9 +239,11 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     let (cpu0, _) = usage(pid);
     let ticks0 = ticks(&herd).await;
     let routes0 = served(&url).await;
+    let clock = venue_clock(&url).await;
     let t0 = Instant::now();
     tokio::time::sleep(MEASURED).await;
     let elapsed = t0.elapsed().as_secs_f64();
+    let window_end = Utc::now();
     let (cpu1, rss) = usage(pid);
     let ticks1 = ticks(&herd).await;
     let routes1 = served(&url).await;
@@ -152,16 +261,77 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     herd.signal("TERM");
     let code = herd.wait_exit().code();
     let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
+    let decided = journaled_decisions(dir.path(), clock.1, window_end);
+    let ((all50, all99), (last50, last99)) = delay_figures(&delays(&decided, clock));
     println!(
-        "| {instances} × {per} over {universe} | {start_s:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {rss:.0} | {:.1} | {} | {:?} |",
+        "| {instances} × {per} over {universe} | {start_s:.1} | {:.2} | {all50:.0} / {all99:.0} | {last50:.0} / {last99:.0} | {:.1} | {:.1} | {:.1} | {rss:.0} | {:.1} | {} | {} |",
         instance_ticks / (instances as f64 * cycles),
         (cpu1 - cpu0) / instance_ticks.max(1.0) * 1e6,
         data as f64 / cycles,
         trading as f64 / cycles,
         rss * 1024.0 / instances as f64,
         summary["total_ms"],
-        code,
+        code.map_or_else(|| "signal".to_string(), |c| c.to_string()),
     );
+    drop(sim);
+}
+
+/// What the default quotas allow: `SYMBOLS` distinct symbols (five per instance) on bars of `timeframe` with a
+/// window of `lookback` bars, against the simulator's default quota (200 a venue minute) and
+/// herd's default limiters. Returns the row for the quota table.
+async fn quota_scenario(timeframe: &str, every: &str, minutes: f64, lookback: usize) {
+    const SYMBOLS: usize = 500;
+    const PER: usize = 5;
+    const CYCLES: f64 = 4.0;
+    // One cycle a real second; from 09:35 New York time, so that six cycles of hours stay in
+    // the session.
+    let speed = format!("{}", minutes * 60.0);
+    let mut sim = Herd::launch(
+        &[
+            "sim",
+            "--port",
+            "0",
+            "--speed",
+            &speed,
+            "--start",
+            "2026-03-02T14:35:00Z",
+        ],
+        "",
+        &[],
+    );
+    let listening = sim.wait_log(|v| v["message"] == "simulator listening");
+    let url = format!("http://{}", listening["addr"].as_str().unwrap());
+    let mut env = common::venue_env(&url, "quota");
+    env.push(("HERD__LOG__LEVEL", "warn"));
+    let mut c = String::from("[http.rate_limit]\nprobes_per_second = 0\nreads_per_second = 0\n");
+    for i in 0..SYMBOLS / PER {
+        let symbols: Vec<String> = (0..PER)
+            .map(|k| format!("\"{}\"", symbol(i * PER + k)))
+            .collect();
+        c.push_str(&format!(
+            "\n[[strategies]]\nid = \"q{i}\"\nkind = \"momentum\"\nsymbols = [{}]\nevery = \"{every}\"\n[strategies.params]\nthreshold = 0.99\ntimeframe = \"{timeframe}\"\nlookback = {lookback}\n",
+            symbols.join(", ")
+        ));
+    }
+    let mut herd = Herd::start(&c, &env);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let saturated0 = common::metric(&herd, "herd_limiter_saturated_total").await;
+    let routes0 = served(&url).await;
+    tokio::time::sleep(Duration::from_secs_f64(CYCLES)).await;
+    let routes1 = served(&url).await;
+    let saturated = common::metric(&herd, "herd_limiter_saturated_total").await - saturated0;
+    let (data, _) = split(&routes0, &routes1);
+    let per_cycle = data as f64 / CYCLES;
+    // herd plans to use 90 % of the data quota (`broker.data_limiter.headroom`): 180 a minute.
+    let cycles_per_minute = 1.0 / minutes;
+    let max_symbols = 180.0 / cycles_per_minute / (per_cycle / SYMBOLS as f64);
+    println!(
+        "| {timeframe} | {lookback} | {per_cycle:.1} | {:.1} | {saturated} | {:.0} |",
+        per_cycle * cycles_per_minute,
+        max_symbols,
+    );
+    herd.signal("TERM");
+    herd.wait_exit();
     drop(sim);
 }
 
@@ -171,9 +341,9 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "| instances × symbols | start s | ticks per instance per cycle | herd CPU µs per instance-tick | data requests per cycle | trading requests per cycle | RSS MiB | KiB per instance | drain ms | exit |"
+        "| instances × symbols | start s | ticks per instance per cycle | final bar → decision ms p50 / p99 | → cycle's last decision ms p50 / p99 | herd CPU µs per instance-tick | data requests per cycle | trading requests per cycle | RSS MiB | KiB per instance | drain ms | exit |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let only: Option<usize> = std::env::var("HERD_LOAD_MAX")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -182,5 +352,25 @@ fn main() {
             continue;
         }
         rt.block_on(scenario(n, per, universe));
+    }
+    if std::env::var_os("HERD_LOAD_NO_QUOTA").is_some() {
+        return;
+    }
+    println!();
+    println!(
+        "| timeframe (and every) | lookback bars | data requests per cycle, 500 symbols | data requests per minute | limiter refusals | distinct symbols at which 180 a minute binds |"
+    );
+    println!("|---|---|---|---|---|---|");
+    // Longer windows of longer bars span weeks, which the simulator synthesizes minute by
+    // minute: the rows stop where that, not herd, would be measured.
+    for (timeframe, every, minutes, lookback) in [
+        ("1Min", "1m", 1.0, 20),
+        ("1Min", "1m", 1.0, 200),
+        ("5Min", "5m", 5.0, 20),
+        ("5Min", "5m", 5.0, 200),
+        ("15Min", "15m", 15.0, 20),
+        ("1Hour", "1h", 60.0, 20),
+    ] {
+        rt.block_on(quota_scenario(timeframe, every, minutes, lookback));
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
-pub use bar::{Bar, Timeframe};
+pub use bar::{Bar, BarJson, Timeframe};
 pub use params::{Params, SymbolParams, is_valid_symbol};
 pub use path::PathPoint;
 pub use query::{BarsRequest, PageToken};
