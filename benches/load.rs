@@ -262,6 +262,10 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     let code = herd.wait_exit().code();
     let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
     let decided = journaled_decisions(dir.path(), clock.1, window_end);
+    let drain = format!(
+        "{} ({} + {})",
+        summary["total_ms"], summary["actors_ms"], summary["journal_ms"]
+    );
     let ((all50, all99), (last50, last99)) = delay_figures(&delays(&decided, clock));
     println!(
         "| {instances} × {per} over {universe} | {start_s:.1} | {:.2} | {all50:.0} / {all99:.0} | {last50:.0} / {last99:.0} | {:.1} | {:.1} | {:.1} | {rss:.0} | {:.1} | {} | {} |",
@@ -270,7 +274,7 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
         data as f64 / cycles,
         trading as f64 / cycles,
         rss * 1024.0 / instances as f64,
-        summary["total_ms"],
+        drain,
         code.map_or_else(|| "signal".to_string(), |c| c.to_string()),
     );
     drop(sim);
@@ -302,7 +306,7 @@ async fn quota_scenario(timeframe: &str, every: &str, minutes: f64, lookback: us
     let listening = sim.wait_log(|v| v["message"] == "simulator listening");
     let url = format!("http://{}", listening["addr"].as_str().unwrap());
     let mut env = common::venue_env(&url, "quota");
-    env.push(("HERD__LOG__LEVEL", "warn"));
+    env.push(("HERD__LOG__LEVEL", "warn,herd::app=info"));
     let mut c = String::from("[http.rate_limit]\nprobes_per_second = 0\nreads_per_second = 0\n");
     for i in 0..SYMBOLS / PER {
         let symbols: Vec<String> = (0..PER)
@@ -341,7 +345,7 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "| instances × symbols | start s | ticks per instance per cycle | final bar → decision ms p50 / p99 | → cycle's last decision ms p50 / p99 | herd CPU µs per instance-tick | data requests per cycle | trading requests per cycle | RSS MiB | KiB per instance | drain ms | exit |"
+        "| instances × symbols | start s | ticks per instance per cycle | final bar → decision ms p50 / p99 | → cycle's last decision ms p50 / p99 | herd CPU µs per instance-tick | data requests per cycle | trading requests per cycle | RSS MiB | KiB per instance | drain ms (actors + journal) | exit |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let only: Option<usize> = std::env::var("HERD_LOAD_MAX")

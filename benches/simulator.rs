@@ -3,7 +3,7 @@
 //! `herd sim` runs as a separate process (rate limit off, real-time clock in a regular session)
 //! and this process drives it over loopback with 32 concurrent keep-alive connections, for 5 s
 //! per workload: the clock (the HTTP floor), a bars request as one instance makes it, one as a
-//! batch of 100 instances makes it, and market orders. Reports requests/s, latency p50/p99 and
+//! batch of 100 instances makes it, and orders. Reports requests/s, latency p50/p99 and
 //! the simulator's CPU per request (from /proc; client and server share the machine, so the
 //! rates are a floor). Prints a Markdown table for BENCHMARKS.md.
 
@@ -50,7 +50,7 @@ impl Workload {
             Workload::Bars(n) => {
                 format!("`GET /v2/stocks/bars`, {n} symbols × 5 h of 5-minute bars (first page)")
             }
-            Workload::Orders => "`POST /v2/orders`, market, 1 share".into(),
+            Workload::Orders => "`POST /v2/orders`, limit, 1 share".into(),
         }
     }
 
@@ -75,11 +75,14 @@ impl Workload {
                 ]))
             }
             Workload::Orders => {
+                // Limit buys far under the market: accepted and left working, so buying power
+                // (a dollar each) and the wash-trade rule never refuse one.
                 authed(client.post(format!("{url}/v2/orders"))).json(&serde_json::json!({
-                    "symbol": symbol((n % 50) as usize),
+                    "symbol": symbol((n % 500) as usize),
                     "qty": "1",
-                    "side": if n.is_multiple_of(2) { "buy" } else { "sell" },
-                    "type": "market",
+                    "side": "buy",
+                    "type": "limit",
+                    "limit_price": "1.00",
                     "time_in_force": "day",
                     "client_order_id": format!("bench-{n}"),
                 }))

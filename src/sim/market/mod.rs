@@ -42,9 +42,9 @@ use self::daily::DailyPath;
 use self::synth::GenCtx;
 use super::calendar::{MarketHours, ny_date, ny_midnight};
 
-/// (symbol, day) minute paths kept in memory: enough for ten symbols with ten intraday days of
-/// lookback, about 70 KB each around the clock.
-const CACHE_DAYS: usize = 160;
+/// (symbol, day) minute paths kept in memory, about 90 KB each around the clock (up to 180 MB):
+/// two days of a thousand symbols, what 1,000 instances on 5-minute bars read each cycle.
+const CACHE_DAYS: usize = 2048;
 
 /// State kept per symbol once it has been asked for.
 struct SymbolState {
