@@ -44,6 +44,7 @@ pub use read::{OrderQuery, Restored, RestoredOrder};
 pub use settings::{DEFAULT_FILE, JournalSettings, Location};
 
 use crate::metrics::JournalMetrics;
+use entry::Placeholders;
 use writer::Queued;
 
 /// The longest a page of `/orders` waits for queued changes to commit.
@@ -205,8 +206,13 @@ impl Journal {
             metrics,
             failing: Mutex::new(None),
         });
+        let placeholders = match location {
+            Location::Sqlite(_) => Placeholders::Anonymous,
+            Location::Postgres { .. } => Placeholders::Numbered,
+        };
         tokio::spawn(writer::run(
             pool.clone(),
+            placeholders,
             rx,
             committed_tx,
             Arc::clone(&shared),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 
+use super::entry::DECISIONS_PER_INSERT;
 use super::*;
 use crate::domain::{
     ClientOrderId, Holding, InstanceId, OrderRecord, OrderState, OrderStatus, Side, Symbol,
@@ -235,6 +236,63 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
     assert_eq!(count("orders").await, 5);
     // Once written, the queue has room again.
     assert!(journal.record_decision(decision()));
+}
+
+#[tokio::test]
+async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(&settings(10_000), dir.path(), JournalMetrics::default())
+        .await
+        .unwrap();
+    // Two and a half statements' worth, recorded at once so the writer batches them.
+    let n = DECISIONS_PER_INSERT * 5 / 2;
+    for i in 0..n {
+        assert!(
+            journal.record_decision(DecisionEntry {
+                at: Utc
+                    .timestamp_millis_opt(1_772_463_600_000 + i as i64)
+                    .unwrap(),
+                instance: InstanceId::parse(&format!("m{i}")).unwrap(),
+                symbol: Symbol::parse("SPY").unwrap(),
+                action: if i % 2 == 0 { "hold" } else { "order" },
+                side: (i % 2 == 1).then_some("buy"),
+                qty: (i % 2 == 1).then(|| Decimal::from(i)),
+                signal: Some(i as f64 / 1000.0),
+                decided_on: None,
+                reason: Some(format!("reason {i}")),
+                detail: serde_json::json!({ "i": i }),
+            })
+        );
+    }
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT at, instance, action, side, qty, signal, reason, detail FROM decisions ORDER BY at",
+    )
+    .fetch_all(journal.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), n);
+    for (i, row) in rows.iter().enumerate() {
+        let odd = i % 2 == 1;
+        assert_eq!(row.get::<i64, _>("at"), 1_772_463_600_000 + i as i64);
+        assert_eq!(row.get::<String, _>("instance"), format!("m{i}"));
+        assert_eq!(
+            row.get::<String, _>("action"),
+            if odd { "order" } else { "hold" }
+        );
+        assert_eq!(
+            row.get::<Option<String>, _>("side").as_deref(),
+            odd.then_some("buy")
+        );
+        assert_eq!(
+            row.get::<Option<String>, _>("qty"),
+            odd.then(|| i.to_string())
+        );
+        assert_eq!(row.get::<Option<f64>, _>("signal"), Some(i as f64 / 1000.0));
+        assert_eq!(row.get::<String, _>("reason"), format!("reason {i}"));
+        assert_eq!(row.get::<String, _>("detail"), format!("{{\"i\":{i}}}"));
+    }
 }
 
 async fn execute(journal: &Journal, sql: &'static str) {

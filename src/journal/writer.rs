@@ -15,7 +15,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::entry::{DECISIONS_PER_INSERT, DecisionEntry, Entry, write_decisions};
+use super::entry::{DECISIONS_PER_INSERT, DecisionEntry, Entry, Placeholders, write_decisions};
 
 /// Entries per transaction at most: bounds a transaction's time while the queue is long.
 const MAX_BATCH: usize = 512;
@@ -30,6 +30,7 @@ pub(super) struct Queued {
 
 pub(super) async fn run(
     pool: AnyPool,
+    placeholders: Placeholders,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     committed: watch::Sender<u64>,
     shared: Arc<Shared>,
@@ -45,7 +46,7 @@ pub(super) async fn run(
         }
         let mut wait = RETRY_FIRST;
         loop {
-            match commit(&pool, &batch).await {
+            match commit(&pool, placeholders, &batch).await {
                 Ok(()) => break,
                 Err(e) => {
                     shared.metrics.write_error();
@@ -76,7 +77,11 @@ pub(super) async fn run(
     }
 }
 
-async fn commit(pool: &AnyPool, batch: &[Queued]) -> Result<(), sqlx::Error> {
+async fn commit(
+    pool: &AnyPool,
+    placeholders: Placeholders,
+    batch: &[Queued],
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Decisions in a row go in as one multi-row INSERT; everything else one entry at a time, in
     // order (decisions are independent rows, so grouping them keeps every invariant).
@@ -85,15 +90,15 @@ async fn commit(pool: &AnyPool, batch: &[Queued]) -> Result<(), sqlx::Error> {
         if let Entry::Decision(d) = &q.entry {
             decisions.push(d);
             if decisions.len() == DECISIONS_PER_INSERT {
-                write_decisions(&mut tx, &decisions).await?;
+                write_decisions(&mut tx, &decisions, placeholders).await?;
                 decisions.clear();
             }
             continue;
         }
-        write_decisions(&mut tx, &decisions).await?;
+        write_decisions(&mut tx, &decisions, placeholders).await?;
         decisions.clear();
         q.entry.write(&mut tx).await?;
     }
-    write_decisions(&mut tx, &decisions).await?;
+    write_decisions(&mut tx, &decisions, placeholders).await?;
     tx.commit().await
 }
