@@ -11,7 +11,8 @@ use actix::prelude::*;
 
 use crate::broker::{
     AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, OrderBook, OrderLanes, RefusalLog, Sessions, Snapshots, VenueSpeed, recover,
+    MarketCacheActor, OrderBook, OrderLanes, RefusalLog, Sessions, SharedBars, Snapshots,
+    VenueSpeed, recover,
 };
 use crate::domain::{
     REPEAT_SUMMARY, Repeats, Secret, Slot, StatusReport, Trading, TradingState, Venue,
@@ -47,6 +48,8 @@ pub enum StartError {
     Signals(std::io::Error),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("cannot use redis.url: {0}")]
+    Redis(String),
 }
 
 impl StartError {
@@ -54,7 +57,7 @@ impl StartError {
     /// otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Journal(_) => 2,
+            Self::Journal(_) | Self::Redis(_) => 2,
             _ => 1,
         }
     }
@@ -89,6 +92,16 @@ pub async fn run(
     probe_venue(&client, &process).await?;
 
     let cache = MarketCache::new(Arc::clone(&metrics));
+    let shared_bars = {
+        let endpoint = client.endpoint();
+        SharedBars::new(
+            &settings.redis,
+            &endpoint.feed,
+            &endpoint.adjustment,
+            Arc::clone(&metrics),
+        )
+        .map_err(|e| StartError::Redis(e.to_string()))?
+    };
     let workshop = Arc::new(Workshop::new(&settings.data.dir, Arc::clone(&metrics)));
     let slots = Slots::default();
     let gateway = Gateway::new(client, &settings.broker, speed, Arc::clone(&metrics));
@@ -109,6 +122,7 @@ pub async fn run(
         snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics), speed),
         gateway,
         cache: cache.clone(),
+        shared_bars: shared_bars.clone(),
         book,
         lanes: OrderLanes::default(),
         process: Arc::clone(&process),
@@ -148,6 +162,7 @@ pub async fn run(
         cache: slots.cache,
         venue,
         journal: Some(journal.clone()),
+        shared_bars,
     };
     let (server, addr) =
         http::start(&settings.http, state).map_err(|source| StartError::Listen {

@@ -28,6 +28,7 @@ use super::cached::{CacheKey, CacheValue, MarketCache};
 use super::gateway::Gateway;
 use super::retry::RetryError;
 use super::sessions::Sessions;
+use super::shared_bars::SharedBars;
 use crate::domain::{Bar, Holding, REPEAT_SUMMARY, Repeats, Say, Session, Symbol, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
@@ -83,8 +84,9 @@ pub fn cached_bars(
     (hits, misses)
 }
 
-/// The newest `depth` final bars of each symbol (see the module's invariants), in one request
-/// (two if some symbols need a wider window), cached until the next bar becomes final.
+/// The newest `depth` final bars of each symbol (see the module's invariants): from the cache
+/// other replicas share when it has them, else in one request (two if some symbols need a wider
+/// window), cached here and there until the next bar becomes final.
 pub async fn fetch_bars(
     market: &MarketData,
     symbols: &[Symbol],
@@ -92,16 +94,73 @@ pub async fn fetch_bars(
     depth: usize,
     now: DateTime<Utc>,
 ) -> Result<BarsBySymbol, RetryError> {
+    let newest = newest_final_start(now, series.timeframe, market.settle);
+    let ttl = market
+        .speed
+        .to_real(until_next_final(now, series.timeframe, market.settle))
+        + BOUNDARY_SLACK;
+    let stamp = bar_set_stamp(newest, series.timeframe);
+    let shared = &market.shared;
+    let (mut out, missing) = shared.get(symbols, series, depth, stamp).await;
+    if missing.is_empty() {
+        remember(&market.cache, &out, series, depth, ttl);
+        return Ok(out);
+    }
+    let (mut mine, theirs) = shared.claim(missing, series, stamp).await;
+    if !theirs.is_empty() {
+        let (arrived, late) = shared.wait_for(theirs, series, depth, stamp).await;
+        out.extend(arrived);
+        mine.extend(late);
+    }
+    remember(&market.cache, &out, series, depth, ttl);
+    let fetched = from_venue(market, &mine, series, depth, newest, now).await?;
+    remember(&market.cache, &fetched, series, depth, ttl);
+    shared.put(&fetched, series, depth, stamp, ttl).await;
+    out.extend(fetched);
+    Ok(out)
+}
+
+/// What names a bar set in the shared cache: the start of the bar interval holding `newest`,
+/// the same for every replica between two bars becoming final (`newest` itself moves with the
+/// clock).
+fn bar_set_stamp(newest: DateTime<Utc>, timeframe: Timeframe) -> DateTime<Utc> {
+    let len = (timeframe.duration().as_millis() as i64).max(1);
+    let ms = newest.timestamp_millis();
+    DateTime::from_timestamp_millis(ms.div_euclid(len) * len).unwrap_or(newest)
+}
+
+/// Puts bar sets in this process's cache until the next bar is final.
+fn remember(cache: &MarketCache, bars: &BarsBySymbol, series: Series, depth: usize, ttl: Duration) {
+    for (symbol, bars) in bars {
+        let key = CacheKey::Bars {
+            symbol: symbol.clone(),
+            timeframe: series.timeframe,
+            session: series.session,
+        };
+        let value = CacheValue::Bars {
+            bars: Arc::clone(bars),
+            depth,
+        };
+        cache.put(key, value, ttl);
+    }
+}
+
+/// The newest `depth` bars of each symbol up to `newest`, from the venue.
+async fn from_venue(
+    market: &MarketData,
+    symbols: &[Symbol],
+    series: Series,
+    depth: usize,
+    newest: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<BarsBySymbol, RetryError> {
+    if symbols.is_empty() {
+        return Ok(HashMap::new());
+    }
     let MarketData {
-        gateway,
-        cache,
-        sessions,
-        speed,
-        settle,
+        gateway, sessions, ..
     } = market;
-    let (speed, settle) = (*speed, *settle);
     let Series { timeframe, session } = series;
-    let newest = newest_final_start(now, timeframe, settle);
     // Intraday bars of the regular session only, when asked: by the venue's calendar, over
     // the widest window a fetch below may reach.
     let regular_only = session == Session::Regular && timeframe != Timeframe::Day;
@@ -129,7 +188,6 @@ pub async fn fetch_bars(
         wider.values_mut().for_each(keep);
         fetched.extend(wider);
     }
-    let ttl = speed.to_real(until_next_final(now, timeframe, settle)) + BOUNDARY_SLACK;
     let mut out = HashMap::with_capacity(symbols.len());
     for s in symbols {
         let mut series = fetched.remove(s).unwrap_or_default();
@@ -138,19 +196,6 @@ pub async fn fetch_bars(
         series.sort_by_key(|b| b.time);
         series.dedup_by_key(|b| b.time);
         let newest: Arc<[Bar]> = series[series.len().saturating_sub(depth)..].into();
-        let value = CacheValue::Bars {
-            bars: Arc::clone(&newest),
-            depth,
-        };
-        cache.put(
-            CacheKey::Bars {
-                symbol: s.clone(),
-                timeframe,
-                session,
-            },
-            value,
-            ttl,
-        );
         out.insert(s.clone(), newest);
     }
     Ok(out)
@@ -193,12 +238,13 @@ pub struct Series {
     pub session: Session,
 }
 
-/// What fetching bars uses: the way to the venue, the cache, the calendar, the venue's speed
-/// and the settle time.
+/// What fetching bars uses: the way to the venue, the caches (this process's and the one
+/// replicas share), the calendar, the venue's speed and the settle time.
 #[derive(Clone)]
 pub struct MarketData {
     pub gateway: Gateway,
     pub cache: MarketCache,
+    pub shared: SharedBars,
     pub sessions: Sessions,
     pub speed: VenueSpeed,
     pub settle: Duration,

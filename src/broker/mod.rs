@@ -43,6 +43,7 @@ pub mod retry;
 pub mod risk;
 mod sessions;
 mod settings;
+mod shared_bars;
 mod snapshots;
 mod submit;
 mod trading;
@@ -72,6 +73,7 @@ pub use positions::{GetPositions, PositionsReport};
 pub use recovery::{Recovery, recover};
 pub use sessions::Sessions;
 pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
+pub use shared_bars::{RedisSettings, SharedBars, SharedCacheHealth};
 pub use snapshots::Snapshots;
 pub use trading::TightenTrading;
 pub use view::GetMarketView;
@@ -91,6 +93,8 @@ pub struct BrokerDeps {
     pub gateway: Gateway,
     pub snapshots: Snapshots,
     pub cache: MarketCache,
+    /// Bars shared with other replicas through Redis (off without `redis.url`).
+    pub shared_bars: SharedBars,
     pub book: Arc<OrderBook>,
     /// One order per symbol at the venue at a time (shared by incarnations, like the book).
     pub lanes: OrderLanes,

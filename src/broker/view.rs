@@ -294,6 +294,7 @@ impl BrokerActor {
         let market = MarketData {
             gateway: self.deps.gateway.clone(),
             cache: self.deps.cache.clone(),
+            shared: self.deps.shared_bars.clone(),
             sessions: self.deps.sessions.clone(),
             speed: self.deps.speed,
             settle: self.deps.bar_settle,

@@ -29,7 +29,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{BrokerActor, MarketCacheActor};
+use crate::broker::{BrokerActor, MarketCacheActor, SharedBars};
 use crate::domain::{HumanDuration, InvalidSetting, Secret, Slot, Venue, positive};
 use crate::journal::Journal;
 use crate::metrics::{Metrics, MetricsActor};
@@ -124,6 +124,8 @@ pub struct OpsState {
     pub venue: Venue,
     /// Where every admin call is recorded.
     pub journal: Option<Journal>,
+    /// The market-data cache replicas share (its state is on `/health`).
+    pub shared_bars: SharedBars,
 }
 
 /// Binds and starts the server; returns it (to be spawned) and the bound address.

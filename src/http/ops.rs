@@ -21,7 +21,7 @@ use super::OpsState;
 use super::error::{ApiError, ErrorBody};
 use crate::broker::{
     BrokerStatus, GetBrokerStatus, GetPositions, ListOrders, OrderFilter, OrderState, OrdersPage,
-    PositionsReport,
+    PositionsReport, SharedCacheHealth,
 };
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{BreakerState, InstanceId, Lifecycle, Symbol, Venue};
@@ -154,6 +154,9 @@ pub(super) struct Health {
     broker: Option<BrokerStatus>,
     children: Vec<ChildView>,
     cache: Option<CacheStats>,
+    /// The market-data cache replicas share through Redis: `degraded` while Redis does not
+    /// answer (herd then fetches for itself; readiness does not depend on it).
+    shared_cache: SharedCacheHealth,
 }
 
 /// Last-known state of the process, the broker, every supervised actor and the cache; never
@@ -169,9 +172,11 @@ pub(super) async fn health(state: web::Data<OpsState>) -> HttpResponse {
         None => None,
     };
     let halted = p.halted();
-    let degraded = children
-        .iter()
-        .any(|c| matches!(c.state, Lifecycle::Failed | Lifecycle::Restarting))
+    let shared_cache = state.shared_bars.health();
+    let degraded = shared_cache.state == "degraded"
+        || children
+            .iter()
+            .any(|c| matches!(c.state, Lifecycle::Failed | Lifecycle::Restarting))
         || broker.as_ref().is_none_or(|b| {
             b.health.consecutive_failures > 0
                 || b.breakers.iter().any(|br| br.state != BreakerState::Closed)
@@ -198,6 +203,7 @@ pub(super) async fn health(state: web::Data<OpsState>) -> HttpResponse {
         broker,
         children,
         cache: cache_stats_of(&state).await,
+        shared_cache,
     })
 }
 

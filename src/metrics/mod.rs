@@ -15,6 +15,7 @@ mod http;
 mod journal;
 mod labels;
 mod process;
+mod shared_cache;
 mod traces;
 mod work;
 
@@ -36,6 +37,7 @@ pub use journal::JournalMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
+pub use shared_cache::{SharedCacheMetrics, SharedCacheOutcome};
 pub use traces::{SpanDrop, TraceMetrics};
 pub use work::{DecisionKind, InQueue, WorkMetrics};
 
@@ -131,6 +133,8 @@ pub struct Metrics {
     pub traces: TraceMetrics,
     /// The journal writer's throughput, drops and failures.
     pub journal: JournalMetrics,
+    /// The market-data cache replicas share through Redis.
+    pub shared_cache: SharedCacheMetrics,
     ticks: Family<TickLabels, Counter>,
     orders: Family<OrderLabels, Counter>,
     broker_requests: Family<RequestLabels, Counter>,
@@ -183,6 +187,7 @@ impl Metrics {
             work: WorkMetrics::default(),
             traces: TraceMetrics::default(),
             journal: JournalMetrics::default(),
+            shared_cache: SharedCacheMetrics::default(),
             ticks: Family::default(),
             orders: Family::default(),
             broker_requests: Family::default(),
@@ -233,6 +238,7 @@ impl Metrics {
         self.work.register(r);
         self.traces.register(r);
         self.journal.register(r);
+        self.shared_cache.register(r);
         r.register(
             "strategy_ticks",
             "Strategy ticks by instance and outcome",

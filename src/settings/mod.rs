@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sources::{EnvSnapshot, LoadOptions};
 
-use crate::broker::BrokerSettings;
+use crate::broker::{BrokerSettings, RedisSettings};
 use crate::domain::{DataSettings, HumanDuration, InvalidSetting, Venue};
 use crate::http::HttpSettings;
 use crate::journal::JournalSettings;
@@ -48,6 +48,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub data: DataSettings,
     pub journal: JournalSettings,
+    pub redis: RedisSettings,
     #[serde(default)]
     pub strategies: Vec<StrategySettings>,
     /// The validated strategy instances, derived from `strategies` by [`validate`].

@@ -24,6 +24,7 @@ pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), Settin
     s.log.check()?;
     s.data.check()?;
     s.journal.check()?;
+    s.redis.check()?;
     s.sim
         .validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
