@@ -79,8 +79,10 @@ pub struct DecisionEntry {
     pub signal: Option<f64>,
     pub decided_on: Option<DateTime<Utc>>,
     pub reason: Option<String>,
-    /// The whole decision, as the instance's status shows it.
-    pub detail: serde_json::Value,
+    /// The whole decision as JSON, as the instance's status shows it: serialized straight to
+    /// text (building a `serde_json::Value` first, a map per decision and thousands a second,
+    /// was a visible share of herd's allocations).
+    pub detail: String,
 }
 
 #[derive(Debug, Clone)]
@@ -237,15 +239,15 @@ pub(super) async fn write_decisions(
     for d in decisions {
         query = query
             .bind(ms(d.at))
-            .bind(d.instance.as_str().to_owned())
-            .bind(d.symbol.as_str().to_owned())
+            .bind(d.instance.as_str())
+            .bind(d.symbol.as_str())
             .bind(d.action)
             .bind(d.side)
             .bind(d.qty.map(|q| q.to_string()))
             .bind(d.signal.filter(|s| s.is_finite()))
             .bind(d.decided_on.map(ms))
-            .bind(d.reason.clone())
-            .bind(d.detail.to_string());
+            .bind(d.reason.as_deref())
+            .bind(d.detail.as_str());
     }
     query.execute(&mut **tx).await?;
     Ok(())

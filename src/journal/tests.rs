@@ -205,7 +205,7 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
         signal: Some(0.01),
         decided_on: None,
         reason: Some("within threshold".into()),
-        detail: serde_json::json!({"action": "hold"}),
+        detail: serde_json::json!({"action": "hold"}).to_string(),
     };
     // Recorded from this task, which the writer cannot interleave with: all queue at once.
     let queued: Vec<bool> = (0..5)
@@ -260,7 +260,7 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
                 signal: Some(i as f64 / 1000.0),
                 decided_on: None,
                 reason: Some(format!("reason {i}")),
-                detail: serde_json::json!({ "i": i }),
+                detail: serde_json::json!({ "i": i }).to_string(),
             })
         );
     }

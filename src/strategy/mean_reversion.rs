@@ -197,6 +197,11 @@ impl MeanReversion {
 }
 
 impl Strategy for MeanReversion {
+    /// About 0.7 µs a tick at the default settings (BENCHMARKS.md, strategy cores).
+    fn decides_inline(&self) -> bool {
+        true
+    }
+
     fn needs(&self) -> DataNeeds {
         DataNeeds {
             timeframe: self.params.timeframe,

@@ -40,6 +40,13 @@ pub trait Strategy: Send + 'static {
     fn needs(&self) -> DataNeeds;
     /// Decides on this tick's view; one [`Decision`] per symbol considered.
     fn decide(&mut self, view: &MarketView) -> Vec<Decision>;
+    /// Whether `decide` is cheap enough to run on the actor's thread (microseconds, as
+    /// `benches/decisions.rs` measures each core): it then skips the hand-off to the blocking
+    /// pool and back, which at thousands of instances cost more than deciding. Off unless a
+    /// core says so: a slow core on the actor's thread would stall every instance sharing it.
+    fn decides_inline(&self) -> bool {
+        false
+    }
     /// The instances whose books this core watches (the view carries them in `guarded`).
     fn guards(&self) -> &[InstanceId] {
         &[]

@@ -157,6 +157,11 @@ impl Momentum {
 }
 
 impl Strategy for Momentum {
+    /// About 0.2 µs a tick at the default settings (BENCHMARKS.md, strategy cores).
+    fn decides_inline(&self) -> bool {
+        true
+    }
+
     fn needs(&self) -> DataNeeds {
         DataNeeds {
             timeframe: self.params.timeframe,

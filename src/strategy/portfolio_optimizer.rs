@@ -179,6 +179,11 @@ impl PortfolioOptimizer {
 }
 
 impl Strategy for PortfolioOptimizer {
+    /// About 9 µs a tick at the default settings (BENCHMARKS.md, strategy cores).
+    fn decides_inline(&self) -> bool {
+        true
+    }
+
     fn needs(&self) -> DataNeeds {
         DataNeeds {
             timeframe: self.params.timeframe,

@@ -250,6 +250,11 @@ impl RiskManager {
 }
 
 impl Strategy for RiskManager {
+    /// About 9 µs a tick at the default settings (BENCHMARKS.md, strategy cores).
+    fn decides_inline(&self) -> bool {
+        true
+    }
+
     fn needs(&self) -> DataNeeds {
         DataNeeds {
             timeframe: self.params.timeframe,

@@ -6,8 +6,9 @@
 //! Invariants:
 //! - At most one tick is in flight: a tick that comes due while the previous one runs is
 //!   skipped and counted (the seed's overlapping cycles each saw "flat" and bought).
-//! - The core runs on tokio's blocking pool, never on the actor's thread: a slow or CPU-heavy
-//!   core cannot stall the other actors sharing the arbiter.
+//! - A core runs on tokio's blocking pool, so a slow or CPU-heavy one cannot stall the other
+//!   actors sharing the arbiter — unless it says deciding takes microseconds
+//!   ([`Strategy::decides_inline`]), when it runs on the actor's thread and saves the hand-off.
 //! - A panic in the core is caught at this boundary, logged with the instance id, and turned
 //!   into a stop with reason `Panicked`, which the Supervisor restarts with fresh state.
 //! - An operator's `Control` pauses or resumes the schedule, or ticks now (never a second tick
@@ -35,7 +36,7 @@ mod report;
 
 use super::schedule::Schedule;
 use super::workshop::Workshop;
-use super::{Finished, Strategy, StrategySpec, Work};
+use super::{CoreReport, Finished, Strategy, StrategySpec, Work};
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, Control, ControlRefused, DataNeeds, Decision, Drain, DrainAck, ExitNotifier,
@@ -223,33 +224,40 @@ impl StrategyActor {
         };
         let span =
             tracing::info_span!(parent: &self.tick_span, "decide", otel.name = "strategy decide");
+        if core.decides_inline() {
+            let decided = decide(core.as_mut(), &view, &span);
+            return self.decided(core, decided, ctx);
+        }
         let decide = tokio::task::spawn_blocking(move || {
-            let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                let _in_span = span.enter();
-                let decisions = core.decide(&view);
-                (decisions, core.report(), core.work())
-            }));
-            (core, decided.map_err(|p| panic_message(&*p)))
+            let decided = decide(core.as_mut(), &view, &span);
+            (core, decided)
         });
         ctx.spawn(
             decide
                 .into_actor(self)
                 .map(|joined, act, ctx| match joined {
-                    Ok((core, Ok((decisions, report, work)))) => {
-                        act.core = Some(core);
-                        for done in std::mem::take(&mut act.finished_while_deciding) {
-                            act.deliver(done, ctx);
-                        }
-                        if let Some(report) = report {
-                            act.on_report(report);
-                        }
-                        act.dispatch(work, ctx);
-                        act.on_decisions(decisions, ctx);
-                    }
-                    Ok((_, Err(message))) => act.core_panicked(message, ctx),
+                    Ok((core, decided)) => act.decided(core, decided, ctx),
                     Err(e) => act.core_panicked(format!("blocking task failed: {e}"), ctx),
                 }),
         );
+    }
+
+    /// The core is back from deciding: work results that came meanwhile, its report, the work
+    /// it asked for, then its decisions.
+    fn decided(&mut self, core: Box<dyn Strategy>, decided: Decided, ctx: &mut Context<Self>) {
+        let (decisions, report, work) = match decided {
+            Ok(done) => done,
+            Err(message) => return self.core_panicked(message, ctx),
+        };
+        self.core = Some(core);
+        for done in std::mem::take(&mut self.finished_while_deciding) {
+            self.deliver(done, ctx);
+        }
+        if let Some(report) = report {
+            self.on_report(report);
+        }
+        self.dispatch(work, ctx);
+        self.on_decisions(decisions, ctx);
     }
 
     /// Hands the core's work to the workshop; each result comes back through `deliver`.
@@ -441,6 +449,19 @@ impl StrategyActor {
     }
 }
 
+/// A core's decisions, report and work from one tick, or the message of its panic.
+type Decided = Result<(Vec<Decision>, Option<CoreReport>, Vec<Work>), String>;
+
+/// Runs the core's `decide` under `catch_unwind` (a panic becomes its message) within `span`.
+fn decide(core: &mut dyn Strategy, view: &MarketView, span: &Span) -> Decided {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let _in_span = span.enter();
+        let decisions = core.decide(view);
+        (decisions, core.report(), core.work())
+    }))
+    .map_err(|p| panic_message(&*p))
+}
+
 /// What the journal keeps of one decision: the instance it is about, its action, and the whole
 /// decision (signal, reference price, reason) as JSON.
 fn decision_entry(own: &InstanceId, d: &Decision) -> DecisionEntry {
@@ -471,7 +492,7 @@ fn decision_entry(own: &InstanceId, d: &Decision) -> DecisionEntry {
         signal: d.signal,
         decided_on,
         reason,
-        detail: serde_json::to_value(d).unwrap_or_default(),
+        detail: serde_json::to_string(d).unwrap_or_default(),
     }
 }
 
