@@ -15,6 +15,10 @@ use herd::metrics::Metrics;
 use herd::settings::{LoadOptions, Settings};
 use herd::telemetry::Traces;
 
+/// mimalloc instead of glibc's malloc: see Cargo.toml and BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
