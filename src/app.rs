@@ -279,22 +279,28 @@ async fn probe_venue(client: &AlpacaClient, process: &ProcessState) -> Result<()
     }
 }
 
+/// The longest the start waits for the venue's clock before its own clock stands in.
+const ANCHOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The venue's clock, read once, which every instance's schedule follows (an accelerated
-/// simulator's included). Unreadable, the process's own clock stands in: against Alpaca they
-/// agree to within clock skew, and ticks then merely fall at another phase.
+/// simulator's included). Unreadable within [`ANCHOR_WAIT`] (a venue down at start must not
+/// hold the start up), the process's own clock stands in: against Alpaca they agree to within
+/// clock skew, and ticks then merely fall at another phase.
 async fn venue_anchor(snapshots: &Snapshots) -> VenueAnchor {
-    match snapshots.clock().await {
-        Ok(clock) => VenueAnchor {
-            venue: clock.timestamp,
-            real: std::time::Instant::now(),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "venue clock unreadable; schedules follow this process's clock");
-            VenueAnchor {
-                venue: chrono::Utc::now(),
+    let error = match tokio::time::timeout(ANCHOR_WAIT, snapshots.clock()).await {
+        Ok(Ok(clock)) => {
+            return VenueAnchor {
+                venue: clock.timestamp,
                 real: std::time::Instant::now(),
-            }
+            };
         }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {ANCHOR_WAIT:?}"),
+    };
+    tracing::warn!(error = %error, "venue clock unreadable; schedules follow this process's clock");
+    VenueAnchor {
+        venue: chrono::Utc::now(),
+        real: std::time::Instant::now(),
     }
 }
 
