@@ -10,22 +10,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::process::Command;
 
 use common::{Herd, eventually, metric};
+use support::symbol;
 
 const INSTANCES: usize = 1000;
 const SYMBOLS: usize = 500;
 const SECONDS: &str = "10s";
 const OPENMETRICS: &str =
     "Accept: application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3";
-
-/// Three-letter tickers: the simulator derives a market for any symbol.
-fn symbol(i: usize) -> String {
-    let letter = |n: usize| char::from(b'A' + (n % 26) as u8);
-    format!("{}{}{}", letter(i / 676), letter(i / 26), letter(i))
-}
 
 /// 1,000 momentum instances over 500 symbols (five each), rate limits off so the load is
 /// served, not refused.

@@ -20,12 +20,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::Herd;
+use support::{symbol, usage};
 
 const SPEED: f64 = 300.0;
 /// Real seconds one scheduling cycle (a 5-minute bar) lasts at `SPEED`.
@@ -35,12 +37,6 @@ const MEASURED: Duration = Duration::from_secs(12);
 /// (instances, symbols per instance, distinct symbols)
 const SCENARIOS: &[(usize, usize, usize)] =
     &[(1, 3, 3), (100, 10, 100), (1000, 5, 500), (10_000, 5, 5000)];
-
-/// Three-letter tickers: the simulator derives a market for any symbol.
-fn symbol(i: usize) -> String {
-    let letter = |n: usize| char::from(b'A' + (n % 26) as u8);
-    format!("{}{}{}", letter(i / 676), letter(i / 26), letter(i))
-}
 
 /// Venue time from a bar's end until herd counts it final (`broker.bar_settle`'s default).
 const SETTLE_S: f64 = 15.0;
@@ -63,22 +59,6 @@ fn config(instances: usize, per: usize, universe: usize) -> String {
         ));
     }
     c
-}
-
-/// herd's CPU seconds so far (user + system) and resident memory in MiB, from /proc.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    (ticks / 100.0, rss_kb / 1024.0)
 }
 
 /// Requests the simulator served, by route.
@@ -205,21 +185,7 @@ async fn ticks(herd: &Herd) -> f64 {
 }
 
 async fn scenario(instances: usize, per: usize, universe: usize) {
-    let mut sim = Herd::launch(
-        &[
-            "sim",
-            "--port",
-            "0",
-            "--speed",
-            "300",
-            "--start",
-            common::BUYING_MINUTE,
-        ],
-        "[sim]\nrate_limit = 0\n",
-        &[],
-    );
-    let listening = sim.wait_log(|v| v["message"] == "simulator listening");
-    let url = format!("http://{}", listening["addr"].as_str().unwrap());
+    let (sim, url) = support::sim_without_quota("300", common::BUYING_MINUTE);
     let mut env = common::venue_env(&url, "load");
     env.push((
         "HERD__LOG__LEVEL",

@@ -12,28 +12,16 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Herd;
+use support::{symbol, usage};
 
 const CONNECTIONS: usize = 32;
 const RUN: Duration = Duration::from_secs(5);
-
-/// Three-letter tickers: the simulator derives a market for any symbol.
-fn symbol(i: usize) -> String {
-    let letter = |n: usize| char::from(b'A' + (n % 26) as u8);
-    format!("{}{}{}", letter(i / 676), letter(i / 26), letter(i))
-}
-
-/// The simulator's CPU seconds so far (user + system), from /proc.
-fn cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
 
 #[derive(Clone, Copy)]
 enum Workload {
@@ -98,7 +86,7 @@ async fn run(url: &str, pid: u32, workload: Workload) {
         .unwrap();
     let counter = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
-    let cpu0 = cpu(pid);
+    let cpu0 = usage(pid).0;
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
@@ -126,7 +114,7 @@ async fn run(url: &str, pid: u32, workload: Workload) {
         latencies.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_s = cpu(pid) - cpu0;
+    let cpu_s = usage(pid).0 - cpu0;
     latencies.sort_by(f64::total_cmp);
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     println!(
@@ -146,21 +134,7 @@ fn main() {
         .build()
         .unwrap();
     // A regular session in New York, at real speed, so that every request meets an open market.
-    let mut sim = Herd::launch(
-        &[
-            "sim",
-            "--port",
-            "0",
-            "--speed",
-            "1",
-            "--start",
-            common::BUYING_MINUTE,
-        ],
-        "[sim]\nrate_limit = 0\n",
-        &[],
-    );
-    let listening = sim.wait_log(|v| v["message"] == "simulator listening");
-    let url = format!("http://{}", listening["addr"].as_str().unwrap());
+    let (sim, url) = support::sim_without_quota("1", common::BUYING_MINUTE);
     let pid = sim.pid();
     println!(
         "| workload ({CONNECTIONS} connections, {} s) | requests/s | p50 ms | p99 ms | simulator CPU µs per request | non-2xx |",
