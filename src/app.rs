@@ -25,7 +25,7 @@ use crate::settings::Settings;
 use crate::shutdown::{self, Running};
 use crate::sim::{SPEED_HEADER, SimServer};
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
-use crate::strategy::schedule::{Schedule, VenueAnchor};
+use crate::strategy::schedule::{LOCAL_SLACK, NETWORK_SLACK, Schedule, VenueAnchor};
 use crate::strategy::workshop::Workshop;
 use crate::supervisor::{ChildHandle, ChildRole, ChildSpec, RestartPolicy, Supervisor};
 use crate::telemetry::Traces;
@@ -392,6 +392,12 @@ fn child_specs(
             ChildHandle::service(&addr)
         }),
     });
+    // A simulator (embedded, or accelerated and so a herd simulator) answers over loopback.
+    let slack = if deps.venue == Venue::Simulator || deps.speed.0 != 1.0 {
+        LOCAL_SLACK
+    } else {
+        NETWORK_SLACK
+    };
     let skipped_ticks = Arc::new(Repeats::new(REPEAT_SUMMARY));
     let failed_ticks = Arc::new(Repeats::new(REPEAT_SUMMARY));
     for spec in &settings.instances {
@@ -411,6 +417,7 @@ fn child_specs(
             settle: settings.broker.bar_settle.get(),
             speed: deps.speed,
             anchor,
+            slack,
         };
         let workshop = Arc::clone(workshop);
         let journal = journal.clone();

@@ -6,11 +6,13 @@
 //! - Boundaries are multiples of `every` since the Unix epoch in venue time: for every bar
 //!   length Alpaca serves up to an hour those are the bars' own boundaries (New York's offset
 //!   from UTC is whole hours).
-//! - A tick falls `settle` plus [`SLACK`] after its boundary, never before: herd's own rule for a
+//! - A tick falls `settle` plus a slack after its boundary, never before: herd's own rule for a
 //!   final bar (`end + settle <= now`) must already hold when the instance asks for its view, or
 //!   it would decide on the previous bar for a whole period.
 //! - Venue time is extrapolated from one reading of the venue's clock and its speed (1 against
 //!   Alpaca; the accelerated simulator's own), so the schedule follows an accelerated clock too.
+//!   Alpaca stamps its clock to the nanosecond (`2022-04-28T14:07:04.451420928-04:00` in its API
+//!   reference), so what limits the reading is the network: see [`NETWORK_SLACK`].
 
 use std::time::{Duration, Instant};
 
@@ -18,9 +20,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::broker::VenueSpeed;
 
-/// Real time added after a bar becomes final: the broker's venue clock and this one are two
-/// extrapolations of the same clock and may differ by a few milliseconds.
-pub const SLACK: Duration = Duration::from_millis(20);
+/// Real time added after a bar becomes final against a simulator on this machine: the
+/// broker's venue clock and the schedule's are two extrapolations of the same clock, read over
+/// loopback, and differ by a few milliseconds at most.
+pub const LOCAL_SLACK: Duration = Duration::from_millis(20);
+
+/// The same against a venue across a network: each clock reading is stamped somewhere within
+/// its request's round trip, so two readings can disagree by about one round trip (tens of
+/// milliseconds to Alpaca, more on a bad day). Ticking 250 ms late costs nothing: the bar has
+/// been final for `bar_settle` (15 s) already.
+pub const NETWORK_SLACK: Duration = Duration::from_millis(250);
 
 /// The venue's clock as read once: `venue` at the real instant `real`.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +47,8 @@ pub struct Schedule {
     pub settle: Duration,
     pub speed: VenueSpeed,
     pub anchor: VenueAnchor,
+    /// Real time added after each due instant ([`LOCAL_SLACK`] or [`NETWORK_SLACK`]).
+    pub slack: Duration,
 }
 
 impl Schedule {
@@ -56,7 +67,7 @@ impl Schedule {
             .unwrap_or(self.anchor.venue);
         self.speed
             .to_real(venue_until_next(venue_now, self.every, self.settle))
-            + SLACK
+            + self.slack
     }
 }
 
@@ -116,17 +127,18 @@ mod tests {
                 venue: at(15, 2, 30),
                 real,
             },
+            slack: LOCAL_SLACK,
         };
         assert_eq!(schedule.period(), Duration::from_secs(1));
         // 165 venue seconds to 15:05:15 are 0.55 s at 300×.
         assert_eq!(
             schedule.until_next(real),
-            Duration::from_millis(550) + SLACK
+            Duration::from_millis(550) + LOCAL_SLACK
         );
         // Half a real second later the venue reads 15:05:00: 15 venue seconds, 50 ms, are left.
         assert_eq!(
             schedule.until_next(real + Duration::from_millis(500)),
-            Duration::from_millis(50) + SLACK
+            Duration::from_millis(50) + LOCAL_SLACK
         );
     }
 }
