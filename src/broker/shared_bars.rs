@@ -188,6 +188,22 @@ impl SharedBars {
         depth: usize,
         newest: DateTime<Utc>,
     ) -> (HashMap<Symbol, Arc<[Bar]>>, Vec<Symbol>) {
+        let (hits, misses) = self.look_up(symbols, series, depth, newest).await;
+        if let Some(inner) = &self.inner {
+            inner.count(SharedCacheOutcome::Hit, hits.len());
+            inner.count(SharedCacheOutcome::Miss, misses.len());
+        }
+        (hits, misses)
+    }
+
+    /// [`SharedBars::get`] without counting (a wait looks the same symbols up many times).
+    async fn look_up(
+        &self,
+        symbols: &[Symbol],
+        series: Series,
+        depth: usize,
+        newest: DateTime<Utc>,
+    ) -> (HashMap<Symbol, Arc<[Bar]>>, Vec<Symbol>) {
         let Some(inner) = &self.inner else {
             return (HashMap::new(), symbols.to_vec());
         };
@@ -217,8 +233,6 @@ impl SharedBars {
                 _ => misses.push(symbol.clone()),
             }
         }
-        inner.count(SharedCacheOutcome::Hit, hits.len());
-        inner.count(SharedCacheOutcome::Miss, misses.len());
         (hits, misses)
     }
 
@@ -279,13 +293,16 @@ impl SharedBars {
         let until = Instant::now() + inner.fetch_lock;
         while !symbols.is_empty() && Instant::now() < until {
             tokio::time::sleep(POLL).await;
-            let (hits, misses) = self.get(&symbols, series, depth, newest).await;
+            let (hits, misses) = self.look_up(&symbols, series, depth, newest).await;
             arrived.extend(hits);
             symbols = misses;
             if inner.is_failing() {
                 break;
             }
         }
+        // Each symbol once: a hit if another replica's fetch came in time, else a miss.
+        inner.count(SharedCacheOutcome::Hit, arrived.len());
+        inner.count(SharedCacheOutcome::Miss, symbols.len());
         (arrived, symbols)
     }
 

@@ -1,8 +1,10 @@
 //! The cache replicas share through Redis: bar-set lookups by outcome, and whether Redis is
 //! answering.
 //!
-//! Invariant: every symbol looked up counts once, as a hit or a miss; every failed Redis call
-//! (or call not made because the connection is down) counts once as an error.
+//! Invariant: a symbol's bar set counts once as a hit or a miss when it is looked up, and once
+//! more when it was waited for (another replica was fetching it): a hit if that fetch came in
+//! time, else a miss. Every failed Redis call (or call not made because the connection is
+//! down) counts once as an error.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -44,7 +46,7 @@ impl SharedCacheMetrics {
     pub(super) fn register(&self, r: &mut Registry) {
         r.register(
             "shared_cache_requests",
-            "Bar sets looked up in the cache replicas share (hit, miss), and failed Redis calls (error)",
+            "Bar sets looked up in the cache replicas share, and after waiting for another replica's fetch (hit, miss); failed Redis calls (error)",
             self.requests.clone(),
         );
         r.register(
