@@ -1,8 +1,9 @@
 //! The market-data cache replicas share through Redis, against a real redis-server
 //! (`HERD_TEST_REDIS`, which `scripts/test` starts; a missing server fails the test) and a
 //! `herd sim` run as a separate process: a second replica trading the same symbols reads the
-//! first one's bars instead of asking the venue, and a Redis that does not answer leaves herd
-//! ready, fetching for itself, and saying so.
+//! first one's bars instead of asking the venue, three replicas cost the venue the bars
+//! requests of one, and a Redis that does not answer leaves herd ready, fetching for itself,
+//! and saying so.
 
 // Test helpers: a failed setup step panics with its message, which is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -83,6 +84,41 @@ async fn a_second_replica_reads_the_bars_the_first_fetched() {
         3.0
     );
     assert_eq!(health(&second).await["shared_cache"]["state"], "ok");
+}
+
+/// Bars requests the venue serves while `replicas` herd processes, started one right after
+/// the other on one simulator and one Redis prefix, each tick once on the same bar set.
+async fn bars_requests_for(replicas: usize, redis: &str) -> u64 {
+    let prefix = unique_prefix(&format!("replicas{replicas}"));
+    let sim = Herd::start_sim(&["--speed", "1", "--start", "2026-03-02T17:30:20Z"]);
+    let url = sim.sim.clone().unwrap();
+    let keys: Vec<String> = (0..replicas).map(|r| format!("key-{r}")).collect();
+    let herds: Vec<Herd> = keys
+        .iter()
+        .enumerate()
+        .map(|(r, key)| {
+            let mut env = common::venue_env(&url, key);
+            env.push(("HERD__REDIS__URL", redis));
+            env.push(("HERD__REDIS__PREFIX", prefix.as_str()));
+            Herd::start(&momentum(&format!("r{r}")), &env)
+        })
+        .collect();
+    for (r, herd) in herds.iter().enumerate() {
+        ticked(herd, &format!("r{r}")).await;
+    }
+    sim_requests(&url, BARS).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_cost_the_venue_the_bars_requests_of_one() {
+    let redis = redis_url();
+    let one = bars_requests_for(1, &redis).await;
+    let three = bars_requests_for(3, &redis).await;
+    assert!(one >= 1);
+    assert_eq!(
+        three, one,
+        "bars requests: {three} with three replicas, {one} with one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
