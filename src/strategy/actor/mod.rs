@@ -46,6 +46,10 @@ use crate::domain::{
 use crate::journal::{DecisionEntry, Journal};
 use crate::metrics::{DecisionKind, Metrics, TickOutcome};
 
+/// No tick at start when the schedule's first tick is due sooner than this (or than half a
+/// period): a start tick, slower than most (cold caches), would still be running.
+const START_TICK_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Everything an incarnation needs besides its fresh core.
 pub struct StrategyDeps {
     pub spec: Arc<StrategySpec>,
@@ -527,9 +531,13 @@ impl Actor for StrategyActor {
             period_ms = period.as_millis() as u64, next_tick_ms = first.as_millis() as u64,
             "strategy instance started"
         );
-        // Like the seeds: one tick at once; then on the schedule, whose ticks fall as bars
-        // become final. The interval re-arms from its deadline, so it does not drift from them.
-        self.scheduled_tick(ctx);
+        // Like the seeds: one tick at once — unless the schedule's first tick is due so soon
+        // that the two would collide (the second skipped with a warning at every start); then
+        // on the schedule, whose ticks fall as bars become final. The interval re-arms from its
+        // deadline, so it does not drift from them.
+        if first >= START_TICK_MARGIN.min(period / 2) {
+            self.scheduled_tick(ctx);
+        }
         self.timer = Some(ctx.run_later(first, move |act, ctx| {
             act.scheduled_tick(ctx);
             if !act.draining {
