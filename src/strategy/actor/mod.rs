@@ -32,8 +32,10 @@ use tokio::sync::oneshot;
 use tracing::Span;
 use tracing::field::Empty;
 
+mod record;
 mod report;
 
+use self::record::decision_entry;
 use super::schedule::Schedule;
 use super::workshop::Workshop;
 use super::{CoreReport, Finished, Strategy, StrategySpec, Work};
@@ -43,7 +45,7 @@ use crate::domain::{
     ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Repeats,
     Say, Slot, StatusReport, panic_message,
 };
-use crate::journal::{DecisionEntry, Journal};
+use crate::journal::Journal;
 use crate::metrics::{DecisionKind, Metrics, TickOutcome};
 
 /// No tick at start when the schedule's first tick is due sooner than this (or than half a
@@ -464,40 +466,6 @@ fn decide(core: &mut dyn Strategy, view: &MarketView, span: &Span) -> Decided {
         (decisions, core.report(), core.work())
     }))
     .map_err(|p| panic_message(&*p))
-}
-
-/// What the journal keeps of one decision: the instance it is about, its action, and the whole
-/// decision (signal, reference price, reason) as JSON.
-fn decision_entry(own: &InstanceId, d: &Decision) -> DecisionEntry {
-    let (action, side, qty, decided_on, reason) = match &d.action {
-        Action::Order(i) => (
-            "order",
-            Some(i.side.as_str()),
-            Some(i.qty),
-            Some(i.decided_on),
-            Some(i.reason.clone()),
-        ),
-        Action::Hold { reason } => ("hold", None, None, None, Some((*reason).to_owned())),
-        Action::NoData { have, need } => (
-            "no_data",
-            None,
-            None,
-            None,
-            Some(format!("{have} of {need} bars")),
-        ),
-    };
-    DecisionEntry {
-        at: Utc::now(),
-        instance: d.instance.clone().unwrap_or_else(|| own.clone()),
-        symbol: d.symbol.clone(),
-        action,
-        side,
-        qty,
-        signal: d.signal,
-        decided_on,
-        reason,
-        detail: serde_json::to_string(d).unwrap_or_default(),
-    }
 }
 
 /// The instance's holdings in `view`, each marked at the newest close the view has for it.
