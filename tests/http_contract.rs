@@ -86,14 +86,11 @@ async fn every_answer_has_a_request_id_and_errors_one_shape_without_details_in_p
         "no details in production: {body}"
     );
     let error_id = body["error_id"].as_str().unwrap();
-    let logged = herd
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["error_id"] == error_id)
-        .expect("the error is logged under its id");
+    // The log line is read from herd's output by another thread: wait for it.
+    let logged = eventually("the error logged under its id", &herd, || async {
+        herd.seen(|v| v["error_id"] == error_id)
+    })
+    .await;
     assert!(
         logged["detail"].as_str().unwrap().contains("positions"),
         "the log has the details: {logged}"
