@@ -9,13 +9,16 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use tracing::Instrument;
+
 use crate::broker::{
-    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, OrderBook, OrderLanes, RefusalLog, Sessions, SharedBars, Snapshots,
-    VenueSpeed, recover,
+    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Brokers, Endpoint, Gateway, MarketCache,
+    MarketCacheActor, MarketData, MarketFeed, OrderBook, OrderLanes, OrderSeq, RefusalLog,
+    Sessions, SharedBars, Snapshots, VenueSpeed, recover,
 };
 use crate::domain::{
-    REPEAT_SUMMARY, Repeats, Secret, Slot, StatusReport, Trading, TradingState, Venue,
+    AccountId, InstanceId, REPEAT_SUMMARY, Repeats, Secret, Slot, StatusReport, Trading,
+    TradingState, Venue,
 };
 use crate::http::{self, OpsState};
 use crate::journal::{Journal, JournalError, Restored, keys};
@@ -42,8 +45,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("the venue refused herd's credentials: {0}")]
-    Credentials(AlpacaError),
+    #[error("the venue refused herd's credentials for account {account:?}: {error}")]
+    Credentials { account: String, error: AlpacaError },
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(std::io::Error),
     #[error(transparent)]
@@ -83,64 +86,126 @@ pub async fn run(
     .await?;
     restore_trading(&restored, &process, &metrics);
     let venue = settings.venue();
-    let (endpoint, speed, sim) = venue_endpoint(&settings).await?;
+    let (endpoints, speed, sim) = venue_endpoints(&settings).await?;
+    let first = &endpoints[0];
     tracing::info!(
-        venue = venue.as_str(), trading_url = %endpoint.trading_url, data_url = %endpoint.data_url,
-        speed = speed.0, instances = settings.instances.len(), "herd starting"
+        venue = venue.as_str(), trading_url = %first.trading_url, data_url = %first.data_url,
+        speed = speed.0, accounts = endpoints.len(), instances = settings.instances.len(),
+        "herd starting"
     );
-    let client = AlpacaClient::new(endpoint, Arc::clone(&metrics))?;
-    probe_venue(&client, &process).await?;
-
     let cache = MarketCache::new(Arc::clone(&metrics));
-    let shared_bars = {
-        let endpoint = client.endpoint();
-        SharedBars::new(
-            &settings.redis,
-            &endpoint.feed,
-            &endpoint.adjustment,
+    let shared_bars = SharedBars::new(
+        &settings.redis,
+        &first.feed,
+        &first.adjustment,
+        Arc::clone(&metrics),
+    )
+    .map_err(|e| StartError::Redis(e.to_string()))?;
+    let mut gateways = Vec::with_capacity(endpoints.len());
+    for (account, endpoint) in settings.resolved_accounts.iter().zip(endpoints) {
+        let client = AlpacaClient::new(endpoint, Arc::clone(&metrics))?;
+        probe_venue(&client, &process, &account.id).await?;
+        let gateway = Gateway::new(
+            account,
+            client,
+            &settings.broker,
+            speed,
             Arc::clone(&metrics),
+        );
+        gateways.push((account, gateway));
+    }
+    // Market data is the same for every account: read once, with the first account's keys.
+    let feed = {
+        let (account, gateway) = &gateways[0];
+        let market = MarketData {
+            gateway: gateway.clone(),
+            cache: cache.clone(),
+            shared: shared_bars.clone(),
+            sessions: Sessions::default(),
+            speed,
+            settle: settings.broker.bar_settle.get(),
+        };
+        let clock = Snapshots::new(
+            account.id.clone(),
+            gateway.clone(),
+            cache.clone(),
+            Arc::clone(&metrics),
+            speed,
+        );
+        MarketFeed::new(
+            market,
+            clock,
+            settings.broker.batch_window.get(),
+            Arc::clone(&metrics),
+            process.drain_signal(),
         )
-        .map_err(|e| StartError::Redis(e.to_string()))?
     };
     let workshop = Arc::new(Workshop::new(&settings.data.dir, Arc::clone(&metrics)));
-    let slots = Slots::default();
-    let gateway = Gateway::new(client, &settings.broker, speed, Arc::clone(&metrics));
-    let book = Arc::new(OrderBook::journaled(journal.clone()));
-    book.restore(&restored);
-    let instance_ids: Vec<_> = settings.instances.iter().map(|i| i.id.clone()).collect();
-    recover(
-        &gateway,
-        &book,
-        &metrics,
-        &instance_ids,
-        restored.is_empty(),
-        settings.journal.retention.get(),
-    )
-    .await;
+    let slots = Slots::new(&settings);
+    let seq = OrderSeq::default();
+    let mut accounts = Vec::with_capacity(gateways.len());
+    for (i, (account, gateway)) in gateways.into_iter().enumerate() {
+        let book = Arc::new(OrderBook::journaled(
+            journal.clone(),
+            &account.id,
+            Arc::clone(&seq),
+        ));
+        // Journal rows carry the instance, not the account; rows of instances no longer
+        // configured stay with the first account, as they did before accounts existed.
+        let owns =
+            |instance: &InstanceId| match settings.instances.iter().find(|s| s.id == *instance) {
+                Some(spec) => spec.account == account.id,
+                None => i == 0,
+            };
+        book.restore(&restored, &owns);
+        let instance_ids: Vec<_> = settings
+            .instances
+            .iter()
+            .filter(|s| s.account == account.id)
+            .map(|s| s.id.clone())
+            .collect();
+        let journal_empty = restored.is_empty_for(&keys::external(&account.id), &owns);
+        recover(
+            &gateway,
+            &book,
+            &metrics,
+            &instance_ids,
+            journal_empty,
+            settings.journal.retention.get(),
+        )
+        .instrument(tracing::info_span!("account", account = %account.id))
+        .await;
+        accounts.push(BrokerDeps {
+            account: account.id.clone(),
+            snapshots: Snapshots::new(
+                account.id.clone(),
+                gateway.clone(),
+                cache.clone(),
+                Arc::clone(&metrics),
+                speed,
+            ),
+            gateway,
+            cache: cache.clone(),
+            feed: feed.clone(),
+            book,
+            lanes: OrderLanes::default(),
+            process: Arc::clone(&process),
+            metrics: Arc::clone(&metrics),
+            venue,
+            speed,
+            order_poll: settings.broker.order_poll.get(),
+            bar_settle: settings.broker.bar_settle.get(),
+            sessions: Sessions::default(),
+            risk: account.risk.clone(),
+            refusals: Arc::new(RefusalLog::default()),
+        });
+    }
     let paused = paused_instances(&restored);
-    let deps = BrokerDeps {
-        snapshots: Snapshots::new(gateway.clone(), cache.clone(), Arc::clone(&metrics), speed),
-        gateway,
-        cache: cache.clone(),
-        shared_bars: shared_bars.clone(),
-        book,
-        lanes: OrderLanes::default(),
-        process: Arc::clone(&process),
-        metrics: Arc::clone(&metrics),
-        venue,
-        speed,
-        order_poll: settings.broker.order_poll.get(),
-        batch_window: settings.broker.batch_window.get(),
-        bar_settle: settings.broker.bar_settle.get(),
-        sessions: Sessions::default(),
-        risk: settings.broker.risk.clone(),
-        refusals: Arc::new(RefusalLog::default()),
-    };
-    let anchor = venue_anchor(&deps.snapshots).await;
+    let anchor = venue_anchor(&accounts[0].snapshots).await;
     let supervisor = Supervisor::create(|ctx| {
         let reports = ctx.address().recipient::<StatusReport>();
         let specs = child_specs(
-            &settings, &deps, &slots, reports, anchor, &workshop, &journal,
+            &settings, &accounts, &slots, reports, anchor, &workshop, &journal,
         );
         Supervisor::new(
             specs,
@@ -157,7 +222,7 @@ pub async fn run(
         counters: Arc::clone(&metrics),
         process: Arc::clone(&process),
         supervisor: supervisor.clone(),
-        broker: slots.broker,
+        brokers: slots.brokers,
         metrics: slots.metrics,
         cache: slots.cache,
         venue,
@@ -190,39 +255,55 @@ pub async fn run(
     Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal, signals).await)
 }
 
-/// Where the broker connects: Alpaca from the settings, or a freshly started simulator.
-async fn venue_endpoint(
+/// Where each account's broker connects, in the accounts' order: Alpaca from the settings, or
+/// a freshly started simulator holding one simulated account per herd account.
+async fn venue_endpoints(
     settings: &Settings,
-) -> Result<(Endpoint, VenueSpeed, Option<SimServer>), StartError> {
+) -> Result<(Vec<Endpoint>, VenueSpeed, Option<SimServer>), StartError> {
     let b = &settings.broker;
-    let timeout = b.call_timeout.get();
-    if settings.venue() != Venue::Simulator {
-        let endpoint = Endpoint {
-            trading_url: b.base_url.clone(),
-            data_url: b.data_url.clone(),
-            key_id: b.key_id.clone(),
-            secret_key: b.secret_key.clone(),
+    let accounts = &settings.resolved_accounts;
+    let endpoint =
+        |trading_url: String, data_url: String, [key_id, secret_key]: [Secret; 2]| Endpoint {
+            trading_url,
+            data_url,
+            key_id,
+            secret_key,
             feed: b.feed.clone(),
             adjustment: b.adjustment.clone(),
-            call_timeout: timeout,
+            call_timeout: b.call_timeout.get(),
         };
-        let speed = simulator_speed(&endpoint).await;
-        return Ok((endpoint, speed, None));
+    if settings.venue() != Venue::Simulator {
+        let endpoints: Vec<_> = accounts
+            .iter()
+            .map(|a| {
+                let keys = [a.key_id.clone(), a.secret_key.clone()];
+                endpoint(a.base_url.clone(), b.data_url.clone(), keys)
+            })
+            .collect();
+        let speed = simulator_speed(&endpoints[0]).await;
+        return Ok((endpoints, speed, None));
     }
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let sim = SimServer::start(settings.sim.clone(), loopback)
         .await
         .map_err(|e| StartError::Simulator(e.to_string()))?;
-    let endpoint = Endpoint {
-        trading_url: sim.base_url(),
-        data_url: sim.base_url(),
-        key_id: Secret::new(SIM_KEY),
-        secret_key: Secret::new(SIM_KEY),
-        feed: b.feed.clone(),
-        adjustment: b.adjustment.clone(),
-        call_timeout: timeout,
-    };
-    Ok((endpoint, VenueSpeed(sim.speed()), Some(sim)))
+    let endpoints = accounts
+        .iter()
+        .map(|a| {
+            let key = Secret::new(&sim_key(&a.id));
+            endpoint(sim.base_url(), sim.base_url(), [key.clone(), key])
+        })
+        .collect();
+    Ok((endpoints, VenueSpeed(sim.speed()), Some(sim)))
+}
+
+/// The key `account` presents to the embedded simulator, which keeps an account per key.
+pub fn sim_key(account: &AccountId) -> String {
+    if account.as_str() == AccountId::DEFAULT {
+        SIM_KEY.to_owned()
+    } else {
+        format!("{SIM_KEY}-{account}")
+    }
 }
 
 /// The venue's clock speed: 1 for Alpaca; a herd simulator run as a separate process says its
@@ -259,21 +340,28 @@ async fn simulator_speed(endpoint: &Endpoint) -> VenueSpeed {
     }
 }
 
-/// One call before anything trades: wrong credentials stop herd here with a clear message;
-/// an unreachable venue only delays readiness.
-async fn probe_venue(client: &AlpacaClient, process: &ProcessState) -> Result<(), StartError> {
+/// One call per account before anything trades: wrong credentials stop herd here with a clear
+/// message; an unreachable venue only delays readiness.
+async fn probe_venue(
+    client: &AlpacaClient,
+    process: &ProcessState,
+    id: &AccountId,
+) -> Result<(), StartError> {
     match client.account().await {
         Ok(account) => {
             process.mark_venue_reached();
             tracing::info!(
-                account_status = %account.status, equity = %account.equity,
+                account = %id, account_status = %account.status, equity = %account.equity,
                 buying_power = %account.buying_power, "venue reached"
             );
             Ok(())
         }
-        Err(e @ AlpacaError::Unauthorized { .. }) => Err(StartError::Credentials(e)),
+        Err(e @ AlpacaError::Unauthorized { .. }) => Err(StartError::Credentials {
+            account: id.to_string(),
+            error: e,
+        }),
         Err(e) => {
-            tracing::warn!(error = %e, "venue not reachable yet; herd stays unready until it is");
+            tracing::warn!(account = %id, error = %e, "venue not reachable yet; herd stays unready until it is");
             Ok(())
         }
     }
@@ -306,11 +394,21 @@ async fn venue_anchor(snapshots: &Snapshots) -> VenueAnchor {
 
 /// Where the HTTP layer and the strategy instances find the service actors, whichever
 /// incarnation is running.
-#[derive(Default)]
 struct Slots {
     metrics: Slot<MetricsActor>,
     cache: Slot<MarketCacheActor>,
-    broker: Slot<BrokerActor>,
+    brokers: Brokers,
+}
+
+impl Slots {
+    fn new(settings: &Settings) -> Self {
+        let accounts = settings.resolved_accounts.iter().map(|a| a.id.clone());
+        Self {
+            metrics: Slot::default(),
+            cache: Slot::default(),
+            brokers: Brokers::new(accounts),
+        }
+    }
 }
 
 /// The trading state a previous run left (an operator's halt, a risk manager's tightening):
@@ -354,14 +452,15 @@ fn paused_instances(restored: &Restored) -> Vec<String> {
 
 fn child_specs(
     settings: &Settings,
-    deps: &BrokerDeps,
+    accounts: &[BrokerDeps],
     slots: &Slots,
     reports: Recipient<StatusReport>,
     anchor: VenueAnchor,
     workshop: &Arc<Workshop>,
     journal: &Journal,
 ) -> Vec<ChildSpec> {
-    let mut specs = Vec::with_capacity(settings.instances.len() + 3);
+    let deps = &accounts[0];
+    let mut specs = Vec::with_capacity(settings.instances.len() + 2 + accounts.len());
     let (metrics, slot) = (Arc::clone(&deps.metrics), slots.metrics.clone());
     specs.push(ChildSpec {
         id: "metrics".into(),
@@ -382,16 +481,21 @@ fn child_specs(
             ChildHandle::service(&addr)
         }),
     });
-    let (broker_deps, slot) = (deps.clone(), slots.broker.clone());
-    specs.push(ChildSpec {
-        id: "broker".into(),
-        role: ChildRole::Broker,
-        start: Box::new(move |c| {
-            let addr = BrokerActor::new(broker_deps.clone(), c.exit).start();
-            slot.set(addr.clone());
-            ChildHandle::service(&addr)
-        }),
-    });
+    for (account, slot) in slots.brokers.iter() {
+        let Some(broker_deps) = accounts.iter().find(|d| d.account == *account).cloned() else {
+            continue;
+        };
+        let slot = slot.clone();
+        specs.push(ChildSpec {
+            id: account.broker_child().into(),
+            role: ChildRole::Broker,
+            start: Box::new(move |c| {
+                let addr = BrokerActor::new(broker_deps.clone(), c.exit).start();
+                slot.set(addr.clone());
+                ChildHandle::service(&addr)
+            }),
+        });
+    }
     // A simulator (embedded, or accelerated and so a herd simulator) answers over loopback.
     let slack = if deps.venue == Venue::Simulator || deps.speed.0 != 1.0 {
         LOCAL_SLACK
@@ -407,11 +511,10 @@ fn child_specs(
             symbols: spec.symbols.clone(),
             params: serde_json::to_value(&spec.params).unwrap_or_default(),
         };
-        let (broker, metrics, reports) = (
-            slots.broker.clone(),
-            Arc::clone(&deps.metrics),
-            reports.clone(),
-        );
+        let Some(broker) = slots.brokers.slot(spec.account.as_str()).cloned() else {
+            continue;
+        };
+        let (metrics, reports) = (Arc::clone(&deps.metrics), reports.clone());
         let schedule = Schedule {
             every: spec.every,
             settle: settings.broker.bar_settle.get(),

@@ -102,7 +102,8 @@ half_open_max = "1s"
     set_faults(&sim, json!({"all": {"error_rate": 1.0}})).await;
     let opened = herd.wait_log(|v| v["event"] == "breaker_transition" && v["to"] == "open");
     let op = opened["operation"].as_str().unwrap().to_owned();
-    let open = format!("herd_breaker_state{{operation=\"{op}\",state=\"open\"}}");
+    let open =
+        format!("herd_breaker_state{{account=\"default\",operation=\"{op}\",state=\"open\"}}");
     assert_eq!(metric(&herd, &open).await, 1.0);
     let health = get_json(&format!("{}/health", herd.http)).await.unwrap();
     let breaker = health["broker"]["breakers"]
@@ -118,7 +119,8 @@ half_open_max = "1s"
     .await;
 
     clear_faults(&sim).await;
-    let closed = format!("herd_breaker_state{{operation=\"{op}\",state=\"closed\"}}");
+    let closed =
+        format!("herd_breaker_state{{account=\"default\",operation=\"{op}\",state=\"closed\"}}");
     eventually("the breaker closes again", &herd, || async {
         (metric(&herd, &closed).await == 1.0).then_some(())
     })
@@ -268,10 +270,13 @@ async fn an_accelerated_demo_has_the_quota_a_real_time_run_would_have() {
     assert_eq!(metric(&herd, "herd_limiter_saturated_total").await, 0.0);
     // Counted per real minute, the quota made reads wait hundreds of milliseconds for a token.
     let scrape = common::metrics_text(&herd).await;
-    let reads = common::sample(&scrape, "herd_limiter_wait_seconds_count{class=\"read\"}");
+    let reads = common::sample(
+        &scrape,
+        "herd_limiter_wait_seconds_count{account=\"default\",class=\"read\"}",
+    );
     let prompt = common::sample(
         &scrape,
-        "herd_limiter_wait_seconds_bucket{le=\"0.016\",class=\"read\"}",
+        "herd_limiter_wait_seconds_bucket{le=\"0.016\",account=\"default\",class=\"read\"}",
     );
     assert!(reads > 0.0);
     assert_eq!(prompt, reads, "reads waited for herd's limiter");

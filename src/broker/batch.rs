@@ -1,7 +1,8 @@
 //! Batching bar requests: everything asked for within one `batch_window` goes out as ONE
 //! multi-symbol request per series (timeframe and session), and each requester gets its own symbols back.
 //!
-//! This is the pure bookkeeping; the BrokerActor schedules the flush and makes the request.
+//! This is the pure bookkeeping; the [`super::MarketFeed`] schedules the flush and makes the
+//! request.
 //!
 //! Invariants:
 //! - Per series there is at most one open batch; the request that opens it is the one that
@@ -123,11 +124,6 @@ impl BarBatcher {
         };
         Some((request, Waiters(p.waiters)))
     }
-
-    /// The series with an open batch (to flush them all at once on drain).
-    pub fn open_series(&self) -> Vec<Series> {
-        self.open.keys().copied().collect()
-    }
 }
 
 #[cfg(test)]
@@ -218,8 +214,9 @@ mod tests {
             five.try_recv().unwrap(),
             Err(BrokerError::Draining)
         ));
-        let mut open = b.open_series();
-        open.sort_by_key(|s| (s.session.as_str(), s.timeframe));
-        assert_eq!(open, vec![extended, regular(Timeframe::Day)]);
+        assert!(b.take(five_minutes).is_none(), "taken once");
+        for still_open in [extended, regular(Timeframe::Day)] {
+            assert!(b.take(still_open).is_some(), "the others stay open");
+        }
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::alpaca::models::{Account, Clock, Position};
 use crate::cache::{Cache, CacheActor};
-use crate::domain::{Bar, Session, Symbol, Timeframe};
+use crate::domain::{AccountId, Bar, Session, Symbol, Timeframe};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CacheKey {
@@ -19,8 +19,9 @@ pub enum CacheKey {
         session: Session,
     },
     Clock,
-    Positions,
-    Account,
+    /// Each account's own: the clock is the venue's, positions and account are not.
+    Positions(AccountId),
+    Account(AccountId),
 }
 
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use super::limiter::{LimiterRates, MINUTE, OutboundLimiter, Saturated};
 use super::market::VenueSpeed;
 use super::retry::{ReadGuards, ReadOp, RetryBudget, RetryError, RetryPolicy, retry_read};
 use super::settings::BrokerSettings;
-use crate::domain::{Bar, Operation, RequestClass, Symbol};
+use crate::domain::{AccountId, Bar, BreakerState, Operation, RequestClass, Symbol};
 use crate::metrics::Metrics;
 
 /// Pages followed for one bars query before giving up: a venue that keeps returning tokens
@@ -70,20 +70,22 @@ pub struct Quotas {
     pub retry_budget_tokens: f64,
 }
 
-/// Logs every breaker transition and keeps the breaker metrics current.
-struct MetricsObserver(Arc<Metrics>);
+/// Logs every breaker transition and keeps the breaker metrics of its account current.
+struct MetricsObserver(AccountId, Arc<Metrics>);
 
 impl BreakerObserver for MetricsObserver {
     fn on_transition(&self, t: &Transition) {
         LogTransitions.on_transition(t);
-        self.0.breaker_state(t.op, t.to);
-        self.0.breaker_transition(t.op, t.from, t.to);
+        self.1.breaker_state(&self.0, t.op, t.to);
+        self.1.breaker_transition(&self.0, t.op, t.from, t.to);
     }
 }
 
 /// Cheap to clone: every part is shared.
 #[derive(Clone)]
 pub struct Gateway {
+    /// Whose keys and quota these are (metrics carry it).
+    account: AccountId,
     client: AlpacaClient,
     policy: Arc<RetryPolicy>,
     budget: Arc<RetryBudget>,
@@ -96,24 +98,37 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// `speed` is the venue clock's: quotas count per venue minute (see [`OutboundLimiter::new`]).
+    /// `account`'s way to the venue, with its trading quota and `settings`' breakers, retries
+    /// and market-data quota. `speed` is the venue clock's: quotas count per venue minute (see
+    /// [`OutboundLimiter::new`]).
     pub fn new(
+        account: &super::Account,
         client: AlpacaClient,
         settings: &BrokerSettings,
         speed: VenueSpeed,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let observer = Arc::new(MetricsObserver(Arc::clone(&metrics)));
+        let observer = Arc::new(MetricsObserver(account.id.clone(), Arc::clone(&metrics)));
         let minute = speed.to_real(MINUTE);
+        // Every breaker is closed until it opens: say so from the start.
+        for op in Operation::ALL {
+            metrics.breaker_state(&account.id, *op, BreakerState::Closed);
+        }
         Self {
+            account: account.id.clone(),
             client,
             policy: Arc::new(RetryPolicy::new(&settings.retry)),
             budget: Arc::new(RetryBudget::from_config(&settings.retry)),
             breakers: BreakerSet::new(&settings.breaker, observer),
-            trading: Arc::new(OutboundLimiter::new(&settings.limiter, minute)),
+            trading: Arc::new(OutboundLimiter::new(&account.limiter, minute)),
             data: Arc::new(OutboundLimiter::new(&settings.data_limiter, minute)),
             metrics,
         }
+    }
+
+    /// Whose keys and quota these are.
+    pub fn account_id(&self) -> &AccountId {
+        &self.account
     }
 
     pub fn client(&self) -> &AlpacaClient {
@@ -153,15 +168,19 @@ impl Gateway {
         let retried = retry_read(guards, op, call).await;
         let operation = Operation::from(op);
         self.metrics
-            .limiter_wait(RequestClass::Read, retried.limiter_wait);
+            .limiter_wait(&self.account, RequestClass::Read, retried.limiter_wait);
         if retried.retries > 0 {
             self.metrics.retries(operation, retried.retries);
         }
         if let Err(e) = &retried.result {
             self.metrics.read_failure(operation, e.failure());
             match e {
-                RetryError::BreakerOpen { .. } => self.metrics.breaker_rejection(operation),
-                RetryError::Saturated { .. } => self.metrics.limiter_saturated(RequestClass::Read),
+                RetryError::BreakerOpen { .. } => {
+                    self.metrics.breaker_rejection(&self.account, operation)
+                }
+                RetryError::Saturated { .. } => self
+                    .metrics
+                    .limiter_saturated(&self.account, RequestClass::Read),
                 RetryError::GaveUp { .. } => {}
             }
         }
@@ -264,9 +283,9 @@ impl Gateway {
             granted = self.trading.acquire(class) => granted,
         };
         match granted {
-            Ok(waited) => self.metrics.limiter_wait(class, waited),
+            Ok(waited) => self.metrics.limiter_wait(&self.account, class, waited),
             Err(saturated) => {
-                self.metrics.limiter_saturated(class);
+                self.metrics.limiter_saturated(&self.account, class);
                 return Err(SubmitError::Saturated(saturated));
             }
         }
@@ -274,7 +293,8 @@ impl Gateway {
             .breakers
             .acquire(Operation::SubmitOrder)
             .map_err(|open| {
-                self.metrics.breaker_rejection(Operation::SubmitOrder);
+                self.metrics
+                    .breaker_rejection(&self.account, Operation::SubmitOrder);
                 SubmitError::BreakerOpen(open)
             })?;
         let result = self.client.submit_order(order).await;

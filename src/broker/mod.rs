@@ -12,16 +12,18 @@
 //!   caller and an orderly stop that the Supervisor restarts, never a hang.
 //! - What outlives an incarnation is passed in [`BrokerDeps`]: the order book (herd's record of
 //!   its orders), the gateway with its breakers and quotas (venue health is not actor state: a
-//!   restart must not hammer a failing venue afresh), the cache. The incarnation's own state —
-//!   batches, in-flight tracking, health counters — starts fresh.
+//!   restart must not hammer a failing venue afresh), the cache, the market-data feed all
+//!   accounts share. The incarnation's own state — in-flight tracking, health counters — starts
+//!   fresh.
 //!
 //! Invariants:
 //! - Only this actor, through the [`Gateway`], talks to the broker.
 //! - No order leaves the process while trading is halted, the risk gate refuses it, or the
 //!   actor is draining.
-//! - The drain flushes open bar batches at once and acknowledges only when every submission in
-//!   flight has reached a known state.
+//! - The drain acknowledges only when every submission in flight has reached a known state
+//!   (views, bars batches included, are dropped at the drain signal: a read has no effect).
 
+mod accounts;
 pub mod alpaca;
 mod batch;
 mod book;
@@ -29,6 +31,7 @@ pub mod breaker;
 mod cached;
 mod dedup;
 mod error;
+mod feed;
 mod gateway;
 mod lanes;
 mod legs;
@@ -59,14 +62,16 @@ use futures::FutureExt;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
+pub use accounts::{Account, AccountSettings, resolve as resolve_accounts};
 pub use alpaca::{AlpacaClient, AlpacaError, Endpoint};
-pub use book::{OrderBook, OrderFilter, OrderRecord, OrderState, OrdersPage};
+pub use book::{OrderBook, OrderFilter, OrderRecord, OrderSeq, OrderState, OrdersPage};
 pub use breaker::BreakerSnapshot;
 pub use cached::{CacheKey, CacheValue, MarketCache, MarketCacheActor};
 pub use error::{BrokerError, NotSent};
+pub use feed::MarketFeed;
 pub use gateway::{Gateway, Quotas};
 pub use lanes::OrderLanes;
-pub use market::VenueSpeed;
+pub use market::{MarketData, VenueSpeed};
 pub use operator::{BreakerCommand, CommandBreakers, SetTrading};
 pub use orders::{RefusalLog, SubmitOrder, Submitted};
 pub use positions::{GetPositions, PositionsReport};
@@ -78,11 +83,12 @@ pub use snapshots::Snapshots;
 pub use trading::TightenTrading;
 pub use view::GetMarketView;
 
-use batch::BarBatcher;
 use order_id::client_order_id;
 use risk::RiskLimits;
 
-use crate::domain::{Drain, DrainAck, ExitNotifier, ExitReason, Trading, Venue, panic_message};
+use crate::domain::{
+    AccountId, Drain, DrainAck, ExitNotifier, ExitReason, Slot, Trading, Venue, panic_message,
+};
 use crate::journal::{Journal, JournalStatus, OrderQuery};
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
@@ -90,11 +96,13 @@ use crate::process::ProcessState;
 /// What the BrokerActor needs; everything in here outlives an incarnation.
 #[derive(Clone)]
 pub struct BrokerDeps {
+    /// The account this broker trades.
+    pub account: AccountId,
     pub gateway: Gateway,
     pub snapshots: Snapshots,
     pub cache: MarketCache,
-    /// Bars shared with other replicas through Redis (off without `redis.url`).
-    pub shared_bars: SharedBars,
+    /// Bars, batched for every account's instances.
+    pub feed: MarketFeed,
     pub book: Arc<OrderBook>,
     /// One order per symbol at the venue at a time (shared by incarnations, like the book).
     pub lanes: OrderLanes,
@@ -104,8 +112,6 @@ pub struct BrokerDeps {
     pub speed: VenueSpeed,
     /// How often orders that are not final are looked up (real time).
     pub order_poll: Duration,
-    /// Bar requests arriving within this window share one upstream request.
-    pub batch_window: Duration,
     /// A bar is final this long (venue time) after its interval ends.
     pub bar_settle: Duration,
     /// The venue's trading calendar, read as regular-session filters need it.
@@ -113,6 +119,44 @@ pub struct BrokerDeps {
     pub risk: RiskLimits,
     /// Refusals logged when a reason starts, then summarized (each is counted in a metric).
     pub refusals: Arc<RefusalLog>,
+}
+
+/// Where every account's BrokerActor is found, whichever incarnation runs; the first account's
+/// first (its broker answers what is the same for all: `/orders` from the journal, the
+/// process-wide trading state).
+#[derive(Clone)]
+pub struct Brokers(Arc<[(AccountId, Slot<BrokerActor>)]>);
+
+impl Brokers {
+    /// One slot per account, in the configuration's order; never empty.
+    pub fn new(accounts: impl IntoIterator<Item = AccountId>) -> Self {
+        let slots: Vec<_> = accounts.into_iter().map(|a| (a, Slot::default())).collect();
+        Self(slots.into())
+    }
+
+    /// The first account's broker, or `None` while it restarts.
+    pub fn first(&self) -> Option<Addr<BrokerActor>> {
+        self.0.first().and_then(|(_, slot)| slot.get())
+    }
+
+    /// The slot of `account`'s broker.
+    pub fn slot(&self, account: &str) -> Option<&Slot<BrokerActor>> {
+        self.0
+            .iter()
+            .find(|(id, _)| id.as_str() == account)
+            .map(|(_, slot)| slot)
+    }
+
+    /// Every account with its broker's slot.
+    pub fn iter(&self) -> impl Iterator<Item = &(AccountId, Slot<BrokerActor>)> {
+        self.0.iter()
+    }
+
+    /// The configured account ids, for an error that names them.
+    pub fn ids(&self) -> String {
+        let ids: Vec<&str> = self.0.iter().map(|(id, _)| id.as_str()).collect();
+        ids.join(", ")
+    }
 }
 
 /// Last-known state of the venue connection, for `/health` (never probed per request).
@@ -128,8 +172,6 @@ pub struct BrokerActor {
     deps: BrokerDeps,
     /// Submissions not yet in a known state; the drain waits for it to empty.
     in_flight: TaskTracker,
-    /// Bar requests waiting for their batch's flush.
-    batcher: BarBatcher,
     /// Set by `Drain`: new work is refused.
     draining: bool,
     /// A refresh of unsettled orders is running; the next interval skips instead of piling up.
@@ -149,7 +191,6 @@ impl BrokerActor {
         Self {
             deps,
             in_flight: TaskTracker::new(),
-            batcher: BarBatcher::default(),
             draining: false,
             refreshing: false,
             completed_while_draining: 0,
@@ -288,6 +329,7 @@ pub struct GetBrokerStatus;
 
 #[derive(Debug, Clone, Serialize, MessageResponse, utoipa::ToSchema)]
 pub struct BrokerStatus {
+    pub account: AccountId,
     pub venue: Venue,
     pub trading_url: String,
     pub health: VenueHealth,
@@ -306,6 +348,7 @@ impl Handler<GetBrokerStatus> for BrokerActor {
 
     fn handle(&mut self, _: GetBrokerStatus, _: &mut Self::Context) -> BrokerStatus {
         BrokerStatus {
+            account: self.deps.account.clone(),
             venue: self.deps.venue,
             trading_url: self.deps.gateway.client().endpoint().trading_url.clone(),
             health: self.health.clone(),
@@ -323,11 +366,8 @@ impl Handler<GetBrokerStatus> for BrokerActor {
 impl Handler<Drain> for BrokerActor {
     type Result = ResponseActFuture<Self, DrainAck>;
 
-    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         self.draining = true;
-        for series in self.batcher.open_series() {
-            self.flush_bars(series, ctx);
-        }
         let in_flight = self.in_flight.clone();
         let pending = in_flight.len() as u64;
         in_flight.close();

@@ -162,11 +162,12 @@ impl Handler<SubmitOrder> for BrokerActor {
         // The symbol's lane first: the account is read after any earlier order for the symbol
         // is final, so the gate and the split judge it as it will be.
         let stop = self.deps.process.drain_signal();
+        let account_id = self.deps.account.clone();
         let inputs = async move {
             // Waiting for the lane or the reads has no effect yet: the drain ends the wait.
             let turn = unless_draining(&stop, lanes.turn(&symbol)).await?;
             let held = unless_draining(&stop, snapshots.positions()).await??;
-            observe_account(&book, &metrics, &held);
+            observe_account(&account_id, &book, &metrics, &held);
             let account = snapshots.account().await?;
             let today = venue_day(snapshots.clock().await?.timestamp);
             let last = account.last_equity.unwrap_or(account.equity);

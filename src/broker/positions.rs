@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::alpaca::models::Position;
 use super::book::{Mismatch, OrderBook, Reconciliation};
 use super::{BrokerActor, BrokerError};
-use crate::domain::{Holding, InstanceId, Symbol};
+use crate::domain::{AccountId, Holding, InstanceId, Symbol};
 use crate::metrics::Metrics;
 
 /// Every instance's holdings next to the account's positions at the venue.
@@ -56,22 +56,23 @@ pub struct ExternalPosition {
 /// Reconciles a reading of the account's positions with the book; keeps the metric current and
 /// logs a change of the mismatched set.
 pub(super) fn observe_account(
+    account: &AccountId,
     book: &OrderBook,
     metrics: &Metrics,
     held: &[Position],
 ) -> Reconciliation {
     let r = book.reconcile(held);
-    metrics.position_mismatches(r.mismatches.len());
+    metrics.position_mismatches(account, r.mismatches.len());
     if r.changed {
         if r.mismatches.is_empty() {
             tracing::info!(
-                event = "positions_reconciled",
+                event = "positions_reconciled", account = %account,
                 "account positions match herd's again"
             );
         } else {
             let detail = serde_json::to_string(&r.mismatches).unwrap_or_default();
             tracing::warn!(
-                event = "position_mismatch", symbols = r.mismatches.len(), mismatches = %detail,
+                event = "position_mismatch", account = %account, symbols = r.mismatches.len(), mismatches = %detail,
                 "the account holds positions herd's fills do not explain"
             );
         }
@@ -83,7 +84,8 @@ impl Handler<GetPositions> for BrokerActor {
     type Result = ResponseActFuture<Self, Result<PositionsReport, BrokerError>>;
 
     fn handle(&mut self, _: GetPositions, _: &mut Self::Context) -> Self::Result {
-        let (snapshots, book, metrics) = (
+        let (account, snapshots, book, metrics) = (
+            self.deps.account.clone(),
             self.deps.snapshots.clone(),
             std::sync::Arc::clone(&self.deps.book),
             std::sync::Arc::clone(&self.deps.metrics),
@@ -94,7 +96,7 @@ impl Handler<GetPositions> for BrokerActor {
                 mismatches,
                 unsettled,
                 ..
-            } = observe_account(&book, &metrics, &held);
+            } = observe_account(&account, &book, &metrics, &held);
             let price = |symbol: &Symbol| {
                 held.iter()
                     .find(|p| p.symbol == symbol.as_str())

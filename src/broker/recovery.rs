@@ -90,7 +90,11 @@ pub async fn recover(
         }
     }
     match gateway.positions().await {
-        Ok(held) => r.mismatches = observe_account(book, metrics, &held).mismatches.len(),
+        Ok(held) => {
+            r.mismatches = observe_account(gateway.account_id(), book, metrics, &held)
+                .mismatches
+                .len()
+        }
         Err(e) => r
             .errors
             .push(format!("reading the account's positions: {e}")),

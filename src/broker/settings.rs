@@ -161,20 +161,25 @@ impl BrokerSettings {
         self.retry.check()?;
         self.limiter.check("broker.limiter")?;
         self.data_limiter.check("broker.data_limiter")?;
-        self.risk.check()?;
+        self.risk.check("broker.risk")?;
         if self.venue() == Venue::AlpacaLive && !self.enable_live_trading {
-            return Err(InvalidSetting::new(
-                "broker.base_url",
-                format!("{:?}", self.base_url),
-                "is Alpaca's LIVE trading host; set ENABLE_LIVE_TRADING=true (broker.enable_live_trading) to trade real money, or use https://paper-api.alpaca.markets",
-            ));
+            return Err(live_refusal("broker.base_url", &self.base_url));
         }
         Ok(())
     }
 }
 
+/// The refusal of a live trading URL without live trading enabled.
+pub(super) fn live_refusal(key: &str, url: &str) -> InvalidSetting {
+    InvalidSetting::new(
+        key,
+        format!("{url:?}"),
+        "is Alpaca's LIVE trading host; set ENABLE_LIVE_TRADING=true (broker.enable_live_trading) to trade real money, or use https://paper-api.alpaca.markets",
+    )
+}
+
 /// The host of an http(s) URL, or `None` if it is not one.
-fn host_of(url: &str) -> Option<String> {
+pub(super) fn host_of(url: &str) -> Option<String> {
     let parsed = reqwest::Url::parse(url).ok()?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return None;

@@ -23,7 +23,7 @@ use super::dedup::Inflight;
 use super::gateway::Gateway;
 use super::market::VenueSpeed;
 use super::retry::RetryError;
-use crate::domain::Operation;
+use crate::domain::{AccountId, Operation};
 use crate::metrics::Metrics;
 
 /// How long (real time) the clock, positions and account stay cached: short, because herd's
@@ -32,6 +32,8 @@ pub const SNAPSHOT_TTL: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct Snapshots {
+    /// Whose positions and account these are (the clock is everyone's).
+    account: AccountId,
     gateway: Gateway,
     cache: MarketCache,
     /// Calls in flight, keyed by what they fetch and the generation they fetch for.
@@ -44,12 +46,14 @@ pub struct Snapshots {
 
 impl Snapshots {
     pub fn new(
+        account: AccountId,
         gateway: Gateway,
         cache: MarketCache,
         metrics: Arc<Metrics>,
         speed: VenueSpeed,
     ) -> Self {
         Self {
+            account,
             gateway,
             cache,
             inflight: Inflight::default(),
@@ -91,12 +95,13 @@ impl Snapshots {
     pub fn invalidate_holdings(&self) {
         for which in [Snapshot::Positions, Snapshot::Account] {
             self.generations[which.slot()].fetch_add(1, Ordering::AcqRel);
-            self.cache.invalidate(&which.key_and_operation().0);
+            self.cache
+                .invalidate(&which.key_and_operation(&self.account).0);
         }
     }
 
     async fn get(&self, which: Snapshot) -> Result<CacheValue, RetryError> {
-        let (key, op) = which.key_and_operation();
+        let (key, op) = which.key_and_operation(&self.account);
         if let Some(v) = self.cache.get(&key) {
             return Ok(v);
         }
@@ -149,11 +154,11 @@ impl Snapshot {
         }
     }
 
-    fn key_and_operation(self) -> (CacheKey, Operation) {
+    fn key_and_operation(self, account: &AccountId) -> (CacheKey, Operation) {
         match self {
             Snapshot::Clock => (CacheKey::Clock, Operation::Clock),
-            Snapshot::Positions => (CacheKey::Positions, Operation::Positions),
-            Snapshot::Account => (CacheKey::Account, Operation::Account),
+            Snapshot::Positions => (CacheKey::Positions(account.clone()), Operation::Positions),
+            Snapshot::Account => (CacheKey::Account(account.clone()), Operation::Account),
         }
     }
 }

@@ -2,11 +2,11 @@
 //! open batch), positions and, if asked, the account, all shared between instances.
 //!
 //! A view is read in a task of its own ([`ViewReader`]): the clock, then the rest at that
-//! clock's time; only joining a bars batch is a message to the actor.
+//! clock's time; bars the cache lacks come through the [`MarketFeed`] all accounts share.
 //!
 //! Invariant: however many instances tick within one `batch_window`, they cause at most one
-//! bars request per timeframe (two when some symbols need a wider window), one clock, one
-//! positions and one account call.
+//! bars request per timeframe (two when some symbols need a wider window), one clock, and one
+//! positions and one account call per account.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -14,20 +14,18 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::FutureExt;
-use opentelemetry::trace::TraceContextExt;
 use rust_decimal::Decimal;
-use tokio::sync::oneshot;
 use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::batch::{BarsBySymbol, BarsReply};
+use super::batch::BarsBySymbol;
 use super::cached::MarketCache;
-use super::market::{self, MarketData, Series, cap_to_account};
+use super::feed::MarketFeed;
+use super::market::{self, Series, cap_to_account};
 use super::positions::observe_account;
 use super::{BrokerActor, BrokerError, OrderBook, Snapshots, classify};
 use crate::domain::{
-    AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId, MarketView, Session,
-    Symbol, panic_message,
+    AccountId, AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId,
+    MarketView, Session, Symbol, panic_message,
 };
 use crate::metrics::Metrics;
 
@@ -85,11 +83,12 @@ impl Handler<GetMarketView> for BrokerActor {
             symbols = msg.symbols.len(),
         );
         let reader = ViewReader {
+            account: self.deps.account.clone(),
+            feed: self.deps.feed.clone(),
             snapshots: self.deps.snapshots.clone(),
             cache: self.deps.cache.clone(),
             book: Arc::clone(&self.deps.book),
             metrics: Arc::clone(&self.deps.metrics),
-            broker: ctx.address(),
         };
         let broker = ctx.address();
         let drain = self.deps.process.drain_signal();
@@ -114,13 +113,14 @@ impl Handler<GetMarketView> for BrokerActor {
 
 /// What reading a view needs, moved into the view's own task: every pending view used to be a
 /// future in the BrokerActor's context, which actix polls all of at each wake-up, so a cycle of
-/// N instances cost O(N²) polls. Only joining a bars batch goes through the actor.
+/// N instances cost O(N²) polls.
 struct ViewReader {
+    account: AccountId,
+    feed: MarketFeed,
     snapshots: Snapshots,
     cache: MarketCache,
     book: Arc<OrderBook>,
     metrics: Arc<Metrics>,
-    broker: Addr<BrokerActor>,
 }
 
 impl ViewReader {
@@ -145,7 +145,7 @@ impl ViewReader {
             .await?;
         let held = self.snapshots.positions().await?;
         let book = &self.book;
-        observe_account(book, &self.metrics, &held);
+        observe_account(&self.account, book, &self.metrics, &held);
         view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
         if needs.account {
             let a = self.snapshots.account().await?;
@@ -159,7 +159,7 @@ impl ViewReader {
     }
 
     /// The newest `needs.bars` closed bars of each symbol: cached ones at once, the rest through
-    /// the open batch of the timeframe.
+    /// the feed's open batch of the series.
     async fn bars(
         &self,
         symbols: Vec<Symbol>,
@@ -175,56 +175,9 @@ impl ViewReader {
         if misses.is_empty() {
             return Ok(hits);
         }
-        let join = JoinBatch {
-            series,
-            symbols: misses,
-            depth: needs.bars,
-            tick,
-        };
-        let reply = self
-            .broker
-            .send(join)
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))??;
-        let fetched = reply.await.unwrap_or_else(|_| {
-            Err(BrokerError::Unavailable("the bar batch was dropped".into()))
-        })?;
+        let fetched = self.feed.bars(misses, series, needs.bars, tick).await?;
         hits.extend(fetched);
         Ok(hits)
-    }
-}
-
-/// Adds symbols to the open batch of their series (opening it, and scheduling its flush, if
-/// there is none); the answer is where the batch's bars will arrive.
-#[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<BarsReply>, BrokerError>")]
-struct JoinBatch {
-    series: Series,
-    symbols: Vec<Symbol>,
-    depth: usize,
-    tick: Span,
-}
-
-impl Handler<JoinBatch> for BrokerActor {
-    type Result = Result<oneshot::Receiver<BarsReply>, BrokerError>;
-
-    fn handle(&mut self, msg: JoinBatch, ctx: &mut Self::Context) -> Self::Result {
-        if self.draining {
-            return Err(BrokerError::Draining);
-        }
-        let JoinBatch {
-            series,
-            symbols,
-            depth,
-            tick,
-        } = msg;
-        let (reply, opened) = self.batcher.add(series, symbols, depth, tick);
-        if opened {
-            ctx.run_later(self.deps.batch_window, move |act, ctx| {
-                act.flush_bars(series, ctx)
-            });
-        }
-        Ok(reply)
     }
 }
 
@@ -267,54 +220,5 @@ impl Handler<ViewPanicked> for BrokerActor {
         tracing::error!(panic = %msg.0, "panic in the broker; stopping for a restart");
         self.exit.set(ExitReason::Panicked(msg.0));
         ctx.stop();
-    }
-}
-
-impl BrokerActor {
-    /// Closes the open batch of `series` and makes its one request.
-    pub(super) fn flush_bars(&mut self, series: Series, ctx: &mut Context<Self>) {
-        let Some((request, waiters)) = self.batcher.take(series) else {
-            return;
-        };
-        self.deps.metrics.bar_batch(waiters.len() as u64);
-        // Its own trace, linked to every tick it serves: one request, many parents.
-        let span = tracing::info_span!(
-            parent: None,
-            "bars_batch",
-            otel.name = "broker bars batch",
-            timeframe = %series.timeframe,
-            session = series.session.as_str(),
-            symbols = request.symbols.len(),
-            ticks = waiters.len(),
-        );
-        for tick in waiters.ticks() {
-            span.add_link(tick.context().span().span_context().clone());
-        }
-        let snapshots = self.deps.snapshots.clone();
-        let market = MarketData {
-            gateway: self.deps.gateway.clone(),
-            cache: self.deps.cache.clone(),
-            shared: self.deps.shared_bars.clone(),
-            sessions: self.deps.sessions.clone(),
-            speed: self.deps.speed,
-            settle: self.deps.bar_settle,
-        };
-        let fetch = async move {
-            let now = snapshots.clock().await?.timestamp;
-            let bars = market::fetch_bars(
-                &market,
-                &request.symbols,
-                request.series,
-                request.depth,
-                now,
-            )
-            .await?;
-            Ok(bars)
-        }
-        .instrument(span);
-        ctx.spawn(
-            self.guard(fetch)
-                .map(move |reply: BarsReply, _, _| waiters.deliver(&reply)),
-        );
     }
 }

@@ -5,6 +5,7 @@
 //!   fields and (hashed) in every `client_order_id`, so it must be safe in all three.
 //! - A [`Symbol`] is upper-case and trimmed: `" spy"` and `"SPY"` are the same instrument.
 //! - A [`ClientOrderId`] fits Alpaca's 48-character limit.
+//! - An [`AccountId`] follows an instance id's rules: it is a metric label and a child's name.
 
 use std::fmt;
 use std::sync::Arc;
@@ -46,6 +47,47 @@ impl InstanceId {
 }
 
 impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of one brokerage account herd trades (`accounts[].id`; `default` when the account
+/// comes from `[broker]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String)]
+pub struct AccountId(Arc<str>);
+
+impl AccountId {
+    /// The account `[broker]`'s keys describe when no `[[accounts]]` are configured.
+    pub const DEFAULT: &str = "default";
+
+    /// Parses an account id; the error says what is allowed (the caller names the value).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        InstanceId::parse(raw).map(|id| Self(id.0))
+    }
+
+    pub fn default_account() -> Self {
+        Self(Self::DEFAULT.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The supervised child that drives this account: `broker` for the default account (as
+    /// before accounts existed), `broker-<id>` for the others.
+    pub fn broker_child(&self) -> String {
+        if self.as_str() == Self::DEFAULT {
+            "broker".to_owned()
+        } else {
+            format!("broker-{}", self.0)
+        }
+    }
+}
+
+impl fmt::Display for AccountId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }

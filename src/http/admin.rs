@@ -31,7 +31,7 @@ use super::error::{ApiError, ErrorBody};
 use super::ops::ACTOR_TIMEOUT;
 use crate::broker::{BreakerCommand, BreakerSnapshot, BrokerActor, CommandBreakers, SetTrading};
 use crate::cache::ClearCache;
-use crate::domain::{Operation, Trading, TradingState};
+use crate::domain::{AccountId, Operation, Trading, TradingState};
 use crate::journal::{AdminAction, Entry};
 use crate::process::Phase;
 use crate::supervisor::{
@@ -197,28 +197,46 @@ async fn audit(
     Ok(res)
 }
 
+/// The first account's broker: it answers for what is the process's, not an account's.
 fn broker(state: &OpsState) -> Result<actix::Addr<BrokerActor>, ApiError> {
     state
-        .broker
-        .get()
+        .brokers
+        .first()
         .ok_or_else(|| ApiError::unavailable("the broker is restarting; try again"))
 }
 
+/// Sends `command` to every account's broker (each has its own breakers).
 async fn command_breakers(
     state: &OpsState,
     command: BreakerCommand,
     op: Operator,
 ) -> Result<HttpResponse, ApiError> {
-    let msg = CommandBreakers {
-        command,
-        by: op.request_id,
-    };
-    let breakers = broker(state)?
-        .send(msg)
-        .timeout(ACTOR_TIMEOUT)
-        .await
-        .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?;
-    Ok(HttpResponse::Ok().json(BreakersAnswer { breakers }))
+    let mut accounts = Vec::new();
+    for (account, slot) in state.brokers.iter() {
+        let broker = slot.get().ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "the broker of account {account:?} is restarting; try again"
+            ))
+        })?;
+        let msg = CommandBreakers {
+            command,
+            by: op.request_id.clone(),
+        };
+        let breakers = broker
+            .send(msg)
+            .timeout(ACTOR_TIMEOUT)
+            .await
+            .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?;
+        accounts.push(AccountBreakers {
+            account: account.clone(),
+            breakers,
+        });
+    }
+    let breakers = accounts
+        .first()
+        .map(|a| a.breakers.clone())
+        .unwrap_or_default();
+    Ok(HttpResponse::Ok().json(BreakersAnswer { breakers, accounts }))
 }
 
 /// What every admin route may answer instead of doing its work (as an [`ApiError`]; this type
@@ -243,6 +261,16 @@ pub(super) enum AdminRefusal {
 /// Every breaker after the command.
 #[derive(Serialize, ToSchema)]
 pub(super) struct BreakersAnswer {
+    /// The first account's breakers (the only account's, without `[[accounts]]`).
+    breakers: Vec<BreakerSnapshot>,
+    /// Every account's breakers, the first included.
+    accounts: Vec<AccountBreakers>,
+}
+
+/// One account's breakers after a command.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AccountBreakers {
+    account: AccountId,
     breakers: Vec<BreakerSnapshot>,
 }
 

@@ -29,7 +29,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{BrokerActor, MarketCacheActor, SharedBars};
+use crate::broker::{Brokers, MarketCacheActor, SharedBars};
 use crate::domain::{HumanDuration, InvalidSetting, Secret, Slot, Venue, positive};
 use crate::journal::Journal;
 use crate::metrics::{Metrics, MetricsActor};
@@ -118,7 +118,8 @@ pub struct OpsState {
     pub counters: Arc<Metrics>,
     pub process: Arc<ProcessState>,
     pub supervisor: Addr<Supervisor>,
-    pub broker: Slot<BrokerActor>,
+    /// Every account's broker, the first account's first.
+    pub brokers: Brokers,
     pub metrics: Slot<MetricsActor>,
     pub cache: Slot<MarketCacheActor>,
     pub venue: Venue,

@@ -24,7 +24,7 @@ use crate::broker::{
     PositionsReport, SharedCacheHealth,
 };
 use crate::cache::{CacheStats, GetCacheStats};
-use crate::domain::{BreakerState, InstanceId, Lifecycle, Symbol, Venue};
+use crate::domain::{AccountId, BreakerState, InstanceId, Lifecycle, Symbol, Venue};
 use crate::metrics::{Exposition, RenderMetrics};
 use crate::process::{HEARTBEAT_STALE, Phase};
 use crate::supervisor::{ChildView, ListChildren};
@@ -151,7 +151,10 @@ pub(super) struct Health {
     venue: Venue,
     uptime_seconds: f64,
     halted: Option<String>,
+    /// The first account's broker (the only account's, without `[[accounts]]`).
     broker: Option<BrokerStatus>,
+    /// Every account's broker, the first included; `broker` is `null` while it restarts.
+    accounts: Vec<AccountHealth>,
     children: Vec<ChildView>,
     cache: Option<CacheStats>,
     /// The market-data cache replicas share through Redis: `degraded` while Redis does not
@@ -159,7 +162,14 @@ pub(super) struct Health {
     shared_cache: SharedCacheHealth,
 }
 
-/// Last-known state of the process, the broker, every supervised actor and the cache; never
+/// One account's broker as `/health` shows it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AccountHealth {
+    account: AccountId,
+    broker: Option<BrokerStatus>,
+}
+
+/// Last-known state of the process, the brokers, every supervised actor and the cache; never
 /// calls the venue.
 #[utoipa::path(get, path = "/health", tag = "ops",
     responses((status = 200, body = Health, description = "ok or degraded"),
@@ -167,20 +177,30 @@ pub(super) struct Health {
 pub(super) async fn health(state: web::Data<OpsState>) -> HttpResponse {
     let p = &state.process;
     let children = children(&state).await.unwrap_or_default();
-    let broker = match state.broker.get() {
-        Some(b) => b.send(GetBrokerStatus).timeout(ACTOR_TIMEOUT).await.ok(),
-        None => None,
-    };
+    let mut accounts = Vec::new();
+    for (account, slot) in state.brokers.iter() {
+        let broker = match slot.get() {
+            Some(b) => b.send(GetBrokerStatus).timeout(ACTOR_TIMEOUT).await.ok(),
+            None => None,
+        };
+        accounts.push(AccountHealth {
+            account: account.clone(),
+            broker,
+        });
+    }
+    let broker = accounts.first().and_then(|a| a.broker.clone());
     let halted = p.halted();
     let shared_cache = state.shared_bars.health();
     let degraded = shared_cache.state == "degraded"
         || children
             .iter()
             .any(|c| matches!(c.state, Lifecycle::Failed | Lifecycle::Restarting))
-        || broker.as_ref().is_none_or(|b| {
-            b.health.consecutive_failures > 0
-                || b.breakers.iter().any(|br| br.state != BreakerState::Closed)
-                || b.journal.as_ref().is_some_and(|j| j.failing.is_some())
+        || accounts.iter().any(|a| {
+            a.broker.as_ref().is_none_or(|b| {
+                b.health.consecutive_failures > 0
+                    || b.breakers.iter().any(|br| br.state != BreakerState::Closed)
+                    || b.journal.as_ref().is_some_and(|j| j.failing.is_some())
+            })
         });
     let status = match p.phase() {
         Phase::Starting => "starting",
@@ -201,6 +221,7 @@ pub(super) async fn health(state: web::Data<OpsState>) -> HttpResponse {
         uptime_seconds: p.started_at.elapsed().as_secs_f64(),
         halted,
         broker,
+        accounts,
         children,
         cache: cache_stats_of(&state).await,
         shared_cache,
@@ -371,7 +392,8 @@ pub(super) async fn orders(
     query: web::Query<OrdersQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let request = query.parse()?;
-    let broker = state.broker.get().ok_or_else(broker_restarting)?;
+    // The journal holds every account's orders; the first account's broker reads it.
+    let broker = state.brokers.first().ok_or_else(broker_restarting)?;
     let page = broker
         .send(request)
         .timeout(ACTOR_TIMEOUT)
@@ -380,12 +402,38 @@ pub(super) async fn orders(
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// Every instance's holdings, the account's positions, and whether they reconcile. Reads the
-/// account's positions through the broker's shared snapshot (cached, one call for everyone).
-#[utoipa::path(get, path = "/positions", tag = "ops",
-    responses((status = 200, body = PositionsReport, description = "OK"), (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
-pub(super) async fn positions(state: web::Data<OpsState>) -> Result<HttpResponse, ApiError> {
-    let broker = state.broker.get().ok_or_else(broker_restarting)?;
+/// `/positions` query parameters.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PositionsQuery {
+    /// Which account (`accounts[].id`); the first configured by default.
+    account: Option<String>,
+}
+
+/// One account's instance holdings, its positions, and whether they reconcile. Reads the
+/// account's positions through its broker's shared snapshot (cached, one call for everyone).
+#[utoipa::path(get, path = "/positions", tag = "ops", params(PositionsQuery),
+    responses((status = 200, body = PositionsReport, description = "OK"), (status = 404, body = ErrorBody, description = "no such account"),
+        (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
+pub(super) async fn positions(
+    state: web::Data<OpsState>,
+    query: web::Query<PositionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let broker = match query.account.as_deref() {
+        None => state.brokers.first(),
+        Some(account) => state
+            .brokers
+            .slot(account)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no account {account:?}; configured: {}",
+                    state.brokers.ids()
+                ))
+            })?
+            .get(),
+    }
+    .ok_or_else(broker_restarting)?;
     let report = broker
         .send(GetPositions)
         .timeout(ACTOR_TIMEOUT)

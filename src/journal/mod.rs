@@ -56,8 +56,18 @@ pub mod keys {
     pub const TRADING: &str = "trading";
     /// Prefix of one key per paused instance (`paused:<instance>`).
     pub const PAUSED: &str = "paused:";
-    /// The account's positions before herd's first order (`{"SPY":"5",…}`).
+    /// The default account's positions before herd's first order (`{"SPY":"5",…}`).
     pub const EXTERNAL: &str = "external_positions";
+
+    /// The key of [`EXTERNAL`] for `account`: the default account keeps the key it had before
+    /// accounts existed; another's is `external_positions:<id>`.
+    pub fn external(account: &crate::domain::AccountId) -> String {
+        if account.as_str() == crate::domain::AccountId::DEFAULT {
+            EXTERNAL.to_owned()
+        } else {
+            format!("{EXTERNAL}:{account}")
+        }
+    }
 }
 
 /// Where the settings put the journal (validated settings always name one).

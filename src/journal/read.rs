@@ -51,6 +51,15 @@ impl Restored {
     pub fn is_empty(&self) -> bool {
         self.next_seq == 0 && self.ledger.is_empty() && !self.state.contains_key(keys::EXTERNAL)
     }
+
+    /// [`Restored::is_empty`] for one account of several: none of its instances (`owns`) has
+    /// an order or a position, and its first reading (`external_key`) was never recorded. An
+    /// account added to a journal that other accounts already use is rebuilt from the venue.
+    pub fn is_empty_for(&self, external_key: &str, owns: &dyn Fn(&InstanceId) -> bool) -> bool {
+        !self.state.contains_key(external_key)
+            && !self.orders.iter().any(|o| owns(&o.record.instance))
+            && !self.ledger.iter().any(|(i, _, _)| owns(i))
+    }
 }
 
 /// Which orders a page of `/orders` lists; every field set must match.

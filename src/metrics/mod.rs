@@ -41,7 +41,9 @@ pub use shared_cache::{SharedCacheMetrics, SharedCacheOutcome};
 pub use traces::{SpanDrop, TraceMetrics};
 pub use work::{DecisionKind, InQueue, WorkMetrics};
 
-use crate::domain::{BreakerState, Lifecycle, Operation, RequestClass, Side, TradingState};
+use crate::domain::{
+    AccountId, BreakerState, Lifecycle, Operation, RequestClass, Side, TradingState,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TickLabels {
@@ -80,13 +82,32 @@ struct ChildStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabels {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountOperationLabels {
+    account: String,
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountClassLabels {
+    account: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BreakerStateLabels {
+    account: String,
     operation: &'static str,
     state: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransitionLabels {
+    account: String,
     operation: &'static str,
     from: &'static str,
     to: &'static str,
@@ -96,11 +117,6 @@ struct TransitionLabels {
 struct FailureLabels {
     operation: &'static str,
     reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClassLabels {
-    class: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -147,17 +163,17 @@ pub struct Metrics {
     cache_evictions: Counter,
     breaker_state: Family<BreakerStateLabels, Gauge>,
     breaker_transitions: Family<TransitionLabels, Counter>,
-    breaker_rejections: Family<OperationLabels, Counter>,
+    breaker_rejections: Family<AccountOperationLabels, Counter>,
     retries: Family<OperationLabels, Counter>,
     read_failures: Family<FailureLabels, Counter>,
     rows_skipped: Family<OperationLabels, Counter>,
     shared_reads: Family<OperationLabels, Counter>,
-    limiter_wait: Family<ClassLabels, Histogram, fn() -> Histogram>,
-    limiter_saturated: Family<ClassLabels, Counter>,
+    limiter_wait: Family<AccountClassLabels, Histogram, fn() -> Histogram>,
+    limiter_saturated: Family<AccountClassLabels, Counter>,
     orders_refused: Family<ReasonLabels, Counter>,
     bar_batches: Counter,
     bar_batch_requests: Counter,
-    position_mismatches: Gauge,
+    position_mismatches: Family<AccountLabels, Gauge>,
     trading_state: Family<StateLabels, Gauge>,
     risk_alerts: Family<AlertLabels, Counter>,
     risk_var: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
@@ -210,16 +226,13 @@ impl Metrics {
             orders_refused: Family::default(),
             bar_batches: Counter::default(),
             bar_batch_requests: Counter::default(),
-            position_mismatches: Gauge::default(),
+            position_mismatches: Family::default(),
             trading_state: Family::default(),
             risk_alerts: Family::default(),
             risk_var: Family::default(),
             risk_drawdown: Family::default(),
         };
         m.trading_state(TradingState::Active);
-        for op in Operation::ALL {
-            m.breaker_state(*op, BreakerState::Closed);
-        }
         m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION"),
@@ -460,10 +473,11 @@ impl Metrics {
         )
     }
 
-    /// Sets `state` to 1 and the other states of `op`'s breaker to 0.
-    pub fn breaker_state(&self, op: Operation, state: BreakerState) {
+    /// Sets `state` to 1 and the other states of `op`'s breaker of `account` to 0.
+    pub fn breaker_state(&self, account: &AccountId, op: Operation, state: BreakerState) {
         for s in BreakerState::ALL {
             let labels = BreakerStateLabels {
+                account: account.as_str().to_owned(),
                 operation: op.as_str(),
                 state: s.as_str(),
             };
@@ -473,8 +487,15 @@ impl Metrics {
         }
     }
 
-    pub fn breaker_transition(&self, op: Operation, from: BreakerState, to: BreakerState) {
+    pub fn breaker_transition(
+        &self,
+        account: &AccountId,
+        op: Operation,
+        from: BreakerState,
+        to: BreakerState,
+    ) {
         let labels = TransitionLabels {
+            account: account.as_str().to_owned(),
             operation: op.as_str(),
             from: from.as_str(),
             to: to.as_str(),
@@ -482,9 +503,10 @@ impl Metrics {
         self.breaker_transitions.get_or_create(&labels).inc();
     }
 
-    pub fn breaker_rejection(&self, op: Operation) {
+    pub fn breaker_rejection(&self, account: &AccountId, op: Operation) {
         self.breaker_rejections
-            .get_or_create(&OperationLabels {
+            .get_or_create(&AccountOperationLabels {
+                account: account.as_str().to_owned(),
                 operation: op.as_str(),
             })
             .inc();
@@ -514,17 +536,19 @@ impl Metrics {
             .inc();
     }
 
-    pub fn limiter_wait(&self, class: RequestClass, waited: Duration) {
+    pub fn limiter_wait(&self, account: &AccountId, class: RequestClass, waited: Duration) {
+        let account = account.as_str().to_owned();
         let class = class.as_str();
         self.limiter_wait
-            .get_or_create(&ClassLabels { class })
+            .get_or_create(&AccountClassLabels { account, class })
             .observe(waited.as_secs_f64());
     }
 
-    pub fn limiter_saturated(&self, class: RequestClass) {
+    pub fn limiter_saturated(&self, account: &AccountId, class: RequestClass) {
+        let account = account.as_str().to_owned();
         let class = class.as_str();
         self.limiter_saturated
-            .get_or_create(&ClassLabels { class })
+            .get_or_create(&AccountClassLabels { account, class })
             .inc();
     }
 
@@ -542,8 +566,10 @@ impl Metrics {
     }
 
     /// How many symbols' account positions herd cannot explain at the last reading.
-    pub fn position_mismatches(&self, symbols: usize) {
+    pub fn position_mismatches(&self, account: &AccountId, symbols: usize) {
+        let account = account.as_str().to_owned();
         self.position_mismatches
+            .get_or_create(&AccountLabels { account })
             .set(i64::try_from(symbols).unwrap_or(i64::MAX));
     }
 

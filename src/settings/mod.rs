@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sources::{EnvSnapshot, LoadOptions};
 
-use crate::broker::{BrokerSettings, RedisSettings};
+use crate::broker::{Account, AccountSettings, BrokerSettings, RedisSettings};
 use crate::domain::{DataSettings, HumanDuration, InvalidSetting, Venue};
 use crate::http::HttpSettings;
 use crate::journal::JournalSettings;
@@ -49,8 +49,14 @@ pub struct Settings {
     pub data: DataSettings,
     pub journal: JournalSettings,
     pub redis: RedisSettings,
+    /// The brokerage accounts, as written; empty means the one `[broker]` describes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountSettings>,
     #[serde(default)]
     pub strategies: Vec<StrategySettings>,
+    /// The validated accounts, keys read, derived from `accounts` by [`validate`]; never empty.
+    #[serde(skip)]
+    pub resolved_accounts: Vec<Account>,
     /// The validated strategy instances, derived from `strategies` by [`validate`].
     #[serde(skip)]
     pub instances: Vec<StrategySpec>,
@@ -69,6 +75,9 @@ pub struct Settings {
 pub struct StrategySettings {
     pub id: String,
     pub kind: String,
+    /// The account it trades (`accounts[].id`); may be left out while there is one account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     #[serde(default)]
     pub symbols: Vec<String>,
     /// How often the instance ticks, in venue time (the simulator's speed scales it).
@@ -95,9 +104,11 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The venue the broker settings reach.
+    /// The venue the accounts trade on (they all have keys, or none has): the first account's.
     pub fn venue(&self) -> Venue {
-        self.broker.venue()
+        self.resolved_accounts
+            .first()
+            .map_or_else(|| self.broker.venue(), Account::venue)
     }
 
     /// The effective configuration as TOML, secrets redacted (for `herd check-config`).

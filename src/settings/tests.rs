@@ -472,3 +472,59 @@ fn an_instance_session_is_regular_unless_set_and_a_bad_one_is_named() {
         "{e}"
     );
 }
+
+const TWO_ACCOUNTS: &str = "[[accounts]]\nid = \"alpha\"\n\n[[accounts]]\nid = \"beta\"\n\n";
+
+#[test]
+fn without_accounts_every_instance_trades_the_default_account() {
+    let s = load(&[], None).unwrap();
+    assert_eq!(s.resolved_accounts.len(), 1);
+    assert!(s.instances.iter().all(|i| i.account.as_str() == "default"));
+}
+
+#[test]
+fn with_several_accounts_each_instance_names_one_that_exists() {
+    let named = format!(
+        "{TWO_ACCOUNTS}{}",
+        ONE.replace("kind =", "account = \"beta\"\nkind =")
+    );
+    let s = load(&[], Some(&named)).unwrap();
+    assert_eq!(s.instances[0].account.as_str(), "beta");
+    let e = error(&[], Some(&format!("{TWO_ACCOUNTS}{ONE}")));
+    assert!(
+        e.contains("strategies[0].account = (absent): required when several accounts are configured; one of: alpha, beta"),
+        "{e}"
+    );
+    let unknown = format!(
+        "{TWO_ACCOUNTS}{}",
+        ONE.replace("kind =", "account = \"gamma\"\nkind =")
+    );
+    let e = error(&[], Some(&unknown));
+    assert!(
+        e.contains("strategies[0].account = \"gamma\": names no configured account; configured: alpha, beta"),
+        "{e}"
+    );
+    let with_broker_key = error(
+        &[("ALPACA_API_KEY", "k"), ("ALPACA_SECRET_KEY", "s")],
+        Some(&named),
+    );
+    assert!(
+        with_broker_key.contains("broker.key_id"),
+        "{with_broker_key}"
+    );
+}
+
+#[test]
+fn a_risk_manager_guards_only_its_own_accounts_instances() {
+    let on = |toml: &str, account: &str| {
+        toml.replace("kind =", &format!("account = \"{account}\"\nkind ="))
+    };
+    let apart = format!("{TWO_ACCOUNTS}{}{}", on(ONE, "alpha"), on(GUARD, "beta"));
+    let e = error(&[], Some(&apart));
+    assert!(
+        e.contains("strategies[1].params.guard = \"a\": trades account \"alpha\""),
+        "{e}"
+    );
+    let together = format!("{TWO_ACCOUNTS}{}{}", on(ONE, "beta"), on(GUARD, "beta"));
+    assert!(load(&[], Some(&together)).is_ok());
+}

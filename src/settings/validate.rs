@@ -7,12 +7,13 @@
 //! - What is accepted but changed (a symbol written in lower case) is said in
 //!   [`Settings::notices`], never silently.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::sources::{ENV_MOMENTUM_THRESHOLD, ENV_POSITION_SIZE, ENV_SYMBOLS};
 use super::{EnvSnapshot, Settings, SettingsError, StrategySettings};
-use crate::domain::{InstanceId, InvalidSetting, Session, Symbol};
+use crate::broker::resolve_accounts;
+use crate::domain::{AccountId, InstanceId, InvalidSetting, Session, Symbol};
 use crate::strategy::{StrategyKind, StrategyParams, StrategySpec};
 use crate::telemetry::TraceConfig;
 
@@ -28,11 +29,47 @@ pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), Settin
     s.sim
         .validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+    s.resolved_accounts = resolve_accounts(&s.accounts, &s.broker, &|name| env.get(name).cloned())?;
     apply_momentum_env(&mut s.strategies, env, &mut s.notices)?;
-    s.instances = strategy_specs(&s.strategies, &mut s.notices)?;
+    let accounts: Vec<AccountId> = s.resolved_accounts.iter().map(|a| a.id.clone()).collect();
+    s.instances = strategy_specs(&s.strategies, &accounts, &mut s.notices)?;
     resolve_guards(&s.strategies, &mut s.instances)?;
     s.traces = TraceConfig::from_env(&|name| env.get(name).cloned())?;
     Ok(())
+}
+
+/// The account an instance names, or the only one there is.
+fn account_of(
+    named: Option<&str>,
+    accounts: &[AccountId],
+    key: &str,
+) -> Result<AccountId, InvalidSetting> {
+    let ids = || {
+        let ids: Vec<&str> = accounts.iter().map(AccountId::as_str).collect();
+        ids.join(", ")
+    };
+    match (named, accounts) {
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => Err(InvalidSetting::new(
+            key,
+            "(absent)",
+            format!(
+                "required when several accounts are configured; one of: {}",
+                ids()
+            ),
+        )),
+        (Some(raw), _) => accounts
+            .iter()
+            .find(|a| a.as_str() == raw)
+            .cloned()
+            .ok_or_else(|| {
+                InvalidSetting::new(
+                    key,
+                    format!("{raw:?}"),
+                    format!("names no configured account; configured: {}", ids()),
+                )
+            }),
+    }
 }
 
 /// A risk manager's `guard` must name other configured instances; it watches their symbols
@@ -50,11 +87,29 @@ fn resolve_guards(
                 .collect(),
         )
     };
+    let accounts: HashMap<InstanceId, AccountId> = instances
+        .iter()
+        .map(|i| (i.id.clone(), i.account.clone()))
+        .collect();
     for spec in instances.iter_mut() {
         let Some(i) = strategies.iter().position(|s| s.id == spec.id.as_str()) else {
             continue;
         };
         for guarded in spec.params.guarded() {
+            let other = accounts.iter().find(|(id, _)| id.as_str() == guarded);
+            if let Some((_, account)) = other.filter(|(_, a)| **a != spec.account) {
+                // A risk manager reads and closes positions through its own account's book.
+                return Err(InvalidSetting::new(
+                    format!("strategies[{i}].params.guard"),
+                    format!("{guarded:?}"),
+                    format!(
+                        "trades account {:?}, and a risk manager guards only instances of \
+                         its own account ({:?})",
+                        account.as_str(),
+                        spec.account.as_str()
+                    ),
+                ));
+            }
             let key = format!("strategies[{i}].params.guard");
             if guarded == spec.id.as_str() {
                 return Err(InvalidSetting::new(
@@ -155,6 +210,7 @@ fn note_normalised(key: &str, raw: &str, symbol: &Symbol, notices: &mut Vec<Stri
 
 fn strategy_specs(
     strategies: &[StrategySettings],
+    accounts: &[AccountId],
     notices: &mut Vec<String>,
 ) -> Result<Vec<StrategySpec>, SettingsError> {
     let mut ids = HashSet::new();
@@ -214,9 +270,11 @@ fn strategy_specs(
                 InvalidSetting::new(key("session"), quoted(raw), Session::ALLOWED)
             })?,
         };
+        let account = account_of(s.account.as_deref(), accounts, &key("account"))?;
         if s.enabled {
             specs.push(StrategySpec {
                 id,
+                account,
                 kind,
                 symbols,
                 every: s.every.get(),

@@ -15,13 +15,15 @@ use super::momentum::{Momentum, MomentumParams};
 use super::neural::{NeuralForecast, NeuralForecastParams};
 use super::portfolio_optimizer::{PortfolioOptimizer, PortfolioOptimizerParams};
 use super::risk_manager::{RiskManager, RiskManagerParams};
-use crate::domain::{InstanceId, Session, Symbol};
+use crate::domain::{AccountId, InstanceId, Session, Symbol};
 
 /// One configured strategy instance, validated and ready to build (the settings loader makes
 /// it from a `[[strategies]]` entry).
 #[derive(Debug, Clone)]
 pub struct StrategySpec {
     pub id: InstanceId,
+    /// The account its orders go to.
+    pub account: AccountId,
     pub kind: StrategyKind,
     pub symbols: Vec<Symbol>,
     /// Tick period in venue time.

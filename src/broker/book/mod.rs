@@ -17,7 +17,8 @@
 //!   the changes of one order (and one holding) in the order they were made.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -28,7 +29,7 @@ mod reconcile;
 pub use reconcile::{Mismatch, Reconciliation};
 
 use super::alpaca::models::Order;
-use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
+use crate::domain::{AccountId, ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
 pub use crate::domain::{OrderRecord, OrderState};
 use crate::journal::{Entry, Fill, Journal, Restored, Ticket, keys};
 
@@ -40,7 +41,6 @@ struct BookInner {
     /// By insertion sequence: iteration order is age order.
     records: BTreeMap<u64, OrderRecord>,
     by_client_id: HashMap<ClientOrderId, u64>,
-    next_seq: u64,
     /// Each instance's holding per symbol, built from its own fills.
     holdings: HashMap<(InstanceId, Symbol), Holding>,
     /// The account's positions at the first reading, before any herd order could fill:
@@ -80,12 +80,29 @@ pub enum Begin {
     Existing(OrderRecord),
 }
 
-#[derive(Default)]
+/// The insertion sequence of orders, one for every account's book: the journal keys orders by
+/// it, so two books must never hand out the same number.
+pub type OrderSeq = Arc<AtomicU64>;
+
 pub struct OrderBook {
     /// A std mutex: every critical section is a few map operations, never held across `.await`.
     inner: Mutex<BookInner>,
     /// Where every change is recorded; `None` only in unit tests of the book itself.
     journal: Option<Journal>,
+    seq: OrderSeq,
+    /// The `herd_state` key of this account's positions herd did not make.
+    external_key: String,
+}
+
+impl Default for OrderBook {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            journal: None,
+            seq: OrderSeq::default(),
+            external_key: keys::EXTERNAL.to_owned(),
+        }
+    }
 }
 
 impl OrderBook {
@@ -93,12 +110,19 @@ impl OrderBook {
         Self::default()
     }
 
-    /// A book whose every change is recorded in `journal`.
-    pub fn journaled(journal: Journal) -> Self {
+    /// `account`'s book, every change recorded in `journal`, numbering orders from `seq`.
+    pub fn journaled(journal: Journal, account: &AccountId, seq: OrderSeq) -> Self {
         Self {
             inner: Mutex::default(),
             journal: Some(journal),
+            seq,
+            external_key: keys::external(account),
         }
+    }
+
+    /// The next order's insertion sequence.
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::AcqRel)
     }
 
     pub fn journal(&self) -> Option<&Journal> {
@@ -107,22 +131,22 @@ impl OrderBook {
 
     /// Loads what the journal restored: orders (working and recent), every instance's ledger,
     /// and the positions herd did not make. Call before anything trades.
-    pub fn restore(&self, restored: &Restored) {
+    pub fn restore(&self, restored: &Restored, owns: &dyn Fn(&InstanceId) -> bool) {
         let mut b = self.lock();
-        for o in &restored.orders {
+        for o in restored.orders.iter().filter(|o| owns(&o.record.instance)) {
             b.by_client_id
                 .insert(o.record.client_order_id.clone(), o.seq);
             b.records.insert(o.seq, o.record.clone());
         }
-        b.next_seq = b.next_seq.max(restored.next_seq);
-        for (instance, symbol, holding) in &restored.ledger {
+        self.seq.fetch_max(restored.next_seq, Ordering::AcqRel);
+        for (instance, symbol, holding) in restored.ledger.iter().filter(|(i, _, _)| owns(i)) {
             b.holdings
                 .insert((instance.clone(), symbol.clone()), *holding);
         }
-        for (instance, at, pnl) in &restored.realized {
+        for (instance, at, pnl) in restored.realized.iter().filter(|(i, _, _)| owns(i)) {
             b.add_realized(instance, *at, *pnl);
         }
-        if let Some(text) = restored.state.get(keys::EXTERNAL) {
+        if let Some(text) = restored.state.get(&self.external_key) {
             match serde_json::from_str::<HashMap<Symbol, Decimal>>(text) {
                 Ok(external) => b.external = Some(external),
                 Err(e) => tracing::warn!(
@@ -152,8 +176,7 @@ impl OrderBook {
             if b.by_client_id.contains_key(&record.client_order_id) {
                 continue;
             }
-            let seq = b.next_seq;
-            b.next_seq += 1;
+            let seq = self.next_seq();
             b.by_client_id.insert(record.client_order_id.clone(), seq);
             let filled = record.filled_qty;
             let price = record.filled_avg_price.unwrap_or_default();
@@ -238,8 +261,7 @@ impl OrderBook {
             created_at: now,
             updated_at: now,
         };
-        let seq = b.next_seq;
-        b.next_seq += 1;
+        let seq = self.next_seq();
         b.by_client_id.insert(client_order_id, seq);
         b.records.insert(seq, record.clone());
         let ticket = self.journal_order(&b, seq, true);

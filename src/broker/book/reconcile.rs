@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::{OrderBook, Symbol};
 use crate::broker::alpaca::models::Position;
-use crate::journal::{Entry, keys};
+use crate::journal::Entry;
 
 /// One symbol whose account position herd cannot explain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -71,7 +71,7 @@ impl OrderBook {
                 external.retain(|_, q| !q.is_zero());
                 if let Some(journal) = &self.journal {
                     journal.record(Entry::State {
-                        key: keys::EXTERNAL.to_owned(),
+                        key: self.external_key.clone(),
                         value: serde_json::to_string(&external).ok(),
                     });
                 }

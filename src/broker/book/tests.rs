@@ -155,7 +155,7 @@ fn a_restored_book_remembers_todays_realized_loss_and_holdings() {
         ..Restored::default()
     };
     let book = OrderBook::new();
-    book.restore(&restored);
+    book.restore(&restored, &|_| true);
     let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
     assert_eq!(book.realized_on(&a, day).0, Decimal::from(-40));
     assert_eq!(

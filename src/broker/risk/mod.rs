@@ -44,20 +44,15 @@ pub struct RiskLimits {
 }
 
 impl RiskLimits {
-    pub fn check(&self) -> Result<(), InvalidSetting> {
+    /// `section` is where the limits sit in the configuration (`broker.risk`, `accounts[1].risk`).
+    pub fn check(&self, section: &str) -> Result<(), InvalidSetting> {
         let limits = [
-            ("broker.risk.max_order_value", self.max_order_value),
+            ("max_order_value", self.max_order_value),
+            ("max_position_per_symbol", self.max_position_per_symbol),
+            ("max_position_per_instance", self.max_position_per_instance),
+            ("max_daily_loss", self.max_daily_loss),
             (
-                "broker.risk.max_position_per_symbol",
-                self.max_position_per_symbol,
-            ),
-            (
-                "broker.risk.max_position_per_instance",
-                self.max_position_per_instance,
-            ),
-            ("broker.risk.max_daily_loss", self.max_daily_loss),
-            (
-                "broker.risk.max_daily_loss_per_instance",
+                "max_daily_loss_per_instance",
                 self.max_daily_loss_per_instance,
             ),
         ];
@@ -66,7 +61,7 @@ impl RiskLimits {
                 && v <= Decimal::ZERO
             {
                 return Err(InvalidSetting::new(
-                    key,
+                    format!("{section}.{key}"),
                     v,
                     "must be greater than zero (leave the key out for no limit)",
                 ));

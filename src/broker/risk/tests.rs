@@ -340,8 +340,8 @@ fn limits_deserialize_with_absent_keys_meaning_no_limit() {
         ..RiskLimits::default()
     };
     assert_eq!(
-        negative.check().unwrap_err().to_string(),
+        negative.check("broker.risk").unwrap_err().to_string(),
         "broker.risk.max_position_per_symbol = -5: must be greater than zero (leave the key out for no limit)"
     );
-    assert_eq!(limits().check(), Ok(()));
+    assert_eq!(limits().check("broker.risk"), Ok(()));
 }
