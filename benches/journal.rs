@@ -51,6 +51,7 @@ fn order(n: u64) -> Entry {
             error: None,
             created_at: now,
             updated_at: now,
+            lease_epoch: None,
         }),
         changed: true,
     }

@@ -9,12 +9,16 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use tracing::Instrument;
+use std::collections::HashMap;
+use std::rc::Rc;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::lease::{Lease, LeaseKeeper, Takeover};
 use crate::broker::{
     AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Brokers, Endpoint, Gateway, MarketCache,
-    MarketCacheActor, MarketData, MarketFeed, OrderBook, OrderLanes, OrderSeq, RefusalLog,
-    Sessions, SharedBars, Snapshots, VenueSpeed, recover,
+    MarketCacheActor, MarketData, MarketFeed, OrderBook, OrderLanes, OrderSeq, Reconciler,
+    RefusalLog, Sessions, SharedBars, Snapshots, VenueSpeed,
 };
 use crate::domain::{
     AccountId, InstanceId, REPEAT_SUMMARY, Repeats, Secret, Slot, StatusReport, Trading,
@@ -143,40 +147,43 @@ pub async fn run(
     let workshop = Arc::new(Workshop::new(&settings.data.dir, Arc::clone(&metrics)));
     let slots = Slots::new(&settings);
     let seq = OrderSeq::default();
+    let owners: Arc<HashMap<InstanceId, AccountId>> = Arc::new(
+        settings
+            .instances
+            .iter()
+            .map(|s| (s.id.clone(), s.account.clone()))
+            .collect(),
+    );
+    let leased = settings.lease.enabled;
     let mut accounts = Vec::with_capacity(gateways.len());
+    let mut reconcilers = Vec::with_capacity(gateways.len());
     for (i, (account, gateway)) in gateways.into_iter().enumerate() {
         let book = Arc::new(OrderBook::journaled(
             journal.clone(),
             &account.id,
             Arc::clone(&seq),
         ));
-        // Journal rows carry the instance, not the account; rows of instances no longer
-        // configured stay with the first account, as they did before accounts existed.
-        let owns =
-            |instance: &InstanceId| match settings.instances.iter().find(|s| s.id == *instance) {
-                Some(spec) => spec.account == account.id,
-                None => i == 0,
-            };
-        book.restore(&restored, &owns);
-        let instance_ids: Vec<_> = settings
-            .instances
-            .iter()
-            .filter(|s| s.account == account.id)
-            .map(|s| s.id.clone())
-            .collect();
-        let journal_empty = restored.is_empty_for(&keys::external(&account.id), &owns);
-        recover(
-            &gateway,
-            &book,
-            &metrics,
-            &instance_ids,
-            journal_empty,
+        let reconciler = Reconciler::new(
+            account.id.clone(),
+            i == 0,
+            Arc::clone(&owners),
+            Arc::clone(&book),
+            gateway.clone(),
+            journal.clone(),
+            Arc::clone(&metrics),
             settings.journal.retention.get(),
-        )
-        .instrument(tracing::info_span!("account", account = %account.id))
-        .await;
+        );
+        // Under a lease the account is reconciled when this replica acquires it.
+        let lease = if leased {
+            Lease::standby(account.id.clone(), settings.broker.call_timeout.get())
+        } else {
+            reconciler.reconcile(&restored).await;
+            Lease::unleased(account.id.clone())
+        };
+        reconcilers.push((lease.clone(), reconciler));
         accounts.push(BrokerDeps {
             account: account.id.clone(),
+            lease,
             snapshots: Snapshots::new(
                 account.id.clone(),
                 gateway.clone(),
@@ -242,6 +249,8 @@ pub async fn run(
     });
     process.advance(Phase::Running);
     tracing::info!(addr = %addr, "http listening");
+    // Only now: a standby replica must answer its probes while it waits for a lease.
+    let leases = start_lease_keeper(&settings, reconcilers, &process, &metrics)?;
 
     let signal = signals.next().await;
     let running = Running {
@@ -251,8 +260,50 @@ pub async fn run(
         sim,
         traces,
         journal: Some(journal),
+        leases,
     };
     Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal, signals).await)
+}
+
+/// The lease keeper, when `lease.enabled`: acquiring an account's lease reconciles it (the
+/// journal read again) before its instances tick.
+fn start_lease_keeper(
+    settings: &Settings,
+    reconcilers: Vec<(Lease, Reconciler)>,
+    process: &ProcessState,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<(CancellationToken, tokio::task::JoinHandle<()>)>, StartError> {
+    if !settings.lease.enabled {
+        return Ok(None);
+    }
+    let leases = reconcilers.iter().map(|(l, _)| l.clone()).collect();
+    let by_account: HashMap<AccountId, Reconciler> = reconcilers
+        .into_iter()
+        .map(|(l, r)| (l.account().clone(), r))
+        .collect();
+    let takeover: Takeover = Rc::new(move |account: AccountId, _epoch: u64| {
+        let reconciler = by_account.get(&account).cloned();
+        Box::pin(async move {
+            match reconciler {
+                Some(r) => r.take_over().await,
+                None => Err(format!("no account {account} in this replica")),
+            }
+        })
+    });
+    let replica = settings.lease.replica.clone();
+    tracing::info!(event = "leases_on", replica = %replica, ttl = %settings.lease.ttl, "accounts are driven by lease; standing by until acquired");
+    let keeper = LeaseKeeper::new(
+        &settings.lease,
+        &settings.redis,
+        replica,
+        leases,
+        takeover,
+        Arc::clone(metrics),
+    )
+    .map_err(|e| StartError::Redis(e.to_string()))?;
+    let release = CancellationToken::new();
+    let handle = actix::spawn(keeper.run(process.drain_signal(), release.clone()));
+    Ok(Some((release, handle)))
 }
 
 /// Where each account's broker connects, in the accounts' order: Alpaca from the settings, or
@@ -514,6 +565,13 @@ fn child_specs(
         let Some(broker) = slots.brokers.slot(spec.account.as_str()).cloned() else {
             continue;
         };
+        let Some(lease) = accounts
+            .iter()
+            .find(|d| d.account == spec.account)
+            .map(|d| d.lease.clone())
+        else {
+            continue;
+        };
         let (metrics, reports) = (Arc::clone(&deps.metrics), reports.clone());
         let schedule = Schedule {
             every: spec.every,
@@ -540,6 +598,7 @@ fn child_specs(
                     journal: Some(journal.clone()),
                     skipped_ticks: Arc::clone(&skipped_ticks),
                     failed_ticks: Arc::clone(&failed_ticks),
+                    lease: lease.clone(),
                 };
                 let core = crate::strategy::build(&spec);
                 let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);

@@ -21,6 +21,7 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::{HumanDuration, InvalidSetting, positive};
 use crate::journal::Journal;
@@ -108,6 +109,9 @@ pub struct Running {
     pub traces: Option<Traces>,
     /// Flushed once the actors have drained.
     pub journal: Option<Journal>,
+    /// The lease keeper: told once the actors have drained (no order in flight), it gives
+    /// the leases back so a standby replica takes over at once; awaited within the grace.
+    pub leases: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 /// Runs the drain; returns the process exit code.
@@ -140,6 +144,10 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
         None => Ok(()),
     };
     let journal_ms = journal_started.elapsed().as_millis() as u64;
+    if let Some((release, keeper)) = running.leases {
+        release.cancel();
+        let _ = tokio::time::timeout_at(deadline, keeper).await;
+    }
     let http_started = Instant::now();
     running.http.stop(true).await;
     if let Some(sim) = running.sim {

@@ -3,6 +3,7 @@
 
 use super::alpaca::AlpacaError;
 use super::breaker::BreakerOpen;
+use super::lease::NotOwner;
 use super::limiter::Saturated;
 use super::retry::RetryError;
 use super::risk::Refusal;
@@ -63,6 +64,10 @@ pub enum NotSent {
     /// herd began draining before the order's request was on the wire: a stop is a stop.
     #[error("not sent: herd is draining (shutting down)")]
     Draining,
+    /// This replica does not hold the account's lease (or could lose it before the order
+    /// arrived): another replica drives the account.
+    #[error("not sent: {0}")]
+    NotOwner(NotOwner),
 }
 
 impl NotSent {
@@ -75,6 +80,7 @@ impl NotSent {
             Self::Saturated(_) => RefusalReason::RateLimitSaturated,
             Self::Journal(_) => RefusalReason::JournalUnavailable,
             Self::Draining => RefusalReason::Draining,
+            Self::NotOwner(_) => RefusalReason::NotOwner,
         }
     }
 }

@@ -110,7 +110,11 @@ impl BrokerActor {
             reason: format!("{} (opening leg)", intent.reason),
             ..intent
         };
-        match self.deps.book.begin(&first.instance, &second, cid.clone()) {
+        match self
+            .deps
+            .book
+            .begin(&first.instance, &second, cid.clone(), first.lease_epoch)
+        {
             Begin::Existing(record) => Box::pin(fut::ready(Ok(record))),
             Begin::New(record, ticket) => self.place(record, ticket, second, cid, trace),
         }

@@ -34,6 +34,7 @@ mod error;
 mod feed;
 mod gateway;
 mod lanes;
+pub mod lease;
 mod legs;
 pub mod limiter;
 mod market;
@@ -49,6 +50,7 @@ mod settings;
 mod shared_bars;
 mod snapshots;
 mod submit;
+mod takeover;
 mod trading;
 mod view;
 
@@ -80,9 +82,11 @@ pub use sessions::Sessions;
 pub use settings::{BrokerSettings, LIVE_TRADING_HOST};
 pub use shared_bars::{RedisSettings, SharedBars, SharedCacheHealth};
 pub use snapshots::Snapshots;
+pub use takeover::Reconciler;
 pub use trading::TightenTrading;
 pub use view::GetMarketView;
 
+use lease::{Lease, LeaseStatus};
 use order_id::client_order_id;
 use risk::RiskLimits;
 
@@ -98,6 +102,8 @@ use crate::process::ProcessState;
 pub struct BrokerDeps {
     /// The account this broker trades.
     pub account: AccountId,
+    /// Whether this replica drives the account (always, without `lease.enabled`).
+    pub lease: Lease,
     pub gateway: Gateway,
     pub snapshots: Snapshots,
     pub cache: MarketCache,
@@ -330,6 +336,8 @@ pub struct GetBrokerStatus;
 #[derive(Debug, Clone, Serialize, MessageResponse, utoipa::ToSchema)]
 pub struct BrokerStatus {
     pub account: AccountId,
+    /// Whether this replica drives the account.
+    pub lease: LeaseStatus,
     pub venue: Venue,
     pub trading_url: String,
     pub health: VenueHealth,
@@ -349,6 +357,7 @@ impl Handler<GetBrokerStatus> for BrokerActor {
     fn handle(&mut self, _: GetBrokerStatus, _: &mut Self::Context) -> BrokerStatus {
         BrokerStatus {
             account: self.deps.account.clone(),
+            lease: self.deps.lease.status(),
             venue: self.deps.venue,
             trading_url: self.deps.gateway.client().endpoint().trading_url.clone(),
             health: self.health.clone(),

@@ -118,6 +118,17 @@ impl Handler<SubmitOrder> for BrokerActor {
             return Box::pin(fut::ready(Err(BrokerError::Draining)));
         }
         let after_signal = self.deps.process.phase() == Phase::Draining;
+        // Not this replica's account (any more): nothing is recorded, since the journal is
+        // shared and the owner's book must not find this decision already taken.
+        let epoch = match self.deps.lease.fence() {
+            Ok(epoch) => epoch,
+            Err(not) => {
+                self.deps.metrics.order_refused(RefusalReason::NotOwner);
+                return Box::pin(fut::ready(Err(BrokerError::Refused(NotSent::NotOwner(
+                    not,
+                )))));
+            }
+        };
         let cid = client_order_id(&instance, &intent.symbol, intent.side, intent.decided_on);
         let span = tracing::info_span!(
             parent: &trace,
@@ -130,7 +141,7 @@ impl Handler<SubmitOrder> for BrokerActor {
             client_order_id = %cid,
             outcome = tracing::field::Empty,
         );
-        let (record, ticket) = match self.deps.book.begin(&instance, &intent, cid.clone()) {
+        let (record, ticket) = match self.deps.book.begin(&instance, &intent, cid.clone(), epoch) {
             Begin::Existing(record) => {
                 return Box::pin(fut::ready(Ok(Submitted {
                     record,
@@ -274,9 +285,11 @@ impl BrokerActor {
             client_order_id: cid.to_string(),
         };
         let gateway = self.deps.gateway.clone();
+        let record_epoch = record.lease_epoch;
         let journal = self.deps.book.journal().cloned();
         let counted = self.deps.metrics.work.order_in_flight();
         let stop = self.deps.process.drain_signal();
+        let lease = self.deps.lease.clone();
         let submission = self.in_flight.track_future(
             async move {
                 let _counted = counted;
@@ -290,6 +303,16 @@ impl BrokerActor {
                     && let Err(e) = journal.durable(ticket).await
                 {
                     return SubmitOutcome::NotSent(NotSent::Journal(e));
+                }
+                // The fence, as late as possible: the lease must be this replica's, in the
+                // epoch the order was recorded under, until the order reaches the venue.
+                let fenced = match lease.fence() {
+                    Ok(epoch) if epoch == record_epoch => None,
+                    Ok(_) => Some(lease.not_owner()),
+                    Err(not) => Some(not),
+                };
+                if let Some(not) = fenced {
+                    return SubmitOutcome::NotSent(NotSent::NotOwner(not));
                 }
                 submit::submit_idempotent(&gateway, &request, &stop).await
             }

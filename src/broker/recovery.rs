@@ -210,6 +210,7 @@ fn record_from_venue(instance: InstanceId, o: Order) -> Option<OrderRecord> {
         error: None,
         created_at: o.created_at,
         updated_at: o.updated_at.unwrap_or(now),
+        lease_epoch: None,
     })
 }
 

@@ -139,6 +139,8 @@ pub struct OrderRecord {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The epoch of the account lease it was sent under (`None` without leases).
+    pub lease_epoch: Option<u64>,
 }
 
 impl OrderRecord {

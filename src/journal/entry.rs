@@ -263,8 +263,8 @@ async fn write_order(
     sqlx::query(
         "INSERT INTO orders (client_order_id, seq, instance, symbol, side, qty, state, \
          venue_status, order_id, submitted_at, filled_qty, filled_avg_price, decided_on, reason, \
-         error, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         error, created_at, updated_at, lease_epoch) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (client_order_id) DO UPDATE SET qty = excluded.qty, state = excluded.state, \
          venue_status = excluded.venue_status, order_id = excluded.order_id, \
          submitted_at = excluded.submitted_at, filled_qty = excluded.filled_qty, \
@@ -288,6 +288,7 @@ async fn write_order(
     .bind(r.error.clone())
     .bind(ms(r.created_at))
     .bind(ms(r.updated_at))
+    .bind(r.lease_epoch.and_then(|e| i64::try_from(e).ok()))
     .execute(&mut **tx)
     .await?;
     if changed {

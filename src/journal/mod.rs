@@ -333,6 +333,15 @@ impl Journal {
         read::page(&self.pool, query).await
     }
 
+    /// Everything a start restores, read again now (a replica taking an account over reads
+    /// what the previous owner wrote). What this process queued is committed first.
+    pub async fn restore(&self) -> Result<Restored, String> {
+        self.flush(self.commit_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        read::restore(&self.pool).await
+    }
+
     /// The pool, for reads (`/orders`, export).
     pub fn pool(&self) -> &AnyPool {
         &self.pool

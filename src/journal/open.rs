@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fill realized pnl",
         include_str!("migrations/0002_fill_realized_pnl.sql"),
     ),
+    (
+        3,
+        "order lease epoch",
+        include_str!("migrations/0003_order_lease_epoch.sql"),
+    ),
 ];
 
 /// Connections for the writer, the readers (`/orders`, export) and retention.

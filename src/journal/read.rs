@@ -75,7 +75,7 @@ pub struct OrderQuery {
 
 const ORDER_COLUMNS: &str = "seq, client_order_id, instance, symbol, side, qty, state, \
     venue_status, order_id, submitted_at, filled_qty, filled_avg_price, decided_on, reason, \
-    error, created_at, updated_at";
+    error, created_at, updated_at, lease_epoch";
 
 pub(super) async fn restore(pool: &AnyPool) -> Result<Restored, String> {
     let finals: Vec<&str> = OrderState::ALL
@@ -259,6 +259,10 @@ fn order_from_row(row: &AnyRow) -> Result<RestoredOrder, String> {
             error: opt_text(row, "error")?,
             created_at: time(row, "created_at")?,
             updated_at: time(row, "updated_at")?,
+            lease_epoch: row
+                .try_get::<Option<i64>, _>("lease_epoch")
+                .map_err(|e| format!("column lease_epoch: {e}"))?
+                .and_then(|e| u64::try_from(e).ok()),
         };
         Ok(RestoredOrder {
             seq: u64::try_from(seq).map_err(|_| format!("negative seq {seq}"))?,

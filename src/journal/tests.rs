@@ -41,6 +41,7 @@ fn record(cid: &str, state: OrderState) -> OrderRecord {
         error: None,
         created_at: t,
         updated_at: t,
+        lease_epoch: Some(3),
     }
 }
 

@@ -34,6 +34,8 @@ label_values! {
         Error => "error",
         /// The previous tick was still running; this one was not started.
         OverlapSkipped => "overlap_skipped",
+        /// Another replica drives the instance's account (or this one is still reconciling it).
+        Standby => "standby",
     }
 }
 
@@ -71,6 +73,8 @@ label_values! {
         JournalUnavailable => "journal_unavailable",
         /// The drain began before the order was sent.
         Draining => "draining",
+        /// Another replica holds the account's lease.
+        NotOwner => "not_owner",
     }
 }
 

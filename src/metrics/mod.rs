@@ -14,6 +14,7 @@ mod exposition;
 mod http;
 mod journal;
 mod labels;
+mod lease;
 mod process;
 mod shared_cache;
 mod traces;
@@ -37,6 +38,7 @@ pub use journal::JournalMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
+pub use lease::LeaseMetrics;
 pub use shared_cache::{SharedCacheMetrics, SharedCacheOutcome};
 pub use traces::{SpanDrop, TraceMetrics};
 pub use work::{DecisionKind, InQueue, WorkMetrics};
@@ -151,6 +153,7 @@ pub struct Metrics {
     pub journal: JournalMetrics,
     /// The market-data cache replicas share through Redis.
     pub shared_cache: SharedCacheMetrics,
+    pub lease: LeaseMetrics,
     ticks: Family<TickLabels, Counter>,
     orders: Family<OrderLabels, Counter>,
     broker_requests: Family<RequestLabels, Counter>,
@@ -204,6 +207,7 @@ impl Metrics {
             traces: TraceMetrics::default(),
             journal: JournalMetrics::default(),
             shared_cache: SharedCacheMetrics::default(),
+            lease: LeaseMetrics::default(),
             ticks: Family::default(),
             orders: Family::default(),
             broker_requests: Family::default(),
@@ -252,6 +256,7 @@ impl Metrics {
         self.traces.register(r);
         self.journal.register(r);
         self.shared_cache.register(r);
+        self.lease.register(r);
         r.register(
             "strategy_ticks",
             "Strategy ticks by instance and outcome",

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use sources::{EnvSnapshot, LoadOptions};
 
+use crate::broker::lease::LeaseSettings;
 use crate::broker::{Account, AccountSettings, BrokerSettings, RedisSettings};
 use crate::domain::{DataSettings, HumanDuration, InvalidSetting, Venue};
 use crate::http::HttpSettings;
@@ -49,6 +50,7 @@ pub struct Settings {
     pub data: DataSettings,
     pub journal: JournalSettings,
     pub redis: RedisSettings,
+    pub lease: LeaseSettings,
     /// The brokerage accounts, as written; empty means the one `[broker]` describes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<AccountSettings>,

@@ -26,6 +26,13 @@ pub(super) fn validate(s: &mut Settings, env: &EnvSnapshot) -> Result<(), Settin
     s.data.check()?;
     s.journal.check()?;
     s.redis.check()?;
+    s.lease
+        .check(s.redis.url.is_set(), s.broker.call_timeout.get())?;
+    if s.lease.enabled {
+        s.lease.replica = s
+            .lease
+            .replica_name(env.get("HOSTNAME").map(String::as_str));
+    }
     s.sim
         .validate()
         .map_err(|e| SettingsError::Invalid(e.to_string()))?;

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pg;
+
 /// How long a test waits for something herd should do within moments. A wait limit, not a
 /// performance assertion: reaching it means the behaviour is broken.
 pub const PATIENCE: Duration = Duration::from_secs(20);

@@ -157,6 +157,14 @@ impl OrderBook {
         }
     }
 
+    /// Forgets what this book held and loads `restored` instead: a replica taking the account
+    /// over reads the journal the previous owner wrote. Call only while the account does not
+    /// trade here (standby or reconciling).
+    pub fn reload(&self, restored: &Restored, owns: &dyn Fn(&InstanceId) -> bool) {
+        *self.lock() = BookInner::default();
+        self.restore(restored, owns);
+    }
+
     /// Records the order at `seq` as it stands now; `changed` adds a history row.
     fn journal_order(&self, b: &BookInner, seq: u64, changed: bool) -> Option<Ticket> {
         let journal = self.journal.as_ref()?;
@@ -235,6 +243,7 @@ impl OrderBook {
         instance: &InstanceId,
         intent: &OrderIntent,
         client_order_id: ClientOrderId,
+        lease_epoch: Option<u64>,
     ) -> Begin {
         let mut b = self.lock();
         if let Some(seq) = b.by_client_id.get(&client_order_id)
@@ -260,6 +269,7 @@ impl OrderBook {
             error: None,
             created_at: now,
             updated_at: now,
+            lease_epoch,
         };
         let seq = self.next_seq();
         b.by_client_id.insert(client_order_id, seq);

@@ -178,7 +178,12 @@ mod tests {
             reason: "test".into(),
         };
         let cid = ClientOrderId::new(cid.into());
-        book.begin(&InstanceId::parse(instance).unwrap(), &intent, cid.clone());
+        book.begin(
+            &InstanceId::parse(instance).unwrap(),
+            &intent,
+            cid.clone(),
+            None,
+        );
         let order: Order = serde_json::from_value(serde_json::json!({
             "id": "6f1c1f4e-0000-4000-8000-000000000001", "client_order_id": cid.as_str(),
             "symbol": "SPY", "qty": qty.to_string(), "filled_qty": qty.to_string(),
@@ -240,7 +245,7 @@ mod tests {
             reason: "test".into(),
         };
         let a = InstanceId::parse("a").unwrap();
-        book.begin(&a, &intent, ClientOrderId::new("working".into()));
+        book.begin(&a, &intent, ClientOrderId::new("working".into()), None);
         let mid_fill = book.reconcile(&held(&[("SPY", 6)]));
         assert!(mid_fill.mismatches.is_empty());
         assert_eq!(

@@ -32,11 +32,11 @@ fn the_same_decision_is_never_sent_twice() {
     let id = InstanceId::parse("m").unwrap();
     let cid = ClientOrderId::new("cid-1".into());
     assert!(matches!(
-        book.begin(&id, &intent(Side::Buy, 10), cid.clone()),
+        book.begin(&id, &intent(Side::Buy, 10), cid.clone(), None),
         Begin::New(..)
     ));
     assert!(matches!(
-        book.begin(&id, &intent(Side::Buy, 10), cid),
+        book.begin(&id, &intent(Side::Buy, 10), cid, None),
         Begin::Existing(_)
     ));
 }
@@ -47,7 +47,7 @@ fn fills_move_the_position_once_and_pending_shrinks() {
     let id = InstanceId::parse("m").unwrap();
     let spy = Symbol::parse("SPY").unwrap();
     let cid = ClientOrderId::new("cid-1".into());
-    book.begin(&id, &intent(Side::Buy, 10), cid.clone());
+    book.begin(&id, &intent(Side::Buy, 10), cid.clone(), None);
     let (_, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
     assert_eq!(pending[&spy], Decimal::from(10));
     book.apply_venue(
@@ -77,7 +77,7 @@ fn pages_of_orders_filter_and_continue_where_the_last_ended() {
     for n in 0..5 {
         let who = InstanceId::parse(if n % 2 == 0 { "even" } else { "odd" }).unwrap();
         let cid = ClientOrderId::new(format!("cid-{n}"));
-        book.begin(&who, &intent(Side::Buy, n + 1), cid);
+        book.begin(&who, &intent(Side::Buy, n + 1), cid, None);
     }
     let cids = |page: &OrdersPage| -> Vec<String> {
         page.orders
@@ -118,9 +118,9 @@ fn a_loss_is_realized_on_the_venue_day_of_its_fill_and_per_instance() {
         ClientOrderId::new("cid-buy".into()),
         ClientOrderId::new("cid-sell".into()),
     );
-    book.begin(&a, &intent(Side::Buy, 10), buy.clone());
+    book.begin(&a, &intent(Side::Buy, 10), buy.clone(), None);
     book.apply_venue(&buy, &venue("cid-buy", OrderStatus::Filled, 10, "100"));
-    book.begin(&a, &intent(Side::Sell, 10), sell.clone());
+    book.begin(&a, &intent(Side::Sell, 10), sell.clone(), None);
     // Sold at 90 at 15:00 UTC on 2026-03-02: 10:00 in New York, the same venue day.
     book.apply_venue(&sell, &venue("cid-sell", OrderStatus::Filled, 10, "90"));
     let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
@@ -173,7 +173,7 @@ fn positions_are_per_instance() {
     );
     let spy = Symbol::parse("SPY").unwrap();
     let cid = ClientOrderId::new("cid-a".into());
-    book.begin(&a, &intent(Side::Buy, 10), cid.clone());
+    book.begin(&a, &intent(Side::Buy, 10), cid.clone(), None);
     book.apply_venue(&cid, &venue("cid-a", OrderStatus::Filled, 10, "100"));
     assert!(
         book.instance_view(&b, std::slice::from_ref(&spy))

@@ -39,6 +39,7 @@ use self::record::decision_entry;
 use super::schedule::Schedule;
 use super::workshop::Workshop;
 use super::{CoreReport, Finished, Strategy, StrategySpec, Work};
+use crate::broker::lease::Lease;
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, Control, ControlRefused, DataNeeds, Decision, Drain, DrainAck, ExitNotifier,
@@ -69,6 +70,9 @@ pub struct StrategyDeps {
     pub skipped_ticks: Arc<Repeats>,
     /// Failed ticks across every instance (a venue down fails them all), logged the same way.
     pub failed_ticks: Arc<Repeats>,
+    /// Whether this replica drives the instance's account: on standby a tick does nothing
+    /// but count (the lease keeper logs the changes).
+    pub lease: Lease,
 }
 
 /// How a tick ended, for metrics and the status report.
@@ -182,6 +186,12 @@ impl StrategyActor {
                 ),
                 Say::Quiet => {}
             }
+            return;
+        }
+        if !self.deps.lease.may_tick() {
+            self.deps
+                .metrics
+                .tick(self.id.as_ref(), self.kind(), TickOutcome::Standby);
             return;
         }
         let Some(broker) = self.deps.broker.get() else {
