@@ -163,6 +163,36 @@ fn every_kubernetes_overlay_renders_validates_and_passes_checkov() {
 }
 
 #[test]
+fn the_replicated_overlay_runs_leased_replicas_that_reach_redis_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, yaml) = render("replicated", dir.path());
+    let path = path.to_str().unwrap().to_owned();
+    passes(&tool("kubernetes-validate"), &[&path]);
+    let report = checkov(&["-f", &path, "--framework", "kubernetes"]);
+    assert!(report.contains("Failed checks: 0"), "{report}");
+    for needed in [
+        "kind: StatefulSet",
+        "replicas: 3",
+        "serviceName: herd-replicas",
+        "clusterIP: None",
+        "kind: PodDisruptionBudget",
+        "maxUnavailable: 1",
+        "name: HERD__LEASE__ENABLED",
+        "fieldPath: metadata.name",
+        "port: 6379",
+        "port: 5432",
+        "volumeClaimTemplates:",
+        "readOnlyRootFilesystem: true",
+        "namespace: herd-replicated",
+    ] {
+        assert!(yaml.contains(needed), "replicated lacks {needed}:\n{yaml}");
+    }
+    for absent in ["kind: Deployment", "kind: PersistentVolumeClaim"] {
+        assert!(!yaml.contains(absent), "replicated keeps {absent}:\n{yaml}");
+    }
+}
+
+#[test]
 fn prometheus_configuration_and_alert_rules_pass_promtool() {
     passes(
         &tool("promtool"),
@@ -186,7 +216,14 @@ fn the_compose_stack_is_accepted_by_docker_compose() {
         &tool("docker-compose"),
         &["-f", "deploy/compose/docker-compose.yml", "config"],
     );
-    for service in ["herd:", "prometheus:", "grafana:", "jaeger:"] {
+    for service in [
+        "herd:",
+        "postgres:",
+        "redis:",
+        "prometheus:",
+        "grafana:",
+        "jaeger:",
+    ] {
         assert!(config.contains(service), "{service} missing:\n{config}");
     }
 }
