@@ -266,10 +266,19 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_served_live() {
         .chain(metric_names(&dashboard))
         .collect();
     assert!(wanted.len() >= 15, "{wanted:?}");
-    // Orders, a breaker's state and ticks all appear once herd has traded a little.
+    // Orders, a breaker's state and ticks all appear once herd has traded a little; the
+    // lease series once it drives its account by lease (against the test Redis).
+    let redis =
+        std::env::var("HERD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("herd-test-deploy-{}", std::process::id());
     let mut herd = Herd::start(
         &common::fast_eager_momentum("m"),
-        &[("HERD__SIM__START", common::BUYING_MINUTE)],
+        &[
+            ("HERD__SIM__START", common::BUYING_MINUTE),
+            ("HERD__REDIS__URL", redis.as_str()),
+            ("HERD__REDIS__PREFIX", prefix.as_str()),
+            ("HERD__LEASE__ENABLED", "true"),
+        ],
     );
     herd.wait_log(|v| v["event"] == "order_fill");
     let deadline = Instant::now() + PATIENCE;
