@@ -158,28 +158,30 @@ pub async fn run(
     let mut accounts = Vec::with_capacity(gateways.len());
     let mut reconcilers = Vec::with_capacity(gateways.len());
     for (i, (account, gateway)) in gateways.into_iter().enumerate() {
-        let book = Arc::new(OrderBook::journaled(
-            journal.clone(),
-            &account.id,
-            Arc::clone(&seq),
-        ));
-        let reconciler = Reconciler::new(
-            account.id.clone(),
-            i == 0,
-            Arc::clone(&owners),
-            Arc::clone(&book),
-            gateway.clone(),
-            journal.clone(),
-            Arc::clone(&metrics),
-            settings.journal.retention.get(),
-        );
-        // Under a lease the account is reconciled when this replica acquires it.
         let lease = if leased {
             Lease::standby(account.id.clone(), settings.broker.call_timeout.get())
         } else {
-            reconciler.reconcile(&restored).await;
             Lease::unleased(account.id.clone())
         };
+        let book = Arc::new(OrderBook::journaled(
+            journal.clone(),
+            &lease,
+            Arc::clone(&seq),
+        ));
+        let reconciler = Reconciler {
+            account: account.id.clone(),
+            first: i == 0,
+            owners: Arc::clone(&owners),
+            book: Arc::clone(&book),
+            gateway: gateway.clone(),
+            journal: journal.clone(),
+            metrics: Arc::clone(&metrics),
+            retention: settings.journal.retention.get(),
+        };
+        // Under a lease the account is reconciled when this replica acquires it.
+        if !leased {
+            reconciler.reconcile(&restored).await;
+        }
         reconcilers.push((lease.clone(), reconciler));
         accounts.push(BrokerDeps {
             account: account.id.clone(),

@@ -130,6 +130,11 @@ async fn accounts_move_between_replicas_without_a_duplicate_or_a_stale_order() {
     for (i, other) in cluster.live().filter(|(i, _)| *i != killed) {
         let owned = metric(other, "herd_lease_owned{account=\"alpha\"}").await;
         assert_eq!(owned, 0.0, "replica h{i} is not alpha's owner");
+        // Its book of alpha is not the one that counts: it says who to ask instead.
+        let positions = reqwest::get(format!("{}/positions?account=alpha", other.http))
+            .await
+            .unwrap();
+        assert_eq!(positions.status(), 409, "replica h{i}");
     }
 
     // kill -9 alpha's owner: another replica owns alpha, in a later epoch, and trades it.

@@ -413,7 +413,9 @@ impl BrokerActor {
 
     /// Looks up every order that is not final and applies what the venue says.
     pub(super) fn refresh_unsettled(&mut self, ctx: &mut Context<Self>) {
-        if self.refreshing {
+        // Another replica drives the account: its orders are that replica's to follow (this
+        // book is stale, and reloaded when the lease comes back).
+        if self.refreshing || !self.deps.lease.holds() {
             return;
         }
         let unsettled = self.deps.book.unsettled();

@@ -84,6 +84,13 @@ impl Handler<GetPositions> for BrokerActor {
     type Result = ResponseActFuture<Self, Result<PositionsReport, BrokerError>>;
 
     fn handle(&mut self, _: GetPositions, _: &mut Self::Context) -> Self::Result {
+        // Standing by, this replica's book of the account is not the one that counts.
+        if !self.deps.lease.holds() {
+            let not = self.deps.lease.not_owner();
+            return Box::pin(actix::fut::ready(Err(BrokerError::Refused(
+                super::NotSent::NotOwner(not),
+            ))));
+        }
         let (account, snapshots, book, metrics) = (
             self.deps.account.clone(),
             self.deps.snapshots.clone(),

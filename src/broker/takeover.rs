@@ -21,42 +21,20 @@ use crate::metrics::Metrics;
 /// What reconciling one account needs (cloning shares it).
 #[derive(Clone)]
 pub struct Reconciler {
-    account: AccountId,
+    pub account: AccountId,
     /// The first account keeps the rows of instances no longer configured.
-    first: bool,
+    pub first: bool,
     /// Which account each configured instance trades.
-    owners: Arc<HashMap<InstanceId, AccountId>>,
-    book: Arc<OrderBook>,
-    gateway: Gateway,
-    journal: Journal,
-    metrics: Arc<Metrics>,
-    retention: Duration,
+    pub owners: Arc<HashMap<InstanceId, AccountId>>,
+    pub book: Arc<OrderBook>,
+    pub gateway: Gateway,
+    pub journal: Journal,
+    pub metrics: Arc<Metrics>,
+    /// How far back the venue's order history is read for an account the journal lacks.
+    pub retention: Duration,
 }
 
 impl Reconciler {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        account: AccountId,
-        first: bool,
-        owners: Arc<HashMap<InstanceId, AccountId>>,
-        book: Arc<OrderBook>,
-        gateway: Gateway,
-        journal: Journal,
-        metrics: Arc<Metrics>,
-        retention: Duration,
-    ) -> Self {
-        Self {
-            account,
-            first,
-            owners,
-            book,
-            gateway,
-            journal,
-            metrics,
-            retention,
-        }
-    }
-
     fn owns(&self, instance: &InstanceId) -> bool {
         match self.owners.get(instance) {
             Some(account) => *account == self.account,

@@ -20,8 +20,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::OpsState;
 use super::error::{ApiError, ErrorBody};
 use crate::broker::{
-    BrokerStatus, GetBrokerStatus, GetPositions, ListOrders, OrderFilter, OrderState, OrdersPage,
-    PositionsReport, SharedCacheHealth,
+    BrokerError, BrokerStatus, GetBrokerStatus, GetPositions, ListOrders, NotSent, OrderFilter,
+    OrderState, OrdersPage, PositionsReport, SharedCacheHealth,
 };
 use crate::cache::{CacheStats, GetCacheStats};
 use crate::domain::{AccountId, BreakerState, InstanceId, Lifecycle, Symbol, Venue};
@@ -415,6 +415,7 @@ pub(super) struct PositionsQuery {
 /// account's positions through its broker's shared snapshot (cached, one call for everyone).
 #[utoipa::path(get, path = "/positions", tag = "ops", params(PositionsQuery),
     responses((status = 200, body = PositionsReport, description = "OK"), (status = 404, body = ErrorBody, description = "no such account"),
+        (status = 409, body = ErrorBody, description = "another replica drives the account (leases)"),
         (status = 503, body = ErrorBody, description = "an actor is restarting or does not answer")))]
 pub(super) async fn positions(
     state: web::Data<OpsState>,
@@ -439,8 +440,12 @@ pub(super) async fn positions(
         .timeout(ACTOR_TIMEOUT)
         .await
         .map_err(|e| ApiError::unavailable("the broker does not answer").detail(e))?
-        .map_err(|e| {
-            ApiError::unavailable("the account's positions cannot be read now").detail(e)
+        .map_err(|e| match e {
+            BrokerError::Refused(NotSent::NotOwner(not)) => ApiError::conflict(format!(
+                "this replica stands by for account {:?}: ask the replica that holds its lease",
+                not.account
+            )),
+            e => ApiError::unavailable("the account's positions cannot be read now").detail(e),
         })?;
     Ok(HttpResponse::Ok().json(report))
 }

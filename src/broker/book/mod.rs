@@ -29,7 +29,8 @@ mod reconcile;
 pub use reconcile::{Mismatch, Reconciliation};
 
 use super::alpaca::models::Order;
-use crate::domain::{AccountId, ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
+use super::lease::Lease;
+use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
 pub use crate::domain::{OrderRecord, OrderState};
 use crate::journal::{Entry, Fill, Journal, Restored, Ticket, keys};
 
@@ -92,6 +93,10 @@ pub struct OrderBook {
     seq: OrderSeq,
     /// The `herd_state` key of this account's positions herd did not make.
     external_key: String,
+    /// Under leases, the account's: while this replica does not hold it, nothing is written to
+    /// the journal the replicas share (the owner's record is the one that counts; this book
+    /// is reloaded from it when the lease comes back).
+    lease: Option<Lease>,
 }
 
 impl Default for OrderBook {
@@ -101,6 +106,7 @@ impl Default for OrderBook {
             journal: None,
             seq: OrderSeq::default(),
             external_key: keys::EXTERNAL.to_owned(),
+            lease: None,
         }
     }
 }
@@ -110,14 +116,22 @@ impl OrderBook {
         Self::default()
     }
 
-    /// `account`'s book, every change recorded in `journal`, numbering orders from `seq`.
-    pub fn journaled(journal: Journal, account: &AccountId, seq: OrderSeq) -> Self {
+    /// `account`'s book, every change recorded in `journal` while this replica holds `lease`,
+    /// numbering orders from `seq`.
+    pub fn journaled(journal: Journal, lease: &Lease, seq: OrderSeq) -> Self {
         Self {
             inner: Mutex::default(),
             journal: Some(journal),
             seq,
-            external_key: keys::external(account),
+            external_key: keys::external(lease.account()),
+            lease: Some(lease.clone()),
         }
+    }
+
+    /// Where changes are recorded now: nowhere while another replica may hold the lease.
+    fn writer(&self) -> Option<&Journal> {
+        let held = self.lease.as_ref().is_none_or(Lease::holds);
+        self.journal.as_ref().filter(|_| held)
     }
 
     /// The next order's insertion sequence.
@@ -167,7 +181,7 @@ impl OrderBook {
 
     /// Records the order at `seq` as it stands now; `changed` adds a history row.
     fn journal_order(&self, b: &BookInner, seq: u64, changed: bool) -> Option<Ticket> {
-        let journal = self.journal.as_ref()?;
+        let journal = self.writer()?;
         let record = b.records.get(&seq)?;
         Some(journal.record(Entry::Order {
             seq,
@@ -214,7 +228,7 @@ impl OrderBook {
         at: DateTime<Utc>,
         holding: Holding,
     ) {
-        if let Some(journal) = &self.journal {
+        if let Some(journal) = self.writer() {
             journal.record(Entry::Fill(Box::new(Fill {
                 client_order_id: cid.as_str().to_owned(),
                 instance: instance.clone(),

@@ -69,7 +69,7 @@ impl OrderBook {
                     *external.entry(symbol.clone()).or_default() -= *qty;
                 }
                 external.retain(|_, q| !q.is_zero());
-                if let Some(journal) = &self.journal {
+                if let Some(journal) = self.writer() {
                     journal.record(Entry::State {
                         key: self.external_key.clone(),
                         value: serde_json::to_string(&external).ok(),

@@ -123,6 +123,19 @@ impl Lease {
         self.0.view.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether this replica may still hold the lease (reconciling or owned, not past the time
+    /// Redis may expire it): what it writes of the account to the shared journal then counts.
+    pub fn holds(&self) -> bool {
+        let v = self.view();
+        match v.state {
+            LeaseState::Unleased => true,
+            LeaseState::Reconciling | LeaseState::Owned => {
+                v.expires.is_some_and(|e| Instant::now() < e)
+            }
+            LeaseState::Standby => false,
+        }
+    }
+
     /// Whether the account's instances may tick now.
     pub fn may_tick(&self) -> bool {
         self.fence().is_ok()
@@ -256,12 +269,18 @@ mod view_tests {
             LeaseState::Reconciling,
             "not before reconciling"
         );
+        assert!(lease.holds(), "a reconciling owner writes its recovery");
         assert!(lease.reconciled(7));
         assert_eq!(lease.fence(), Ok(Some(7)));
         // Renewed by a request sent 8 s ago: 2 s left, less than an order may take.
         lease.renewed(now - Duration::from_secs(8), Duration::from_secs(10));
         assert!(lease.fence().is_err(), "too close to expiry to send");
+        assert!(
+            lease.holds(),
+            "still held: what completes now is still recorded"
+        );
         lease.lost();
+        assert!(!lease.holds(), "standing by, nothing is recorded");
         assert!(!lease.reconciled(7), "a lost lease is not resumed");
         assert_eq!(lease.status().state, LeaseState::Standby);
     }
