@@ -4,7 +4,7 @@
 //!
 //! Invariants:
 //! - Nothing but this module calls [`AlpacaClient`] once the BrokerActor runs (the start-up
-//!   probe in `app.rs` is the one call before it).
+//!   probe in `app/venue.rs` is the one call before it).
 //! - An order submission is never retried here: [`Gateway::submit_once`] makes at most one
 //!   POST, and says whether it was sent at all, so `submit.rs` can decide what is safe.
 //! - Each page of a bars query is its own guarded read: the quota and the breaker see every

@@ -16,6 +16,7 @@ mod journal;
 mod labels;
 mod lease;
 mod process;
+mod series;
 mod shared_cache;
 mod traces;
 mod work;
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,93 +43,15 @@ pub use shared_cache::{SharedCacheMetrics, SharedCacheOutcome};
 pub use traces::{SpanDrop, TraceMetrics};
 pub use work::{DecisionKind, InQueue, WorkMetrics};
 
+use series::{
+    AccountClassLabels, AccountLabels, AccountOperationLabels, AlertLabels, BreakerStateLabels,
+    BuildLabels, ChildLabels, ChildStateLabels, FailureLabels, InstanceLabels, OperationLabels,
+    OrderLabels, ReasonLabels, RequestLabels, StateLabels, TickLabels, TransitionLabels,
+};
+
 use crate::domain::{
     AccountId, BreakerState, Lifecycle, Operation, RequestClass, Side, TradingState,
 };
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TickLabels {
-    instance: String,
-    kind: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OrderLabels {
-    instance: String,
-    side: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    operation: &'static str,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChildLabels {
-    child: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChildStateLabels {
-    child: String,
-    state: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountLabels {
-    account: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountOperationLabels {
-    account: String,
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountClassLabels {
-    account: String,
-    class: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BreakerStateLabels {
-    account: String,
-    operation: &'static str,
-    state: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TransitionLabels {
-    account: String,
-    operation: &'static str,
-    from: &'static str,
-    to: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FailureLabels {
-    operation: &'static str,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-}
 
 fn wait_histogram() -> Histogram {
     // 1 ms … ~16 s: limiter waits are usually zero, and bounded by order_max_wait.
@@ -181,22 +103,6 @@ pub struct Metrics {
     risk_alerts: Family<AlertLabels, Counter>,
     risk_var: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
     risk_drawdown: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    state: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AlertLabels {
-    instance: String,
-    alert: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InstanceLabels {
-    instance: String,
 }
 
 impl Metrics {

@@ -4,25 +4,27 @@
 //! Invariant: with no credentials the embedded simulator is started on a loopback port and the
 //! broker reaches it over real HTTP, the same code path as Alpaca.
 
-use std::net::{Ipv4Addr, SocketAddr};
+mod leases;
+mod venue;
+
+use leases::start_lease_keeper;
+use venue::{probe_venue, venue_anchor, venue_endpoints};
+
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::broker::lease::{Lease, LeaseKeeper, Takeover};
+use crate::broker::lease::Lease;
 use crate::broker::{
-    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Brokers, Endpoint, Gateway, MarketCache,
+    AlpacaClient, AlpacaError, BrokerActor, BrokerDeps, Brokers, Gateway, MarketCache,
     MarketCacheActor, MarketData, MarketFeed, OrderBook, OrderLanes, OrderSeq, Reconciler,
-    RefusalLog, Sessions, SharedBars, Snapshots, VenueSpeed,
+    RefusalLog, Sessions, SharedBars, Snapshots,
 };
 use crate::domain::{
-    AccountId, InstanceId, REPEAT_SUMMARY, Repeats, Secret, Slot, StatusReport, Trading,
-    TradingState, Venue,
+    AccountId, InstanceId, REPEAT_SUMMARY, Repeats, Slot, StatusReport, Trading, TradingState,
+    Venue,
 };
 use crate::http::{self, OpsState};
 use crate::journal::{Journal, JournalError, Restored, keys};
@@ -30,7 +32,6 @@ use crate::metrics::{Metrics, MetricsActor};
 use crate::process::{Phase, ProcessState};
 use crate::settings::Settings;
 use crate::shutdown::{self, Running};
-use crate::sim::{SPEED_HEADER, SimServer};
 use crate::strategy::actor::{StrategyActor, StrategyDeps};
 use crate::strategy::schedule::{LOCAL_SLACK, NETWORK_SLACK, Schedule, VenueAnchor};
 use crate::strategy::workshop::Workshop;
@@ -265,184 +266,6 @@ pub async fn run(
         leases,
     };
     Ok(shutdown::drain(running, settings.shutdown.grace.get(), signal, signals).await)
-}
-
-/// The lease keeper, when `lease.enabled`: acquiring an account's lease reconciles it (the
-/// journal read again) before its instances tick.
-fn start_lease_keeper(
-    settings: &Settings,
-    reconcilers: Vec<(Lease, Reconciler)>,
-    process: &ProcessState,
-    metrics: &Arc<Metrics>,
-) -> Result<Option<(CancellationToken, tokio::task::JoinHandle<()>)>, StartError> {
-    if !settings.lease.enabled {
-        return Ok(None);
-    }
-    let leases = reconcilers.iter().map(|(l, _)| l.clone()).collect();
-    let by_account: HashMap<AccountId, Reconciler> = reconcilers
-        .into_iter()
-        .map(|(l, r)| (l.account().clone(), r))
-        .collect();
-    let takeover: Takeover = Rc::new(move |account: AccountId, _epoch: u64| {
-        let reconciler = by_account.get(&account).cloned();
-        Box::pin(async move {
-            match reconciler {
-                Some(r) => r.take_over().await,
-                None => Err(format!("no account {account} in this replica")),
-            }
-        })
-    });
-    let replica = settings.lease.replica.clone();
-    tracing::info!(event = "leases_on", replica = %replica, ttl = %settings.lease.ttl, "accounts are driven by lease; standing by until acquired");
-    let keeper = LeaseKeeper::new(
-        &settings.lease,
-        &settings.redis,
-        replica,
-        leases,
-        takeover,
-        Arc::clone(metrics),
-    )
-    .map_err(|e| StartError::Redis(e.to_string()))?;
-    let release = CancellationToken::new();
-    let handle = actix::spawn(keeper.run(process.drain_signal(), release.clone()));
-    Ok(Some((release, handle)))
-}
-
-/// Where each account's broker connects, in the accounts' order: Alpaca from the settings, or
-/// a freshly started simulator holding one simulated account per herd account.
-async fn venue_endpoints(
-    settings: &Settings,
-) -> Result<(Vec<Endpoint>, VenueSpeed, Option<SimServer>), StartError> {
-    let b = &settings.broker;
-    let accounts = &settings.resolved_accounts;
-    let endpoint =
-        |trading_url: String, data_url: String, [key_id, secret_key]: [Secret; 2]| Endpoint {
-            trading_url,
-            data_url,
-            key_id,
-            secret_key,
-            feed: b.feed.clone(),
-            adjustment: b.adjustment.clone(),
-            call_timeout: b.call_timeout.get(),
-        };
-    if settings.venue() != Venue::Simulator {
-        let endpoints: Vec<_> = accounts
-            .iter()
-            .map(|a| {
-                let keys = [a.key_id.clone(), a.secret_key.clone()];
-                endpoint(a.base_url.clone(), b.data_url.clone(), keys)
-            })
-            .collect();
-        let speed = simulator_speed(&endpoints[0]).await;
-        return Ok((endpoints, speed, None));
-    }
-    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let sim = SimServer::start(settings.sim.clone(), loopback)
-        .await
-        .map_err(|e| StartError::Simulator(e.to_string()))?;
-    let endpoints = accounts
-        .iter()
-        .map(|a| {
-            let key = Secret::new(&sim_key(&a.id));
-            endpoint(sim.base_url(), sim.base_url(), [key.clone(), key])
-        })
-        .collect();
-    Ok((endpoints, VenueSpeed(sim.speed()), Some(sim)))
-}
-
-/// The key `account` presents to the embedded simulator, which keeps an account per key.
-pub fn sim_key(account: &AccountId) -> String {
-    if account.as_str() == AccountId::DEFAULT {
-        SIM_KEY.to_owned()
-    } else {
-        format!("{SIM_KEY}-{account}")
-    }
-}
-
-/// The venue's clock speed: 1 for Alpaca; a herd simulator run as a separate process says its
-/// own in every response ([`SPEED_HEADER`]), and herd's schedules and bar timing follow it.
-async fn simulator_speed(endpoint: &Endpoint) -> VenueSpeed {
-    let answer = reqwest::Client::new()
-        .get(format!("{}/v2/clock", endpoint.trading_url))
-        .header("APCA-API-KEY-ID", endpoint.key_id.expose())
-        .header("APCA-API-SECRET-KEY", endpoint.secret_key.expose())
-        .timeout(endpoint.call_timeout)
-        .send()
-        .await;
-    let speed = answer
-        .ok()
-        .and_then(|r| {
-            r.headers()
-                .get(SPEED_HEADER)?
-                .to_str()
-                .ok()?
-                .parse::<f64>()
-                .ok()
-        })
-        .filter(|s| s.is_finite() && *s > 0.0);
-    match speed {
-        Some(speed) => {
-            tracing::info!(
-                event = "venue_is_simulator",
-                speed,
-                "the venue is a herd simulator; schedules and bar timing follow its clock"
-            );
-            VenueSpeed(speed)
-        }
-        None => VenueSpeed(1.0),
-    }
-}
-
-/// One call per account before anything trades: wrong credentials stop herd here with a clear
-/// message; an unreachable venue only delays readiness.
-async fn probe_venue(
-    client: &AlpacaClient,
-    process: &ProcessState,
-    id: &AccountId,
-) -> Result<(), StartError> {
-    match client.account().await {
-        Ok(account) => {
-            process.mark_venue_reached();
-            tracing::info!(
-                account = %id, account_status = %account.status, equity = %account.equity,
-                buying_power = %account.buying_power, "venue reached"
-            );
-            Ok(())
-        }
-        Err(e @ AlpacaError::Unauthorized { .. }) => Err(StartError::Credentials {
-            account: id.to_string(),
-            error: e,
-        }),
-        Err(e) => {
-            tracing::warn!(account = %id, error = %e, "venue not reachable yet; herd stays unready until it is");
-            Ok(())
-        }
-    }
-}
-
-/// The longest the start waits for the venue's clock before its own clock stands in.
-const ANCHOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The venue's clock, read once, which every instance's schedule follows (an accelerated
-/// simulator's included). Unreadable within [`ANCHOR_WAIT`] (a venue down at start must not
-/// hold the start up), the process's own clock stands in: against Alpaca they agree to within
-/// clock skew, and ticks then merely fall at another phase.
-async fn venue_anchor(snapshots: &Snapshots) -> VenueAnchor {
-    let error = match tokio::time::timeout(ANCHOR_WAIT, snapshots.clock()).await {
-        Ok(Ok(clock)) => {
-            return VenueAnchor {
-                venue: clock.timestamp,
-                real: std::time::Instant::now(),
-            };
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("no answer within {ANCHOR_WAIT:?}"),
-    };
-    tracing::warn!(error = %error, "venue clock unreadable; schedules follow this process's clock");
-    VenueAnchor {
-        venue: chrono::Utc::now(),
-        real: std::time::Instant::now(),
-    }
 }
 
 /// Where the HTTP layer and the strategy instances find the service actors, whichever
