@@ -9,7 +9,8 @@
 //! - However many instances of however many accounts ask within one `batch_window`, a series
 //!   costs at most one bars request (two when some symbols need a wider window).
 //! - Every requester gets an answer: the bars, the error, or `Draining` when the drain begins
-//!   before the flush (a read has no effect, so nothing waits for it).
+//!   before the flush or during its request (a read has no effect, so nothing waits for it);
+//!   no flush task outlives the drain signal.
 //! - The feed outlives broker incarnations: a restarted broker never strands an open batch.
 
 use std::panic::AssertUnwindSafe;
@@ -106,7 +107,12 @@ impl MarketFeed {
             return;
         }
         self.metrics.bar_batch(waiters.len() as u64);
-        let reply = self.fetch(&request, &waiters).await;
+        // The drain ends the fetch too: a task still waiting on the venue when the runtime
+        // stops would be dropped with the process's thread-locals, and abort the exit.
+        let reply = tokio::select! {
+            () = self.drain.cancelled() => Err(BrokerError::Draining),
+            reply = self.fetch(&request, &waiters) => reply,
+        };
         waiters.deliver(&reply);
     }
 

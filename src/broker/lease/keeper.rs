@@ -62,6 +62,8 @@ pub struct LeaseKeeper {
     takeover: Takeover,
     metrics: Arc<Metrics>,
     failures: Repeats,
+    /// The process's drain signal, which ends a takeover in progress.
+    drain: CancellationToken,
 }
 
 impl LeaseKeeper {
@@ -84,12 +86,14 @@ impl LeaseKeeper {
             takeover,
             metrics,
             failures: Repeats::new(REPEAT_SUMMARY),
+            drain: CancellationToken::new(),
         })
     }
 
     /// Keeps the leases; from `drain` on takes no new one, and once `release` says the actors
     /// have drained, gives back every lease still held.
     pub async fn run(mut self, drain: CancellationToken, release: CancellationToken) {
+        self.drain = drain.clone();
         let every = self.ttl / 3;
         loop {
             // Draining, held leases are still renewed (an order in flight finishes under its
@@ -153,8 +157,14 @@ impl LeaseKeeper {
             "account lease acquired; reconciling before any tick"
         );
         let (takeover, lease) = (Rc::clone(&self.takeover), lease.clone());
+        let drain = self.drain.clone();
         actix::spawn(async move {
-            match takeover(account.clone(), epoch).await {
+            // No task outlives the drain: one dropped with the runtime aborts the exit.
+            let outcome = tokio::select! {
+                () = drain.cancelled() => Err("herd began draining".to_owned()),
+                outcome = takeover(account.clone(), epoch) => outcome,
+            };
+            match outcome {
                 Ok(()) if lease.reconciled(epoch) => tracing::info!(
                     event = "lease_owned", account = %account, epoch,
                     "account reconciled; its instances trade from this replica"
