@@ -88,6 +88,20 @@ impl MarketFeed {
             .unwrap_or_else(|_| Err(BrokerError::Unavailable("the bar batch was dropped".into())))
     }
 
+    /// Answers every open batch with `Draining` at once (called by the brokers' drain): no
+    /// requester, nor the tick span it holds, is left for a flush task that may never run
+    /// again, to be dropped with the runtime at exit.
+    pub fn abandon_open_batches(&self) {
+        let open = self
+            .batcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take_all();
+        for waiters in open {
+            waiters.deliver(&Err(BrokerError::Draining));
+        }
+    }
+
     /// Waits out the batch window, closes the batch of `series`, makes its request.
     async fn flush_after_window(self, series: Series) {
         let drained = tokio::select! {
