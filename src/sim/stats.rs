@@ -29,7 +29,9 @@ pub struct Stats {
     pub requests: u64,
     /// 429s from the quota and from injected throttling.
     pub rate_limited: u64,
-    /// Injected faults by kind: throttle, error, timeout, reset, malformed, lost.
+    /// Injected faults by kind: throttle, error, timeout, reset, malformed, lost, and delayed
+    /// (counted when the request arrives, before its added latency: a client's test knows a
+    /// request is on the wire and held there).
     pub faults: BTreeMap<String, u64>,
     pub routes: BTreeMap<String, RouteStats>,
 }

@@ -340,6 +340,17 @@ pub async fn sim_requests(sim: &str, route: &str) -> u64 {
     stats["routes"][route]["requests"].as_u64().unwrap_or(0)
 }
 
+/// Waits until a request the simulator delays (its `latency` fault) has arrived there: the
+/// moment a test knows an order is on the wire, not merely counted in flight by herd (which
+/// counts it from before its journal write and its lease fence).
+pub async fn wait_for_a_delayed_request(herd: &Herd, sim: &str) {
+    eventually("a request held by the venue's latency", herd, || async {
+        let stats = get_json(&format!("{sim}/__sim/stats")).await?;
+        (stats["faults"]["delayed"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+}
+
 /// A metric from `/metrics`: `name` sums every series of that name, `name{labels}` is the one
 /// series with exactly those labels (0 when absent).
 pub async fn metric(herd: &Herd, wanted: &str) -> f64 {

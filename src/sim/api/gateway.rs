@@ -178,10 +178,11 @@ async fn pass(
         }
     }
     let plan = lock(&state.faults).decide(group, req.method().as_str());
+    let fault = |kind: &str| lock(&state.stats).fault(kind);
     if !plan.latency.is_zero() {
+        fault("delayed");
         actix_web::rt::time::sleep(plan.latency).await;
     }
-    let fault = |kind: &str| lock(&state.stats).fault(kind);
     match plan.before {
         Before::Pass => {}
         Before::Throttle => {
