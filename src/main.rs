@@ -303,8 +303,9 @@ fn main() -> ExitCode {
             };
             // Exit here rather than by dropping the runtime: the drop would wait for every
             // blocking-pool thread, e.g. a strategy core still deciding past the drain
-            // deadline. The drain has already settled what matters.
-            std::process::exit(i32::from(code));
+            // deadline. The drain has already settled what matters; `exit_process` says why
+            // not `std::process::exit` either.
+            herd::shutdown::exit_process(code);
         }
         Command::Sim { args, config } => {
             let settings = match load(config) {

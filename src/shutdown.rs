@@ -12,7 +12,8 @@
 //! 6. One summary event: each phase's duration, orders completed, who missed the deadline.
 //!
 //! Invariants: a second SIGTERM/SIGINT during the drain exits at once with code 130; missing the
-//! deadline exits non-zero after naming the children that did not finish.
+//! deadline exits non-zero after naming the children that did not finish; the process ends
+//! through [`exit_process`], never by running thread-local destructors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,7 +128,7 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
     actix::spawn(async move {
         let second = signals.next().await;
         tracing::warn!(signal = second, "second signal: exiting immediately");
-        std::process::exit(i32::from(EXIT_FORCED));
+        exit_process(EXIT_FORCED);
     });
     let actors_deadline = deadline - REPORT_MARGIN.min(grace / 10);
     let drain = running.supervisor.send(DrainAll {
@@ -196,6 +197,25 @@ pub async fn drain(running: Running, grace: Duration, signal: &str, mut signals:
             EXIT_DRAIN_TIMEOUT
         }
     }
+}
+
+/// Ends the process with `code` at once, from any thread, once the drain has settled what
+/// matters (or a second signal said not to wait).
+///
+/// Not `std::process::exit`: glibc's `exit` runs the calling thread's thread-local destructors
+/// while the other threads (HTTP workers, the blocking pool, SQLite's worker) run on. Those
+/// destructors drop the runtime's per-thread handles and the log layer's per-thread state, and
+/// whatever runs or logs during them can reach thread-locals already destroyed: a panic in a
+/// destructor aborts the process, and the drain's exit code is lost to a signal. Once the drain
+/// is over nothing needs a destructor: the journal is committed and the spans exported. Only
+/// standard output and error are flushed here.
+pub fn exit_process(code: u8) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().flush();
+    let _ = std::io::stderr().lock().flush();
+    // SAFETY: `_exit` takes no pointer and does not return; skipping every destructor and
+    // `atexit` handler is its purpose, and the callers have nothing left to clean up.
+    unsafe { libc::_exit(i32::from(code)) }
 }
 
 /// Exports the spans still queued; returns how long it took (ms).

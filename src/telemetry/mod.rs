@@ -3,8 +3,11 @@
 //! `RUST_LOG` overrides the configured level. Traces: herd's spans over OTLP, configured by the
 //! standard OpenTelemetry environment (`traces.rs`).
 //!
-//! Invariant: panics are logged as structured events too (the default hook writes plain text to
-//! stderr, which log pipelines cannot parse).
+//! Invariant: a panic is written as one plain line to stderr first, then logged as a structured
+//! event (log pipelines cannot parse the plain line). The plain line comes first because the
+//! structured log can itself panic on a thread whose thread-locals are being destroyed (the log
+//! layer keeps per-thread state), and a panic inside the hook aborts the process: the line says
+//! what happened before that can.
 
 mod log_ids;
 mod traces;
@@ -148,6 +151,11 @@ fn install_panic_hook() {
             .name()
             .unwrap_or("unnamed")
             .to_owned();
+        let at = location.as_deref().unwrap_or("an unknown location");
+        // One write of one line, with no thread-local state of its own: the line is whole even
+        // when other threads write to stderr.
+        let line = format!("herd: thread '{thread}' panicked at {at}: {payload}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         tracing::error!(event = "panic", panic = %payload, location = ?location, thread = %thread, "panic");
     }));
 }
