@@ -153,20 +153,8 @@ impl Entry {
                 .await?;
                 Ok(())
             }
-            Self::Stop(s) => {
-                sqlx::query(
-                    "INSERT INTO actor_stops (at, child, incarnation, reason, abnormal) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(ms(s.at))
-                .bind(s.child.clone())
-                .bind(seq_value(s.incarnation))
-                .bind(s.reason.clone())
-                .bind(i32::from(s.abnormal))
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            }
+            // Written in groups by the writer (`write_stops`); one alone is a group of one.
+            Self::Stop(s) => write_stops(tx, &[s], Placeholders::Numbered).await,
             Self::State { key, value } => {
                 match value {
                     Some(value) => {
@@ -194,9 +182,10 @@ impl Entry {
     }
 }
 
-/// Decisions per INSERT: the writer records thousands a second at scale, and one statement
-/// per row made the round trips to the database the journal's cost.
-pub(super) const DECISIONS_PER_INSERT: usize = 100;
+/// Rows per INSERT for the rows the writer groups (decisions, actor stops): it records
+/// thousands a second at scale (and a stop per instance at the drain), and one statement per
+/// row made the round trips to the database the journal's cost.
+pub(super) const ROWS_PER_INSERT: usize = 100;
 
 /// How a statement names its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,7 +198,23 @@ pub(super) enum Placeholders {
     Numbered,
 }
 
-/// Several decisions in one multi-row INSERT (at most [`DECISIONS_PER_INSERT`]).
+/// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows of `columns` parameters.
+fn values_list(rows: usize, columns: usize, placeholders: Placeholders) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| match placeholders {
+                    Placeholders::Anonymous => "?".to_owned(),
+                    Placeholders::Numbered => format!("${}", r * columns + c),
+                })
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Several decisions in one multi-row INSERT (at most [`ROWS_PER_INSERT`]).
 pub(super) async fn write_decisions(
     tx: &mut Transaction<'static, Any>,
     decisions: &[&DecisionEntry],
@@ -218,22 +223,10 @@ pub(super) async fn write_decisions(
     if decisions.is_empty() {
         return Ok(());
     }
-    const COLUMNS: usize = 10;
-    let rows: Vec<String> = (0..decisions.len())
-        .map(|r| {
-            let params: Vec<String> = (1..=COLUMNS)
-                .map(|c| match placeholders {
-                    Placeholders::Anonymous => "?".to_owned(),
-                    Placeholders::Numbered => format!("${}", r * COLUMNS + c),
-                })
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO decisions (at, instance, symbol, action, side, qty, signal, decided_on, \
          reason, detail) VALUES {}",
-        rows.join(", ")
+        values_list(decisions.len(), 10, placeholders)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for d in decisions {
@@ -248,6 +241,33 @@ pub(super) async fn write_decisions(
             .bind(d.decided_on.map(ms))
             .bind(d.reason.as_deref())
             .bind(d.detail.as_str());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Several actor stops in one multi-row INSERT (at most [`ROWS_PER_INSERT`]): at the drain
+/// every instance stops at once.
+pub(super) async fn write_stops(
+    tx: &mut Transaction<'static, Any>,
+    stops: &[&ActorStop],
+    placeholders: Placeholders,
+) -> Result<(), sqlx::Error> {
+    if stops.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO actor_stops (at, child, incarnation, reason, abnormal) VALUES {}",
+        values_list(stops.len(), 5, placeholders)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for s in stops {
+        query = query
+            .bind(ms(s.at))
+            .bind(s.child.as_str())
+            .bind(seq_value(s.incarnation))
+            .bind(s.reason.as_str())
+            .bind(i32::from(s.abnormal));
     }
     query.execute(&mut **tx).await?;
     Ok(())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 
-use super::entry::DECISIONS_PER_INSERT;
+use super::entry::ROWS_PER_INSERT;
 use super::*;
 use crate::domain::{
     ClientOrderId, Holding, InstanceId, OrderRecord, OrderState, OrderStatus, Side, Symbol,
@@ -246,7 +246,7 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
         .await
         .unwrap();
     // Two and a half statements' worth, recorded at once so the writer batches them.
-    let n = DECISIONS_PER_INSERT * 5 / 2;
+    let n = ROWS_PER_INSERT * 5 / 2;
     for i in 0..n {
         assert!(
             journal.record_decision(DecisionEntry {
@@ -294,6 +294,67 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
         assert_eq!(row.get::<String, _>("reason"), format!("reason {i}"));
         assert_eq!(row.get::<String, _>("detail"), format!("{{\"i\":{i}}}"));
     }
+}
+
+#[tokio::test]
+async fn stops_grouped_among_other_entries_keep_each_rows_values_and_the_order_of_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(&settings(10_000), dir.path(), JournalMetrics::default())
+        .await
+        .unwrap();
+    // A drain's burst: two and a half statements' worth of stops, with state writes to the
+    // same key in between whose order must survive the grouping.
+    let n = ROWS_PER_INSERT * 5 / 2;
+    for i in 0..n {
+        journal.record(Entry::Stop(ActorStop {
+            at: Utc
+                .timestamp_millis_opt(1_772_463_600_000 + i as i64)
+                .unwrap(),
+            child: format!("m{i}"),
+            incarnation: i as u64 + 1,
+            reason: if i % 3 == 0 {
+                "panicked: boom"
+            } else {
+                "drained"
+            }
+            .to_owned(),
+            abnormal: i % 3 == 0,
+        }));
+        if i % 40 == 0 {
+            journal.record(Entry::State {
+                key: "test:last".to_owned(),
+                value: Some(i.to_string()),
+            });
+        }
+    }
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+    use sqlx::Row;
+    let rows =
+        sqlx::query("SELECT at, child, incarnation, reason, abnormal FROM actor_stops ORDER BY at")
+            .fetch_all(journal.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), n);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.get::<i64, _>("at"), 1_772_463_600_000 + i as i64);
+        assert_eq!(row.get::<String, _>("child"), format!("m{i}"));
+        assert_eq!(row.get::<i64, _>("incarnation"), i as i64 + 1);
+        let abnormal = i % 3 == 0;
+        assert_eq!(
+            row.get::<String, _>("reason"),
+            if abnormal {
+                "panicked: boom"
+            } else {
+                "drained"
+            }
+        );
+        assert_eq!(row.get::<i32, _>("abnormal"), i32::from(abnormal));
+    }
+    let last: String = sqlx::query_scalar("SELECT value FROM herd_state WHERE key = 'test:last'")
+        .fetch_one(journal.pool())
+        .await
+        .unwrap();
+    assert_eq!(last, ((n - 1) / 40 * 40).to_string());
 }
 
 async fn execute(journal: &Journal, sql: &'static str) {

@@ -15,7 +15,9 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::entry::{DECISIONS_PER_INSERT, DecisionEntry, Entry, Placeholders, write_decisions};
+use super::entry::{
+    ActorStop, DecisionEntry, Entry, Placeholders, ROWS_PER_INSERT, write_decisions, write_stops,
+};
 
 /// Entries per transaction at most: bounds a transaction's time while the queue is long.
 const MAX_BATCH: usize = 512;
@@ -83,22 +85,53 @@ async fn commit(
     batch: &[Queued],
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // Decisions in a row go in as one multi-row INSERT; everything else one entry at a time, in
-    // order (decisions are independent rows, so grouping them keeps every invariant).
-    let mut decisions: Vec<&DecisionEntry> = Vec::with_capacity(DECISIONS_PER_INSERT);
+    // Decisions and actor stops go in as multi-row INSERTs; everything else one entry at a
+    // time, in order. Both are independent rows nothing else refers to, so grouping them
+    // (written before the next other entry) keeps every invariant.
+    let mut groups = Groups::default();
     for q in batch {
-        if let Entry::Decision(d) = &q.entry {
-            decisions.push(d);
-            if decisions.len() == DECISIONS_PER_INSERT {
-                write_decisions(&mut tx, &decisions, placeholders).await?;
-                decisions.clear();
+        match &q.entry {
+            Entry::Decision(d) => {
+                groups.decisions.push(d);
+                if groups.decisions.len() == ROWS_PER_INSERT {
+                    write_decisions(&mut tx, &groups.decisions, placeholders).await?;
+                    groups.decisions.clear();
+                }
             }
-            continue;
+            Entry::Stop(s) => {
+                groups.stops.push(s);
+                if groups.stops.len() == ROWS_PER_INSERT {
+                    write_stops(&mut tx, &groups.stops, placeholders).await?;
+                    groups.stops.clear();
+                }
+            }
+            other => {
+                groups.write(&mut tx, placeholders).await?;
+                other.write(&mut tx).await?;
+            }
         }
-        write_decisions(&mut tx, &decisions, placeholders).await?;
-        decisions.clear();
-        q.entry.write(&mut tx).await?;
     }
-    write_decisions(&mut tx, &decisions, placeholders).await?;
+    groups.write(&mut tx, placeholders).await?;
     tx.commit().await
+}
+
+/// The rows waiting for their multi-row INSERT.
+#[derive(Default)]
+struct Groups<'a> {
+    decisions: Vec<&'a DecisionEntry>,
+    stops: Vec<&'a ActorStop>,
+}
+
+impl Groups<'_> {
+    async fn write(
+        &mut self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        placeholders: Placeholders,
+    ) -> Result<(), sqlx::Error> {
+        write_decisions(tx, &self.decisions, placeholders).await?;
+        self.decisions.clear();
+        write_stops(tx, &self.stops, placeholders).await?;
+        self.stops.clear();
+        Ok(())
+    }
 }
