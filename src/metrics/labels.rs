@@ -136,5 +136,9 @@ mod tests {
         assert_snake_case_and_unique(RequestOutcome::ALL, RequestOutcome::as_str);
         assert_snake_case_and_unique(ReadFailure::ALL, ReadFailure::as_str);
         assert_snake_case_and_unique(RiskAlert::ALL, RiskAlert::as_str);
+        assert_snake_case_and_unique(
+            crate::domain::Lifecycle::ALL,
+            crate::domain::Lifecycle::as_str,
+        );
     }
 }

@@ -515,18 +515,18 @@ impl Metrics {
     /// Only the current state's series exists (value 1): with thousands of instances, a
     /// series per state and child would be most of `/metrics`. A state left is removed, so
     /// Prometheus marks it stale at once.
-    pub fn child_state(&self, child: &str, state: Lifecycle) {
-        for s in Lifecycle::ALL {
-            let labels = ChildStateLabels {
-                child: child.to_owned(),
-                state: s.as_str(),
-            };
-            if *s == state {
-                self.child_state.get_or_create(&labels).set(1);
-            } else {
-                self.child_state.remove(&labels);
-            }
+    /// A child moved from `from` to `to`: only its series for `to` exists afterwards. Touches
+    /// two series, not one per state: the drain moves every child twice at once.
+    pub fn child_state(&self, child: &str, from: Lifecycle, to: Lifecycle) {
+        let mut labels = ChildStateLabels {
+            child: child.to_owned(),
+            state: from.as_str(),
+        };
+        if from != to {
+            self.child_state.remove(&labels);
         }
+        labels.state = to.as_str();
+        self.child_state.get_or_create(&labels).set(1);
     }
 }
 

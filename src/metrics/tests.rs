@@ -11,8 +11,8 @@ fn rendered(metrics: &Metrics) -> String {
 #[test]
 fn a_child_has_one_state_series_its_current_one() {
     let metrics = Metrics::new();
-    metrics.child_state("m1", Lifecycle::Running);
-    metrics.child_state("m1", Lifecycle::Failed);
+    metrics.child_state("m1", Lifecycle::Starting, Lifecycle::Running);
+    metrics.child_state("m1", Lifecycle::Running, Lifecycle::Failed);
     let text = rendered(&metrics);
     let series: Vec<&str> = text
         .lines()

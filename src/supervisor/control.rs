@@ -118,7 +118,7 @@ impl Handler<ControlChild> for Supervisor {
             action,
             strategy_only,
         } = msg;
-        let Some(i) = self.children.iter().position(|c| *c.spec.id == *id) else {
+        let Some(&i) = self.by_id.get(id.as_str()) else {
             return Box::pin(fut::ready(Err(ControlError::Unknown(id))));
         };
         let strategy = self.children[i].spec.role.is_strategy();

@@ -21,11 +21,13 @@ mod control;
 mod intensity;
 mod lifecycle;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -116,6 +118,9 @@ struct Child {
 pub struct Supervisor {
     /// In start order; drain order is by role.
     children: Vec<Child>,
+    /// Each child's index in `children`, by id: every instance reports after every tick, and a
+    /// search through 10,000 children per report made a cycle cost grow with the square.
+    by_id: HashMap<ChildId, usize>,
     policy: RestartPolicy,
     /// Once set, exits are final and nothing is restarted.
     draining: bool,
@@ -135,6 +140,11 @@ impl Supervisor {
         for spec in &specs {
             metrics.restarts_from_zero(&spec.id);
         }
+        let by_id = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec.id.clone(), i))
+            .collect();
         let children = specs
             .into_iter()
             .map(|spec| Child {
@@ -154,6 +164,7 @@ impl Supervisor {
             .collect();
         Self {
             children,
+            by_id,
             policy,
             draining: false,
             process,
@@ -190,8 +201,8 @@ impl Supervisor {
         let child = &mut self.children[i];
         match child.state.on(event) {
             Ok(next) => {
+                self.metrics.child_state(&child.spec.id, child.state, next);
                 child.state = next;
-                self.metrics.child_state(&child.spec.id, next);
             }
             Err(e) => {
                 tracing::error!(child = %child.spec.id, error = %e, "invalid lifecycle transition")
@@ -392,7 +403,8 @@ impl Handler<StatusReport> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, report: StatusReport, _: &mut Self::Context) {
-        if let Some(c) = self.children.iter_mut().find(|c| c.spec.id == report.id)
+        if let Some(&i) = self.by_id.get(&report.id)
+            && let Some(c) = self.children.get_mut(i)
             && c.incarnation == report.incarnation
         {
             c.status = report.status;
@@ -458,24 +470,32 @@ impl Handler<DrainAll> for Supervisor {
             for (phase, members) in plan {
                 let started = Instant::now();
                 let deadline = deadline.max(started + LATE_PHASE_WINDOW);
-                let acks = join_all(members.into_iter().map(|(id, recipient)| async move {
-                    let Some(recipient) = recipient else {
-                        return (id, Some(DrainAck::default()));
-                    };
-                    match tokio::time::timeout_at(deadline, recipient.send(Drain)).await {
-                        Ok(Ok(ack)) => (id, Some(ack)),
-                        // The incarnation ended on its own meanwhile: nothing left to drain.
-                        Ok(Err(_)) => (id, Some(DrainAck::default())),
-                        Err(_) => (id, None),
-                    }
-                }))
-                .await;
-                for (id, ack) in acks {
-                    match ack {
-                        Some(ack) => report.orders_completed += ack.orders_completed,
-                        None => report.unfinished.push(id.to_string()),
-                    }
+                // One deadline for the whole phase, not a timer per child: a phase may hold
+                // 10,000 instances.
+                let mut unanswered: Vec<Option<ChildId>> =
+                    members.iter().map(|(id, _)| Some(id.clone())).collect();
+                let mut acks: FuturesUnordered<_> = members
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (_, recipient))| async move {
+                        let Some(recipient) = recipient else {
+                            return (i, DrainAck::default());
+                        };
+                        match recipient.send(Drain).await {
+                            Ok(ack) => (i, ack),
+                            // The incarnation ended on its own meanwhile: nothing left to drain.
+                            Err(_) => (i, DrainAck::default()),
+                        }
+                    })
+                    .collect();
+                while let Ok(Some((i, ack))) = tokio::time::timeout_at(deadline, acks.next()).await
+                {
+                    unanswered[i] = None;
+                    report.orders_completed += ack.orders_completed;
                 }
+                report
+                    .unfinished
+                    .extend(unanswered.into_iter().flatten().map(|id| id.to_string()));
                 report
                     .phases
                     .push((phase, started.elapsed().as_millis() as u64));

@@ -548,32 +548,33 @@ impl Handler<Control> for StrategyActor {
 }
 
 impl Handler<Drain> for StrategyActor {
-    type Result = ResponseActFuture<Self, DrainAck>;
+    type Result = ActorResponse<Self, DrainAck>;
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         self.draining = true;
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        let (tx, rx) = oneshot::channel();
         if self.in_flight && self.submitting {
+            let (tx, rx) = oneshot::channel();
             self.drain_waiter = Some(tx);
-        } else {
-            if self.in_flight {
-                // Still reading or deciding: no order exists yet, so there is nothing to wait
-                // for; stopping drops the pending read and the decision's result.
-                tracing::debug!(instance = %self.id, "drain: tick in flight abandoned before any order");
-            }
-            let _ = tx.send(());
-        }
-        Box::pin(
-            async move { rx.await.ok() }
-                .into_actor(self)
-                .map(|_, act, ctx| {
+            return ActorResponse::r#async(async move { rx.await.ok() }.into_actor(self).map(
+                |_, act, ctx| {
                     act.exit.set(ExitReason::Drained);
                     ctx.stop();
                     DrainAck::default()
-                }),
-        )
+                },
+            ));
+        }
+        if self.in_flight {
+            // Still reading or deciding: no order exists yet, so there is nothing to wait for;
+            // stopping drops the pending read and the decision's result.
+            tracing::debug!(instance = %self.id, "drain: tick in flight abandoned before any order");
+        }
+        // Answered at once, with no future of its own: at the drain every instance gets here,
+        // and the drain's cost is per instance.
+        self.exit.set(ExitReason::Drained);
+        ctx.stop();
+        ActorResponse::reply(DrainAck::default())
     }
 }
