@@ -318,8 +318,11 @@ fn main() {
     let only: Option<usize> = std::env::var("HERD_LOAD_MAX")
         .ok()
         .and_then(|v| v.parse().ok());
+    let from: Option<usize> = std::env::var("HERD_LOAD_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for &(n, per, universe) in SCENARIOS {
-        if only.is_some_and(|max| n > max) {
+        if only.is_some_and(|max| n > max) || from.is_some_and(|min| n < min) {
             continue;
         }
         rt.block_on(scenario(n, per, universe));
