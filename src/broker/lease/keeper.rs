@@ -159,18 +159,23 @@ impl LeaseKeeper {
         let (takeover, lease) = (Rc::clone(&self.takeover), lease.clone());
         let drain = self.drain.clone();
         actix::spawn(async move {
-            // No task outlives the drain: one dropped with the runtime aborts the exit.
+            // The drain ends a takeover: this replica will not trade the account any more.
             let outcome = tokio::select! {
-                () = drain.cancelled() => Err("herd began draining".to_owned()),
-                outcome = takeover(account.clone(), epoch) => outcome,
+                () = drain.cancelled() => None,
+                outcome = takeover(account.clone(), epoch) => Some(outcome),
             };
             match outcome {
-                Ok(()) if lease.reconciled(epoch) => tracing::info!(
+                Some(Ok(())) if lease.reconciled(epoch) => tracing::info!(
                     event = "lease_owned", account = %account, epoch,
                     "account reconciled; its instances trade from this replica"
                 ),
-                Ok(()) => {}
-                Err(e) => {
+                Some(Ok(())) => {}
+                // Still held, never traded: the drain's release gives it back at once.
+                None => tracing::info!(
+                    event = "takeover_abandoned", account = %account, epoch,
+                    "herd began draining before the account was reconciled; its lease is given back at the end of the drain"
+                ),
+                Some(Err(e)) => {
                     // Renewals stop: the lease runs out and another replica may do better.
                     lease.lost();
                     tracing::error!(

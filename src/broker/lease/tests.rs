@@ -170,6 +170,40 @@ async fn a_failed_takeover_never_trades() {
     assert_eq!(lease.status().epoch, None);
 }
 
+#[actix::test]
+async fn a_takeover_cut_short_by_the_drain_never_trades_and_its_lease_is_given_back() {
+    let prefix = unique("abandoned");
+    let settings = LeaseSettings {
+        enabled: true,
+        ttl: HumanDuration(Duration::from_secs(30)),
+        replica: "r1".into(),
+    };
+    let lease = Lease::standby(account(), Duration::from_millis(10));
+    // A reconciliation that never ends (a journal that hangs).
+    let takeover: Takeover = Rc::new(|_, _| Box::pin(std::future::pending()));
+    let first = LeaseKeeper::new(
+        &settings,
+        &redis(&prefix),
+        "r1".into(),
+        vec![lease.clone()],
+        takeover,
+        Metrics::new(),
+    )
+    .unwrap();
+    let (drain, release) = (CancellationToken::new(), CancellationToken::new());
+    let running = actix::spawn(first.run(drain.clone(), release.clone()));
+    until(&lease, LeaseState::Reconciling).await;
+    drain.cancel();
+    release.cancel();
+    running.await.unwrap();
+    assert!(lease.fence().is_err(), "never traded");
+    // Given back, not left to expire in 30 s: another replica has it at once.
+    let (mut second, lease2, _) = replica(&prefix, "r2", Duration::from_secs(30));
+    second.round(true).await;
+    until(&lease2, LeaseState::Owned).await;
+    assert_eq!(lease2.fence(), Ok(Some(2)));
+}
+
 #[test]
 fn settings_name_what_is_wrong() {
     let call_timeout = Duration::from_secs(3);
