@@ -239,31 +239,40 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
     assert!(journal.record_decision(decision()));
 }
 
-#[tokio::test]
-async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
-    let dir = tempfile::tempdir().unwrap();
+/// A journal with room for a burst of entries, in `dir`.
+async fn roomy(dir: &tempfile::TempDir) -> Journal {
     let (journal, _) = Journal::open(&settings(10_000), dir.path(), JournalMetrics::default())
         .await
         .unwrap();
+    journal
+}
+
+/// The `i`th millisecond of the grouped-rows tests: row `i`'s time, and its order.
+const FIRST_MS: i64 = 1_772_463_600_000;
+
+fn nth_ms(i: usize) -> chrono::DateTime<Utc> {
+    Utc.timestamp_millis_opt(FIRST_MS + i as i64).unwrap()
+}
+
+#[tokio::test]
+async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = roomy(&dir).await;
     // Two and a half statements' worth, recorded at once so the writer batches them.
     let n = ROWS_PER_INSERT * 5 / 2;
     for i in 0..n {
-        assert!(
-            journal.record_decision(DecisionEntry {
-                at: Utc
-                    .timestamp_millis_opt(1_772_463_600_000 + i as i64)
-                    .unwrap(),
-                instance: InstanceId::parse(&format!("m{i}")).unwrap(),
-                symbol: Symbol::parse("SPY").unwrap(),
-                action: if i % 2 == 0 { "hold" } else { "order" },
-                side: (i % 2 == 1).then_some("buy"),
-                qty: (i % 2 == 1).then(|| Decimal::from(i)),
-                signal: Some(i as f64 / 1000.0),
-                decided_on: None,
-                reason: Some(format!("reason {i}")),
-                detail: serde_json::json!({ "i": i }).to_string(),
-            })
-        );
+        assert!(journal.record_decision(DecisionEntry {
+            at: nth_ms(i),
+            instance: InstanceId::parse(&format!("m{i}")).unwrap(),
+            symbol: Symbol::parse("SPY").unwrap(),
+            action: if i % 2 == 0 { "hold" } else { "order" },
+            side: (i % 2 == 1).then_some("buy"),
+            qty: (i % 2 == 1).then(|| Decimal::from(i)),
+            signal: Some(i as f64 / 1000.0),
+            decided_on: None,
+            reason: Some(format!("reason {i}")),
+            detail: serde_json::json!({ "i": i }).to_string(),
+        }));
     }
     journal.flush(Duration::from_secs(5)).await.unwrap();
     use sqlx::Row;
@@ -276,7 +285,7 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
     assert_eq!(rows.len(), n);
     for (i, row) in rows.iter().enumerate() {
         let odd = i % 2 == 1;
-        assert_eq!(row.get::<i64, _>("at"), 1_772_463_600_000 + i as i64);
+        assert_eq!(row.get::<i64, _>("at"), FIRST_MS + i as i64);
         assert_eq!(row.get::<String, _>("instance"), format!("m{i}"));
         assert_eq!(
             row.get::<String, _>("action"),
@@ -299,17 +308,13 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
 #[tokio::test]
 async fn stops_grouped_among_other_entries_keep_each_rows_values_and_the_order_of_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = Journal::open(&settings(10_000), dir.path(), JournalMetrics::default())
-        .await
-        .unwrap();
+    let journal = roomy(&dir).await;
     // A drain's burst: two and a half statements' worth of stops, with state writes to the
     // same key in between whose order must survive the grouping.
     let n = ROWS_PER_INSERT * 5 / 2;
     for i in 0..n {
         journal.record(Entry::Stop(ActorStop {
-            at: Utc
-                .timestamp_millis_opt(1_772_463_600_000 + i as i64)
-                .unwrap(),
+            at: nth_ms(i),
             child: format!("m{i}"),
             incarnation: i as u64 + 1,
             reason: if i % 3 == 0 {
@@ -336,7 +341,7 @@ async fn stops_grouped_among_other_entries_keep_each_rows_values_and_the_order_o
             .unwrap();
     assert_eq!(rows.len(), n);
     for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row.get::<i64, _>("at"), 1_772_463_600_000 + i as i64);
+        assert_eq!(row.get::<i64, _>("at"), FIRST_MS + i as i64);
         assert_eq!(row.get::<String, _>("child"), format!("m{i}"));
         assert_eq!(row.get::<i64, _>("incarnation"), i as i64 + 1);
         let abnormal = i % 3 == 0;

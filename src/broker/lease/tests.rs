@@ -36,20 +36,14 @@ fn account() -> AccountId {
     AccountId::parse("acct").unwrap()
 }
 
-/// A replica's keeper of one account's lease, and how many takeovers it ran.
-fn replica(prefix: &str, name: &str, ttl: Duration) -> (LeaseKeeper, Lease, Rc<Cell<u32>>) {
+/// A replica's keeper of one account's lease, reconciling with `takeover`.
+fn keeper(prefix: &str, name: &str, ttl: Duration, takeover: Takeover) -> (LeaseKeeper, Lease) {
     let settings = LeaseSettings {
         enabled: true,
         ttl: HumanDuration(ttl),
         replica: name.into(),
     };
     let lease = Lease::standby(account(), Duration::from_millis(10));
-    let takeovers = Rc::new(Cell::new(0));
-    let counted = Rc::clone(&takeovers);
-    let takeover: Takeover = Rc::new(move |_, _| {
-        counted.set(counted.get() + 1);
-        Box::pin(async { Ok(()) })
-    });
     let keeper = LeaseKeeper::new(
         &settings,
         &redis(prefix),
@@ -59,6 +53,18 @@ fn replica(prefix: &str, name: &str, ttl: Duration) -> (LeaseKeeper, Lease, Rc<C
         Metrics::new(),
     )
     .unwrap();
+    (keeper, lease)
+}
+
+/// A replica whose takeovers succeed, and how many it ran.
+fn replica(prefix: &str, name: &str, ttl: Duration) -> (LeaseKeeper, Lease, Rc<Cell<u32>>) {
+    let takeovers = Rc::new(Cell::new(0));
+    let counted = Rc::clone(&takeovers);
+    let takeover: Takeover = Rc::new(move |_, _| {
+        counted.set(counted.get() + 1);
+        Box::pin(async { Ok(()) })
+    });
+    let (keeper, lease) = keeper(prefix, name, ttl, takeover);
     (keeper, lease, takeovers)
 }
 
@@ -148,22 +154,8 @@ async fn a_lease_given_back_at_the_drain_is_taken_over_at_once() {
 #[actix::test]
 async fn a_failed_takeover_never_trades() {
     let prefix = unique("failed");
-    let settings = LeaseSettings {
-        enabled: true,
-        ttl: HumanDuration(Duration::from_secs(10)),
-        replica: "r1".into(),
-    };
-    let lease = Lease::standby(account(), Duration::from_millis(10));
     let takeover: Takeover = Rc::new(|_, _| Box::pin(async { Err("journal unreadable".into()) }));
-    let mut keeper = LeaseKeeper::new(
-        &settings,
-        &redis(&prefix),
-        "r1".into(),
-        vec![lease.clone()],
-        takeover,
-        Metrics::new(),
-    )
-    .unwrap();
+    let (mut keeper, lease) = keeper(&prefix, "r1", Duration::from_secs(10), takeover);
     keeper.round(true).await;
     until(&lease, LeaseState::Standby).await;
     assert!(lease.fence().is_err());
@@ -173,23 +165,9 @@ async fn a_failed_takeover_never_trades() {
 #[actix::test]
 async fn a_takeover_cut_short_by_the_drain_never_trades_and_its_lease_is_given_back() {
     let prefix = unique("abandoned");
-    let settings = LeaseSettings {
-        enabled: true,
-        ttl: HumanDuration(Duration::from_secs(30)),
-        replica: "r1".into(),
-    };
-    let lease = Lease::standby(account(), Duration::from_millis(10));
     // A reconciliation that never ends (a journal that hangs).
     let takeover: Takeover = Rc::new(|_, _| Box::pin(std::future::pending()));
-    let first = LeaseKeeper::new(
-        &settings,
-        &redis(&prefix),
-        "r1".into(),
-        vec![lease.clone()],
-        takeover,
-        Metrics::new(),
-    )
-    .unwrap();
+    let (first, lease) = keeper(&prefix, "r1", Duration::from_secs(30), takeover);
     let (drain, release) = (CancellationToken::new(), CancellationToken::new());
     let running = actix::spawn(first.run(drain.clone(), release.clone()));
     until(&lease, LeaseState::Reconciling).await;
