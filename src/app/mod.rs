@@ -398,6 +398,7 @@ fn child_specs(
             continue;
         };
         let (metrics, reports) = (Arc::clone(&deps.metrics), reports.clone());
+        let drain = deps.process.drain_signal();
         let schedule = Schedule {
             every: spec.every,
             settle: settings.broker.bar_settle.get(),
@@ -424,10 +425,12 @@ fn child_specs(
                     skipped_ticks: Arc::clone(&skipped_ticks),
                     failed_ticks: Arc::clone(&failed_ticks),
                     lease: lease.clone(),
+                    drain: drain.clone(),
                 };
                 let core = crate::strategy::build(&spec);
                 let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);
-                ChildHandle::strategy(&actor.paused(c.paused).start())
+                let submitting = actor.submitting();
+                ChildHandle::strategy(&actor.paused(c.paused).start()).with_submitting(submitting)
             }),
         });
     }

@@ -103,6 +103,23 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[rtype(result = "DrainAck")]
 pub struct Drain;
 
+/// Whether a strategy incarnation has orders on their way (set by the instance, read by the
+/// Supervisor at the drain). Only such an instance is asked to drain and awaited: the others
+/// stand down on the process's drain signal alone (they tick no more and send nothing), so the
+/// drain does not cost a message round trip and a stop per instance.
+#[derive(Debug, Clone, Default)]
+pub struct Submitting(Arc<std::sync::atomic::AtomicBool>);
+
+impl Submitting {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// An operator's instruction to a running strategy instance, relayed by the Supervisor (which
 /// also remembers `Pause`, so that a restarted incarnation starts paused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]

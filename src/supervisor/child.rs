@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use serde::Serialize;
 
-use crate::domain::{ChildId, Control, Drain, ExitNotifier, Symbol};
+use crate::domain::{ChildId, Control, Drain, ExitNotifier, Submitting, Symbol};
 
 /// What a child is; decides its drain phase and whether losing it halts trading.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -50,6 +50,10 @@ pub struct ChildHandle {
     pub drain: Recipient<Drain>,
     /// Strategy instances only: where an operator's [`Control`] goes.
     pub control: Option<Recipient<Control>>,
+    /// A strategy instance that says when it has orders on their way: at the drain only then
+    /// is it asked to drain; otherwise it stands down on the drain signal. Without it, the
+    /// child is always asked.
+    pub submitting: Option<Submitting>,
 }
 
 impl ChildHandle {
@@ -61,6 +65,7 @@ impl ChildHandle {
         Self {
             drain: addr.clone().recipient(),
             control: None,
+            submitting: None,
         }
     }
 
@@ -72,7 +77,15 @@ impl ChildHandle {
         Self {
             drain: addr.clone().recipient(),
             control: Some(addr.clone().recipient()),
+            submitting: None,
         }
+    }
+
+    /// The instance tells through `submitting` when it has orders on their way, and stands
+    /// down on the process's drain signal otherwise (see [`Submitting`]).
+    pub fn with_submitting(mut self, submitting: Submitting) -> Self {
+        self.submitting = Some(submitting);
+        self
     }
 }
 

@@ -38,7 +38,7 @@ pub use lifecycle::{InvalidTransition, LifecycleEvent};
 
 use crate::domain::{
     ChildId, Control, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
-    InvalidSetting, Lifecycle, StatusReport, TradingState, panic_message, positive,
+    InvalidSetting, Lifecycle, StatusReport, Submitting, TradingState, panic_message, positive,
 };
 use crate::journal::{ActorStop, Entry, Journal, keys};
 use crate::metrics::Metrics;
@@ -104,6 +104,11 @@ struct Child {
     drain: Option<Recipient<Drain>>,
     /// Where to send an operator's `Control` (strategy instances); `None` while none runs.
     control: Option<Recipient<Control>>,
+    /// Whether the running incarnation has orders on their way, if it says (strategies).
+    submitting: Option<Submitting>,
+    /// The incarnation whose end is recorded: a stood-down instance's end is recorded at the
+    /// drain, and its actor's own exit (if it ever comes) must not record it twice.
+    ended: Option<u64>,
     /// An operator paused it; every incarnation starts paused until resumed.
     paused: bool,
     /// An operator asked for a restart of the running incarnation: start again once it has
@@ -155,6 +160,8 @@ impl Supervisor {
                 restarts: 0,
                 drain: None,
                 control: None,
+                submitting: None,
+                ended: None,
                 paused: false,
                 restart_on_exit: false,
                 pending_restart: None,
@@ -240,6 +247,7 @@ impl Supervisor {
             Ok(handle) => {
                 self.children[i].drain = Some(handle.drain);
                 self.children[i].control = handle.control;
+                self.children[i].submitting = handle.submitting;
                 self.transition(i, LifecycleEvent::Started);
                 tracing::info!(child = %id, incarnation, "child started");
             }
@@ -265,11 +273,13 @@ impl Supervisor {
     fn on_exit(&mut self, i: usize, incarnation: u64, reason: ExitReason, ctx: &mut Context<Self>) {
         let policy = self.policy;
         let child = &mut self.children[i];
-        if child.incarnation != incarnation {
+        if child.incarnation != incarnation || child.ended == Some(incarnation) {
             return;
         }
+        child.ended = Some(incarnation);
         child.drain = None;
         child.control = None;
+        child.submitting = None;
         child.last_exit = Some(reason.clone());
         if let Some(journal) = &self.journal {
             journal.record(Entry::Stop(ActorStop {
@@ -459,6 +469,13 @@ impl Handler<DrainAll> for Supervisor {
             }
             self.transition(i, LifecycleEvent::Drain);
             let child = &self.children[i];
+            // Nothing on its way: the drain signal already stopped its ticks and any order it
+            // would still decide, so its end is recorded here, without a message.
+            if child.drain.is_some() && child.submitting.as_ref().is_some_and(|s| !s.get()) {
+                let incarnation = child.incarnation;
+                self.on_exit(i, incarnation, ExitReason::Drained, ctx);
+                continue;
+            }
             let phase = drain_phase(&child.spec.role);
             if let Some((_, members)) = plan.iter_mut().find(|(p, _)| *p == phase) {
                 members.push((child.spec.id.clone(), child.drain.clone()));

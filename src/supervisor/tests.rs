@@ -91,6 +91,18 @@ impl Handler<Drain> for Dummy {
 }
 
 fn dummy_spec(id: &str, role: ChildRole, slot: Slot<Dummy>, drain_delay: Duration) -> ChildSpec {
+    telling_dummy_spec(id, role, slot, drain_delay, None)
+}
+
+/// A dummy that, as a strategy instance, says through `submitting` whether it has orders on
+/// their way.
+fn telling_dummy_spec(
+    id: &str,
+    role: ChildRole,
+    slot: Slot<Dummy>,
+    drain_delay: Duration,
+    submitting: Option<Submitting>,
+) -> ChildSpec {
     let strategy = role.is_strategy();
     ChildSpec {
         id: id.into(),
@@ -105,7 +117,11 @@ fn dummy_spec(id: &str, role: ChildRole, slot: Slot<Dummy>, drain_delay: Duratio
             .start();
             slot.set(addr.clone());
             if strategy {
-                ChildHandle::strategy(&addr)
+                let handle = ChildHandle::strategy(&addr);
+                match submitting.clone() {
+                    Some(s) => handle.with_submitting(s),
+                    None => handle,
+                }
             } else {
                 ChildHandle::service(&addr)
             }
@@ -383,4 +399,28 @@ async fn drain_stops_everyone_and_names_the_children_that_miss_the_deadline() {
         .await
         .unwrap();
     assert_eq!(refused.unwrap_err(), ControlError::Draining);
+}
+
+#[actix_web::test]
+async fn at_the_drain_only_an_instance_with_orders_on_their_way_is_asked_and_awaited() {
+    tokio::time::pause();
+    let (idle, busy) = (Slot::default(), Slot::default());
+    let (idle_flag, busy_flag) = (Submitting::default(), Submitting::default());
+    busy_flag.set(true);
+    // Both would answer a `Drain` only after the deadline.
+    let late = Duration::from_secs(30);
+    let specs = vec![
+        telling_dummy_spec("idle", strategy_role(), idle.clone(), late, Some(idle_flag)),
+        telling_dummy_spec("busy", strategy_role(), busy.clone(), late, Some(busy_flag)),
+    ];
+    let sup = Supervisor::new(specs, policy(5), ProcessState::new(), Metrics::new()).start();
+    live(&idle).await;
+    live(&busy).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+    let report = sup.send(DrainAll { deadline }).await.unwrap();
+    // The idle one stood down without being asked (asked, it would have missed the deadline);
+    // its end is recorded as drained all the same.
+    assert_eq!(report.unfinished, vec!["busy".to_owned()]);
+    let view = until_state(&sup, "idle", Lifecycle::Stopped).await;
+    assert_eq!(view.last_exit.as_deref(), Some("drained"));
 }

@@ -29,6 +29,7 @@ use futures::future::join_all;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::Span;
 use tracing::field::Empty;
 
@@ -44,7 +45,7 @@ use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, Control, ControlRefused, DataNeeds, Decision, Drain, DrainAck, ExitNotifier,
     ExitReason, InstanceId, InstancePosition, InstanceStatus, MarketView, OrderIntent, Repeats,
-    Say, Slot, StatusReport, panic_message,
+    Say, Slot, StatusReport, Submitting, panic_message,
 };
 use crate::journal::Journal;
 use crate::metrics::{DecisionKind, Metrics, TickOutcome};
@@ -73,6 +74,9 @@ pub struct StrategyDeps {
     /// Whether this replica drives the instance's account: on standby a tick does nothing
     /// but count (the lease keeper logs the changes).
     pub lease: Lease,
+    /// The process's drain signal: from then on no tick starts and no decision is sent, even
+    /// before (or without) a `Drain` message (see [`Submitting`]).
+    pub drain: CancellationToken,
 }
 
 /// How a tick ended, for metrics and the status report.
@@ -94,8 +98,9 @@ pub struct StrategyActor {
     /// A tick is running; the next due tick is skipped.
     in_flight: bool,
     /// The tick in flight has handed orders to the broker: a drain waits for it. Before that a
-    /// tick has no effect (it reads and decides), and a drain abandons it at once.
-    submitting: bool,
+    /// tick has no effect (it reads and decides), and a drain abandons it at once. Shared with
+    /// the Supervisor, which asks only such an instance to drain.
+    submitting: Submitting,
     /// When the tick in flight started.
     tick_started: Option<std::time::Instant>,
     /// The tick in flight's span (`Span::none()` between ticks): the root of its trace.
@@ -133,7 +138,7 @@ impl StrategyActor {
             id,
             incarnation,
             in_flight: false,
-            submitting: false,
+            submitting: Submitting::default(),
             tick_started: None,
             tick_span: Span::none(),
             draining: false,
@@ -152,6 +157,16 @@ impl StrategyActor {
         self
     }
 
+    /// Whether this incarnation has orders on their way, as the Supervisor reads it.
+    pub fn submitting(&self) -> Submitting {
+        self.submitting.clone()
+    }
+
+    /// Draining: asked by a `Drain`, or the process's drain signal alone.
+    fn standing_down(&self) -> bool {
+        self.draining || self.deps.drain.is_cancelled()
+    }
+
     fn kind(&self) -> &'static str {
         self.deps.spec.kind.as_str()
     }
@@ -166,7 +181,7 @@ impl StrategyActor {
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.draining {
+        if self.standing_down() {
             return;
         }
         if self.in_flight {
@@ -342,11 +357,13 @@ impl StrategyActor {
         let Some(broker) = self.deps.broker.get() else {
             return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
-        if self.draining {
+        if self.standing_down() {
             // Decided after the signal: nothing is sent (the instance is stopping).
             return self.finish(TickEnd::Done { orders: 0 });
         }
-        self.submitting = true;
+        // Set before anything is sent, on the thread the Supervisor reads it from: a drain
+        // that finds it unset has nothing of this instance's to wait for.
+        self.submitting.set(true);
         let submits = intents.into_iter().map(move |(instance, intent, trace)| {
             let msg = SubmitOrder {
                 instance,
@@ -411,7 +428,7 @@ impl StrategyActor {
 
     fn finish(&mut self, outcome: TickEnd) {
         self.in_flight = false;
-        self.submitting = false;
+        self.submitting.set(false);
         if let Some(started) = self.tick_started.take() {
             self.deps
                 .metrics
@@ -555,7 +572,7 @@ impl Handler<Drain> for StrategyActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        if self.in_flight && self.submitting {
+        if self.in_flight && self.submitting.get() {
             let (tx, rx) = oneshot::channel();
             self.drain_waiter = Some(tx);
             return ActorResponse::r#async(async move { rx.await.ok() }.into_actor(self).map(
