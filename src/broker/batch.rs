@@ -124,11 +124,6 @@ impl BarBatcher {
         };
         Some((request, Waiters(p.waiters)))
     }
-
-    /// Closes every open batch (the drain): their requesters, and the spans they hold, go now.
-    pub fn take_all(&mut self) -> Vec<Waiters> {
-        self.open.drain().map(|(_, p)| Waiters(p.waiters)).collect()
-    }
 }
 
 #[cfg(test)]

@@ -70,8 +70,8 @@ impl MarketFeed {
         depth: usize,
         tick: Span,
     ) -> Result<BarsBySymbol, BrokerError> {
-        // No batch opens after the drain signal: its flush task might never run before the
-        // runtime stops, and would then be dropped with the process's thread-locals.
+        // No batch opens after the drain signal: a read has no effect, and the drain waits for
+        // nothing that cannot change the account.
         if self.drain.is_cancelled() {
             return Err(BrokerError::Draining);
         }
@@ -86,20 +86,6 @@ impl MarketFeed {
         reply
             .await
             .unwrap_or_else(|_| Err(BrokerError::Unavailable("the bar batch was dropped".into())))
-    }
-
-    /// Answers every open batch with `Draining` at once (called by the brokers' drain): no
-    /// requester, nor the tick span it holds, is left for a flush task that may never run
-    /// again, to be dropped with the runtime at exit.
-    pub fn abandon_open_batches(&self) {
-        let open = self
-            .batcher
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take_all();
-        for waiters in open {
-            waiters.deliver(&Err(BrokerError::Draining));
-        }
     }
 
     /// Waits out the batch window, closes the batch of `series`, makes its request.
@@ -121,8 +107,7 @@ impl MarketFeed {
             return;
         }
         self.metrics.bar_batch(waiters.len() as u64);
-        // The drain ends the fetch too: a task still waiting on the venue when the runtime
-        // stops would be dropped with the process's thread-locals, and abort the exit.
+        // The drain ends the fetch too: its requesters are ticks that will send nothing now.
         let reply = tokio::select! {
             () = self.drain.cancelled() => Err(BrokerError::Draining),
             reply = self.fetch(&request, &waiters) => reply,

@@ -377,7 +377,6 @@ impl Handler<Drain> for BrokerActor {
 
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         self.draining = true;
-        self.deps.feed.abandon_open_batches();
         let in_flight = self.in_flight.clone();
         let pending = in_flight.len() as u64;
         in_flight.close();

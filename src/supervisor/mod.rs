@@ -471,7 +471,8 @@ impl Handler<DrainAll> for Supervisor {
             let child = &self.children[i];
             // Nothing on its way: the drain signal already stopped its ticks and any order it
             // would still decide, so its end is recorded here, without a message.
-            if child.drain.is_some() && child.submitting.as_ref().is_some_and(|s| !s.get()) {
+            // (`submitting` is set only while an incarnation runs.)
+            if child.submitting.as_ref().is_some_and(|s| !s.get()) {
                 let incarnation = child.incarnation;
                 self.on_exit(i, incarnation, ExitReason::Drained, ctx);
                 continue;

@@ -16,7 +16,9 @@
 //! - `Drain` stops the schedule; a tick in flight that has handed orders to the broker is
 //!   finished first (the broker settles those orders), one still reading or deciding is
 //!   abandoned at once — it has no effect yet — so a drain's cost does not grow with the number
-//!   of instances waiting for market data. Skipped ticks are counted every time and logged
+//!   of instances waiting for market data. From the process's drain signal on, with or without
+//!   a `Drain`, no tick starts and nothing decided is sent: the Supervisor asks only an instance
+//!   whose `Submitting` flag is set, and records the others as drained. Skipped ticks are counted every time and logged
 //!   when they start and once a minute after. The acknowledgement's own completion stops the
 //!   actor, because actix drops every pending reply once an actor is stopping.
 
