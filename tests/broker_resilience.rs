@@ -314,6 +314,47 @@ async fn venue_now(sim: &str) -> chrono::DateTime<chrono::Utc> {
     clock["now"].as_str().unwrap().parse().unwrap()
 }
 
+/// The bars requests the simulator answered, and the bars it sent in them.
+async fn bars_served(sim: &str) -> (u64, u64) {
+    let stats = get_json(&format!("{sim}/__sim/stats")).await.unwrap();
+    let requests = stats["routes"]["GET /v2/stocks/bars"]["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    (requests, stats["bars_served"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_first_window_a_cycle_asks_only_for_the_bars_since() {
+    // One instance on four symbols deciding on 20 five-minute bars, in a regular session that
+    // began three hours before. The first fetch reads whole windows (at least 20 bars a
+    // symbol); the later ones of the day only what became final since: a bar a symbol.
+    let config = format!(
+        "[sim]\nspeed = 600.0\nstart = \"{}\"\n\n[[strategies]]\nid = \"m\"\nkind = \"momentum\"\nsymbols = [\"SPY\", \"QQQ\", \"IWM\", \"DIA\"]\nevery = \"5m\"\n",
+        common::BUYING_MINUTE
+    );
+    let herd = Herd::start(&config, &[]);
+    let sim = herd.sim.clone().unwrap();
+    let (first, whole) = eventually("the first windows", &herd, || async {
+        let (requests, bars) = bars_served(&sim).await;
+        (requests >= 1 && bars >= 4 * 20).then_some((requests, bars))
+    })
+    .await;
+    let (later, topped) = eventually("three more bars requests", &herd, || async {
+        let (requests, bars) = bars_served(&sim).await;
+        (requests >= first + 3).then_some((requests, bars))
+    })
+    .await;
+    // The counts are read together but not atomically: allow one more request's bars.
+    let bound = (later - first + 1) * 4 * 2;
+    assert!(
+        topped - whole <= bound,
+        "{} bars in {} requests after the first windows ({whole} bars in {first}); at most {bound}",
+        topped - whole,
+        later - first
+    );
+    assert_eq!(metric(&herd, "herd_broker_read_failures_total").await, 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn many_instances_share_one_bars_request_per_window() {
     // A regular-session minute, pinned: started at the wall clock's minute, the test depended

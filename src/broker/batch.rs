@@ -50,31 +50,35 @@ impl Waiters {
         self.0.len()
     }
 
-    /// Answers every requester from one fetch result.
     /// The spans of the ticks waiting on this batch.
     pub fn ticks(&self) -> impl Iterator<Item = &Span> {
         self.0.iter().map(|w| &w.tick)
     }
 
+    /// Answers every requester from one fetch result.
     pub fn deliver(self, result: &BarsReply) {
         for w in self.0 {
             let answer = match result {
                 Ok(all) => Ok(w
                     .symbols
                     .iter()
-                    .map(|s| {
-                        let bars = all.get(s).map_or(&[][..], |b| &b[..]);
-                        (
-                            s.clone(),
-                            Arc::from(&bars[bars.len().saturating_sub(w.depth)..]),
-                        )
-                    })
+                    .map(|s| (s.clone(), trimmed(all.get(s), w.depth)))
                     .collect()),
                 Err(e) => Err(e.clone()),
             };
             // A requester that gave up (its tick was cancelled) no longer listens: fine.
             let _ = w.reply.send(answer);
         }
+    }
+}
+
+/// The newest `depth` of `bars`: the same allocation when it holds no more (as it usually
+/// does; a thousand requesters each copying their windows was most of a cycle's copying).
+fn trimmed(bars: Option<&Arc<[Bar]>>, depth: usize) -> Arc<[Bar]> {
+    match bars {
+        Some(b) if b.len() <= depth => Arc::clone(b),
+        Some(b) => Arc::from(&b[b.len() - depth..]),
+        None => Arc::from(Vec::new()),
     }
 }
 

@@ -8,12 +8,19 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::alpaca::models::{Account, Clock, Position};
+use super::windows::Kept;
 use crate::cache::{Cache, CacheActor};
 use crate::domain::{AccountId, Bar, Session, Symbol, Timeframe};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CacheKey {
     Bars {
+        symbol: Symbol,
+        timeframe: Timeframe,
+        session: Session,
+    },
+    /// A window kept for topping up (`windows.rs`), past the expiry of its `Bars`.
+    Window {
         symbol: Symbol,
         timeframe: Timeframe,
         session: Session,
@@ -32,6 +39,7 @@ pub enum CacheValue {
         bars: Arc<[Bar]>,
         depth: usize,
     },
+    Window(Kept),
     /// The venue clock and when (real time) it was read, so readers can extrapolate it.
     Clock(Clock, Instant),
     Positions(Arc<[Position]>),

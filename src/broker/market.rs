@@ -8,8 +8,10 @@
 //!   it anyway, so no decision is made on a bar still forming or still to be revised.
 //! - Cached bars expire when the next bar becomes final (its end plus `settle`), converted to
 //!   real time with the venue's speed.
-//! - A fetch asks for a window that holds `depth` bars of continuous trading first, and only
-//!   symbols still short of bars (nights, weekends, holidays) get one wider request.
+//! - A symbol with a window kept from earlier the same day (`windows.rs`) is asked only for the
+//!   bars since; for the others a fetch asks for a window that holds `depth` bars of continuous
+//!   trading first, and only symbols still short of bars (nights, weekends, holidays) get one
+//!   wider request.
 //! - An instance sees its own position, never more than the account holds on that side, so it
 //!   cannot try to sell shares the account does not have. That capping is logged when it starts
 //!   and summarized once a minute (`CAPPED`, this module's one piece of shared state).
@@ -29,6 +31,7 @@ use super::gateway::Gateway;
 use super::retry::RetryError;
 use super::sessions::Sessions;
 use super::shared_bars::SharedBars;
+use super::windows;
 use crate::domain::{Bar, Holding, REPEAT_SUMMARY, Repeats, Say, Session, Symbol, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
@@ -145,7 +148,9 @@ fn remember(cache: &MarketCache, bars: &BarsBySymbol, series: Series, depth: usi
     }
 }
 
-/// The newest `depth` bars of each symbol up to `newest`, from the venue.
+/// The newest `depth` bars of each symbol up to `newest`, from the venue: the bars since its
+/// kept window for a symbol that has one of the same day (`windows.rs`), the whole window for
+/// the rest. Every window is kept for the next fetch.
 async fn from_venue(
     market: &MarketData,
     symbols: &[Symbol],
@@ -169,14 +174,59 @@ async fn from_venue(
         let date = |t: DateTime<Utc>| t.with_timezone(&chrono_tz::America::New_York).date_naive();
         sessions.ensure(gateway, date(widest), date(now)).await?;
     }
-    let keep = |bars: &mut Vec<Bar>| {
+    let in_session = |bars: &mut Vec<Bar>| {
         if regular_only {
             bars.retain(|b| sessions.is_regular(b.time));
         }
     };
+    let (kept, whole) = windows::split(&market.cache, symbols, series, depth, newest);
+    let mut out = HashMap::with_capacity(symbols.len());
+    let mut depths = HashMap::with_capacity(symbols.len());
+    if !kept.is_empty() {
+        let since = kept.iter().map(|(_, k)| k.cutoff).min().unwrap_or(newest);
+        let query = BarsQuery {
+            symbols: kept.iter().map(|(s, _)| s.clone()).collect(),
+            timeframe,
+            start: since,
+            end: Some(newest),
+            sort: SortOrder::Asc,
+        };
+        let mut fresh = gateway.bars(&query).await?;
+        fresh.values_mut().for_each(in_session);
+        for (s, k) in kept {
+            let window = k.topped_up(fresh.remove(&s).unwrap_or_default(), newest);
+            depths.insert(s.clone(), k.depth);
+            out.insert(s, window);
+        }
+    }
+    if !whole.is_empty() {
+        out.extend(whole_windows(gateway, &whole, timeframe, depth, newest, in_session).await?);
+    }
+    windows::keep(
+        &market.cache,
+        out.iter()
+            .map(|(s, w)| (s, Arc::clone(w), depths.get(s).copied().unwrap_or(depth))),
+        series,
+        newest,
+        now,
+        market.speed,
+    );
+    Ok(out)
+}
+
+/// The newest `depth` bars of each symbol up to `newest`: a window of continuous trading first,
+/// then a wider one for the symbols still short of bars.
+async fn whole_windows(
+    gateway: &Gateway,
+    symbols: &[Symbol],
+    timeframe: Timeframe,
+    depth: usize,
+    newest: DateTime<Utc>,
+    in_session: impl Fn(&mut Vec<Bar>),
+) -> Result<BarsBySymbol, RetryError> {
     let mut fetched =
         fetch_window(gateway, symbols, timeframe, depth, newest, FIRST_WINDOW).await?;
-    fetched.values_mut().for_each(keep);
+    fetched.values_mut().for_each(&in_session);
     let short: Vec<Symbol> = symbols
         .iter()
         .filter(|s| fetched.get(*s).map_or(0, Vec::len) < depth)
@@ -185,7 +235,7 @@ async fn from_venue(
     if !short.is_empty() {
         let mut wider =
             fetch_window(gateway, &short, timeframe, depth, newest, WIDE_WINDOW).await?;
-        wider.values_mut().for_each(keep);
+        wider.values_mut().for_each(&in_session);
         fetched.extend(wider);
     }
     let mut out = HashMap::with_capacity(symbols.len());

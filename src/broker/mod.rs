@@ -53,6 +53,7 @@ mod submit;
 mod takeover;
 mod trading;
 mod view;
+mod windows;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

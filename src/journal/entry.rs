@@ -198,20 +198,29 @@ pub(super) enum Placeholders {
     Numbered,
 }
 
-/// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows of `columns` parameters.
+/// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows of `columns` parameters,
+/// written into one string (a string per parameter, joined, was 6 % of herd's CPU at 1,000
+/// instances: the writer builds one of these per hundred decisions).
 fn values_list(rows: usize, columns: usize, placeholders: Placeholders) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=columns)
-                .map(|c| match placeholders {
-                    Placeholders::Anonymous => "?".to_owned(),
-                    Placeholders::Numbered => format!("${}", r * columns + c),
-                })
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 1..=columns {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            match placeholders {
+                Placeholders::Anonymous => sql.push('?'),
+                // Writing to a String cannot fail.
+                Placeholders::Numbered => {
+                    let _ = write!(sql, "${}", r * columns + c);
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Several decisions in one multi-row INSERT (at most [`ROWS_PER_INSERT`]).
@@ -359,4 +368,19 @@ async fn write_fill(tx: &mut Transaction<'static, Any>, f: &Fill) -> Result<(), 
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_values_list_numbers_parameters_across_rows_or_leaves_them_anonymous() {
+        assert_eq!(
+            values_list(2, 3, Placeholders::Numbered),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(values_list(2, 2, Placeholders::Anonymous), "(?, ?), (?, ?)");
+        assert_eq!(values_list(1, 1, Placeholders::Anonymous), "(?)");
+    }
 }

@@ -33,6 +33,9 @@ pub struct Stats {
     /// (counted when the request arrives, before its added latency: a client's test knows a
     /// request is on the wire and held there).
     pub faults: BTreeMap<String, u64>,
+    /// Bars sent in answers to bars requests (either route): how a client checks that it asks
+    /// only for the bars it lacks.
+    pub bars_served: u64,
     pub routes: BTreeMap<String, RouteStats>,
 }
 
@@ -43,6 +46,7 @@ impl Default for Stats {
             requests: 0,
             rate_limited: 0,
             faults: BTreeMap::new(),
+            bars_served: 0,
             routes: BTreeMap::new(),
         }
     }

@@ -20,6 +20,7 @@ use super::{ok_json, query};
 use crate::sim::calendar::{ny_date, ny_midnight};
 use crate::sim::clock::rfc3339_micros;
 use crate::sim::exchange::quote;
+use crate::sim::lock;
 use crate::sim::market::{Bar, BarJson, BarsRequest, Market, PageToken, Timeframe, round_tick};
 use crate::sim::state::SimState;
 
@@ -109,12 +110,18 @@ struct BarsBody<'a> {
     next_page_token: Option<String>,
 }
 
+/// Counts `n` bars sent in `/__sim/stats`.
+fn served(state: &SimState, n: usize) {
+    lock(&state.stats).bars_served += n as u64;
+}
+
 /// `GET /v2/stocks/bars?symbols=...`
 pub async fn bars(state: web::Data<SimState>, req: HttpRequest) -> Res {
     let p = query(&req)?;
     let now = state.clock.now();
     let request = bars_request(&state, &p, required_symbols(&p)?, now)?;
     let page = state.venue().market.bars_page(&request, now);
+    served(&state, page.bars.iter().map(|(_, b)| b.len()).sum());
     let body = BarsBody {
         bars: page
             .bars
@@ -145,6 +152,7 @@ pub async fn symbol_bars(
         return Err(ApiError::invalid_data("invalid page_token"));
     }
     let page = state.venue().market.bars_page(&request, now);
+    served(&state, page.bars.first().map_or(0, |(_, b)| b.len()));
     let bars = page
         .bars
         .first()
