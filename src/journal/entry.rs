@@ -135,7 +135,7 @@ impl Entry {
             } => write_order(tx, *seq, record, *changed).await,
             Self::Fill(fill) => write_fill(tx, fill).await,
             // One row: `$N` on either database (ten names to look up).
-            Self::Decision(d) => write_decisions(tx, &[d], Placeholders::Numbered).await,
+            Self::Decision(d) => write_decisions(tx, &[d], Dialect::Postgres).await,
             Self::Admin(a) => {
                 sqlx::query(
                     "INSERT INTO admin_actions (at, request_id, client, action, subject, status, \
@@ -154,7 +154,7 @@ impl Entry {
                 Ok(())
             }
             // Written in groups by the writer (`write_stops`); one alone is a group of one.
-            Self::Stop(s) => write_stops(tx, &[s], Placeholders::Numbered).await,
+            Self::Stop(s) => write_stops(tx, &[s], Dialect::Postgres).await,
             Self::State { key, value } => {
                 match value {
                     Some(value) => {
@@ -187,21 +187,22 @@ impl Entry {
 /// row made the round trips to the database the journal's cost.
 pub(super) const ROWS_PER_INSERT: usize = 100;
 
-/// How a statement names its parameters.
+/// The database a statement is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Placeholders {
-    /// `?`, bound in order. On SQLite: sqlx asks SQLite for every parameter's name, which for a
-    /// `$N` is a search of a list of all of them — at 20 rows (200 parameters) still 11 % of
-    /// herd's CPU at 1,000 instances; an anonymous parameter has no name to look up.
-    Anonymous,
-    /// `$1`, `$2`, … (PostgreSQL's only form).
-    Numbered,
+pub(super) enum Dialect {
+    /// SQLite: parameters are `?`, bound in order. sqlx asks SQLite for every parameter's name,
+    /// which for a `$N` is a search of a list of all of them — at 20 rows (200 parameters)
+    /// still 11 % of herd's CPU at 1,000 instances; an anonymous parameter has no name to look
+    /// up.
+    Sqlite,
+    /// PostgreSQL: `$1`, `$2`, … (its only form).
+    Postgres,
 }
 
 /// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows of `columns` parameters,
 /// written into one string (a string per parameter, joined, was 6 % of herd's CPU at 1,000
 /// instances: the writer builds one of these per hundred decisions).
-fn values_list(rows: usize, columns: usize, placeholders: Placeholders) -> String {
+fn values_list(rows: usize, columns: usize, dialect: Dialect) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(rows * columns * 6);
     for r in 0..rows {
@@ -210,10 +211,10 @@ fn values_list(rows: usize, columns: usize, placeholders: Placeholders) -> Strin
             if c > 1 {
                 sql.push_str(", ");
             }
-            match placeholders {
-                Placeholders::Anonymous => sql.push('?'),
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
                 // Writing to a String cannot fail.
-                Placeholders::Numbered => {
+                Dialect::Postgres => {
                     let _ = write!(sql, "${}", r * columns + c);
                 }
             }
@@ -224,10 +225,14 @@ fn values_list(rows: usize, columns: usize, placeholders: Placeholders) -> Strin
 }
 
 /// Several decisions in one multi-row INSERT (at most [`ROWS_PER_INSERT`]).
+///
+/// Tried and measured: on SQLite, the rows as one JSON parameter unpacked by `jsonb_each`
+/// (one bind instead of ten a row). It moved the cost from sqlx's binding to SQLite's JSON
+/// extraction and saved nothing measurable at 1,000 instances (BENCHMARKS.md).
 pub(super) async fn write_decisions(
     tx: &mut Transaction<'static, Any>,
     decisions: &[&DecisionEntry],
-    placeholders: Placeholders,
+    dialect: Dialect,
 ) -> Result<(), sqlx::Error> {
     if decisions.is_empty() {
         return Ok(());
@@ -235,7 +240,7 @@ pub(super) async fn write_decisions(
     let sql = format!(
         "INSERT INTO decisions (at, instance, symbol, action, side, qty, signal, decided_on, \
          reason, detail) VALUES {}",
-        values_list(decisions.len(), 10, placeholders)
+        values_list(decisions.len(), 10, dialect)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for d in decisions {
@@ -260,14 +265,14 @@ pub(super) async fn write_decisions(
 pub(super) async fn write_stops(
     tx: &mut Transaction<'static, Any>,
     stops: &[&ActorStop],
-    placeholders: Placeholders,
+    dialect: Dialect,
 ) -> Result<(), sqlx::Error> {
     if stops.is_empty() {
         return Ok(());
     }
     let sql = format!(
         "INSERT INTO actor_stops (at, child, incarnation, reason, abnormal) VALUES {}",
-        values_list(stops.len(), 5, placeholders)
+        values_list(stops.len(), 5, dialect)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for s in stops {
@@ -377,10 +382,10 @@ mod tests {
     #[test]
     fn a_values_list_numbers_parameters_across_rows_or_leaves_them_anonymous() {
         assert_eq!(
-            values_list(2, 3, Placeholders::Numbered),
+            values_list(2, 3, Dialect::Postgres),
             "($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(values_list(2, 2, Placeholders::Anonymous), "(?, ?), (?, ?)");
-        assert_eq!(values_list(1, 1, Placeholders::Anonymous), "(?)");
+        assert_eq!(values_list(2, 2, Dialect::Sqlite), "(?, ?), (?, ?)");
+        assert_eq!(values_list(1, 1, Dialect::Sqlite), "(?)");
     }
 }

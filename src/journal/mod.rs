@@ -44,7 +44,7 @@ pub use read::{OrderQuery, Restored, RestoredOrder};
 pub use settings::{DEFAULT_FILE, JournalSettings, Location};
 
 use crate::metrics::JournalMetrics;
-use entry::Placeholders;
+use entry::Dialect;
 use writer::Queued;
 
 /// The longest a page of `/orders` waits for queued changes to commit.
@@ -216,13 +216,13 @@ impl Journal {
             metrics,
             failing: Mutex::new(None),
         });
-        let placeholders = match location {
-            Location::Sqlite(_) => Placeholders::Anonymous,
-            Location::Postgres { .. } => Placeholders::Numbered,
+        let dialect = match location {
+            Location::Sqlite(_) => Dialect::Sqlite,
+            Location::Postgres { .. } => Dialect::Postgres,
         };
         tokio::spawn(writer::run(
             pool.clone(),
-            placeholders,
+            dialect,
             rx,
             committed_tx,
             Arc::clone(&shared),

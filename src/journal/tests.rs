@@ -268,16 +268,22 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
             action: if i % 2 == 0 { "hold" } else { "order" },
             side: (i % 2 == 1).then_some("buy"),
             qty: (i % 2 == 1).then(|| Decimal::from(i)),
-            signal: Some(i as f64 / 1000.0),
-            decided_on: None,
-            reason: Some(format!("reason {i}")),
+            // Not finite (stored as NULL), none, or a value.
+            signal: match i % 5 {
+                0 => Some(f64::NAN),
+                1 => None,
+                _ => Some(i as f64 / 1000.0),
+            },
+            decided_on: (i % 2 == 1).then(|| nth_ms(i + 1)),
+            reason: Some(format!("reason \"{i}\" — ok")),
             detail: serde_json::json!({ "i": i }).to_string(),
         }));
     }
     journal.flush(Duration::from_secs(5)).await.unwrap();
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT at, instance, action, side, qty, signal, reason, detail FROM decisions ORDER BY at",
+        "SELECT at, instance, symbol, action, side, qty, signal, decided_on, reason, detail \
+         FROM decisions ORDER BY rowid",
     )
     .fetch_all(journal.pool())
     .await
@@ -299,8 +305,19 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
             row.get::<Option<String>, _>("qty"),
             odd.then(|| i.to_string())
         );
-        assert_eq!(row.get::<Option<f64>, _>("signal"), Some(i as f64 / 1000.0));
-        assert_eq!(row.get::<String, _>("reason"), format!("reason {i}"));
+        assert_eq!(row.get::<String, _>("symbol"), "SPY");
+        assert_eq!(
+            row.get::<Option<f64>, _>("signal"),
+            (i % 5 > 1).then(|| i as f64 / 1000.0)
+        );
+        assert_eq!(
+            row.get::<Option<i64>, _>("decided_on"),
+            odd.then(|| FIRST_MS + i as i64 + 1)
+        );
+        assert_eq!(
+            row.get::<String, _>("reason"),
+            format!("reason \"{i}\" — ok")
+        );
         assert_eq!(row.get::<String, _>("detail"), format!("{{\"i\":{i}}}"));
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::entry::{
-    ActorStop, DecisionEntry, Entry, Placeholders, ROWS_PER_INSERT, write_decisions, write_stops,
+    ActorStop, DecisionEntry, Dialect, Entry, ROWS_PER_INSERT, write_decisions, write_stops,
 };
 
 /// Entries per transaction at most: bounds a transaction's time while the queue is long.
@@ -32,7 +32,7 @@ pub(super) struct Queued {
 
 pub(super) async fn run(
     pool: AnyPool,
-    placeholders: Placeholders,
+    dialect: Dialect,
     mut queue: mpsc::UnboundedReceiver<Queued>,
     committed: watch::Sender<u64>,
     shared: Arc<Shared>,
@@ -48,7 +48,7 @@ pub(super) async fn run(
         }
         let mut wait = RETRY_FIRST;
         loop {
-            match commit(&pool, placeholders, &batch).await {
+            match commit(&pool, dialect, &batch).await {
                 Ok(()) => break,
                 Err(e) => {
                     shared.metrics.write_error();
@@ -79,11 +79,7 @@ pub(super) async fn run(
     }
 }
 
-async fn commit(
-    pool: &AnyPool,
-    placeholders: Placeholders,
-    batch: &[Queued],
-) -> Result<(), sqlx::Error> {
+async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Decisions and actor stops go in as multi-row INSERTs; everything else one entry at a
     // time, in order. Both are independent rows nothing else refers to, so grouping them
@@ -94,24 +90,24 @@ async fn commit(
             Entry::Decision(d) => {
                 groups.decisions.push(d);
                 if groups.decisions.len() == ROWS_PER_INSERT {
-                    write_decisions(&mut tx, &groups.decisions, placeholders).await?;
+                    write_decisions(&mut tx, &groups.decisions, dialect).await?;
                     groups.decisions.clear();
                 }
             }
             Entry::Stop(s) => {
                 groups.stops.push(s);
                 if groups.stops.len() == ROWS_PER_INSERT {
-                    write_stops(&mut tx, &groups.stops, placeholders).await?;
+                    write_stops(&mut tx, &groups.stops, dialect).await?;
                     groups.stops.clear();
                 }
             }
             other => {
-                groups.write(&mut tx, placeholders).await?;
+                groups.write(&mut tx, dialect).await?;
                 other.write(&mut tx).await?;
             }
         }
     }
-    groups.write(&mut tx, placeholders).await?;
+    groups.write(&mut tx, dialect).await?;
     tx.commit().await
 }
 
@@ -126,11 +122,11 @@ impl Groups<'_> {
     async fn write(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        placeholders: Placeholders,
+        dialect: Dialect,
     ) -> Result<(), sqlx::Error> {
-        write_decisions(tx, &self.decisions, placeholders).await?;
+        write_decisions(tx, &self.decisions, dialect).await?;
         self.decisions.clear();
-        write_stops(tx, &self.stops, placeholders).await?;
+        write_stops(tx, &self.stops, dialect).await?;
         self.stops.clear();
         Ok(())
     }
