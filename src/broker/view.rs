@@ -145,7 +145,9 @@ impl ViewReader {
             .await?;
         let held = self.snapshots.positions().await?;
         let book = &self.book;
-        observe_account(&self.account, book, &self.metrics, &held);
+        if book.first_sight(&held) {
+            observe_account(&self.account, book, &self.metrics, &held);
+        }
         view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
         if needs.account {
             let a = self.snapshots.account().await?;

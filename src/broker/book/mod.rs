@@ -28,7 +28,7 @@ mod reconcile;
 
 pub use reconcile::{Mismatch, Reconciliation};
 
-use super::alpaca::models::Order;
+use super::alpaca::models::{Order, Position};
 use super::lease::Lease;
 use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
 pub use crate::domain::{OrderRecord, OrderState};
@@ -49,6 +49,9 @@ struct BookInner {
     external: Option<HashMap<Symbol, Decimal>>,
     /// Symbols whose account position differed from herd's expectation at the last reading.
     mismatched: BTreeSet<Symbol>,
+    /// The reading of the account's positions last compared for a view (see
+    /// [`OrderBook::first_sight`]); held, so its address cannot be reused by another.
+    seen: Option<Arc<[Position]>>,
     /// P&L each instance realized per venue day (New York date of the fill), recent days only.
     realized: HashMap<(InstanceId, NaiveDate), Decimal>,
 }

@@ -181,3 +181,25 @@ fn positions_are_per_instance() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_reading_of_the_account_is_compared_once_however_many_views_share_it() {
+    let book = OrderBook::new();
+    let reading = |qty: &str| -> Arc<[Position]> {
+        serde_json::from_value::<Vec<Position>>(serde_json::json!([
+            {"symbol": "SPY", "qty": qty, "avg_entry_price": "100"}
+        ]))
+        .unwrap()
+        .into()
+    };
+    let first = reading("4");
+    assert!(book.first_sight(&first));
+    assert!(!book.first_sight(&Arc::clone(&first)), "the same reading");
+    // A new reading is compared even when it says the same: the book may have changed.
+    let second = reading("4");
+    assert!(book.first_sight(&second));
+    assert!(
+        book.first_sight(&first),
+        "an older reading again is not the last one seen"
+    );
+}
