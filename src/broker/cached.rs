@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::alpaca::models::{Account, Clock, Position};
@@ -38,6 +39,9 @@ pub enum CacheValue {
     Bars {
         bars: Arc<[Bar]>,
         depth: usize,
+        /// The newest final bar's start when they were fetched: they serve only while no newer
+        /// bar is final.
+        cutoff: DateTime<Utc>,
     },
     Window(Kept),
     /// The venue clock and when (real time) it was read, so readers can extrapolate it.

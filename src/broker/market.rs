@@ -6,8 +6,11 @@
 //!   (venue time). Alpaca publishes a bar a few seconds after it ends and revises it for about
 //!   10 s more; a newer bar is neither asked for (the query's `end`) nor kept if the venue sends
 //!   it anyway, so no decision is made on a bar still forming or still to be revised.
-//! - Cached bars expire when the next bar becomes final (its end plus `settle`), converted to
-//!   real time with the venue's speed.
+//! - Cached bars serve only while no newer bar is final at the view's venue time (each entry
+//!   keeps the newest final bar it was cut at), and expire when the next bar becomes final
+//!   (its end plus `settle`, converted to real time with the venue's speed). The expiry alone
+//!   raced the schedule: ticks fall due as a bar becomes final, and one that read the cache
+//!   just before the expiry fired decided on the previous bar.
 //! - A symbol with a window kept from earlier the same day (`windows.rs`) is asked only for the
 //!   bars since; for the others a fetch asks for a window that holds `depth` bars of continuous
 //!   trading first, and only symbols still short of bars (nights, weekends, holidays) get one
@@ -59,14 +62,20 @@ impl VenueSpeed {
     }
 }
 
-/// The cached series among `symbols` (hits) and the symbols to fetch (misses).
+/// The cached series among `symbols` (hits) and the symbols to fetch (misses), at venue time
+/// `now`: a cached window is a hit only while no bar newer than its newest is final. Its
+/// expiry says the same, but it is a timer: a tick that falls due as the next bar becomes
+/// final can read the cache just before the expiry fires, and would decide on the previous bar.
 pub fn cached_bars(
     cache: &MarketCache,
     symbols: &[Symbol],
     series: Series,
     depth: usize,
+    now: DateTime<Utc>,
+    settle: Duration,
 ) -> (BarsBySymbol, Vec<Symbol>) {
     let Series { timeframe, session } = series;
+    let newest = newest_final_start(now, timeframe, settle);
     let mut hits = HashMap::with_capacity(symbols.len());
     let mut misses = Vec::new();
     for s in symbols {
@@ -75,9 +84,11 @@ pub fn cached_bars(
             timeframe,
             session,
         };
-        let deep_enough =
-            |v: &CacheValue| matches!(v, CacheValue::Bars { depth: d, .. } if *d >= depth);
-        match cache.get_if(&key, deep_enough) {
+        let current = |v: &CacheValue| {
+            matches!(v, CacheValue::Bars { depth: d, cutoff, .. }
+                if *d >= depth && same_bars(*cutoff, newest, timeframe))
+        };
+        match cache.get_if(&key, current) {
             Some(CacheValue::Bars { bars, .. }) => {
                 hits.insert(s.clone(), bars);
             }
@@ -85,6 +96,20 @@ pub fn cached_bars(
         }
     }
     (hits, misses)
+}
+
+/// Whether windows cut at `a` and at `b` hold the same bars: no bar of `timeframe` starts
+/// between them (intraday bars start on multiples of their length; daily bars at New York
+/// midnight).
+fn same_bars(a: DateTime<Utc>, b: DateTime<Utc>, timeframe: Timeframe) -> bool {
+    match timeframe {
+        Timeframe::Day => {
+            let date =
+                |t: DateTime<Utc>| t.with_timezone(&chrono_tz::America::New_York).date_naive();
+            date(a) == date(b)
+        }
+        _ => bar_set_stamp(a, timeframe) == bar_set_stamp(b, timeframe),
+    }
 }
 
 /// The newest `depth` final bars of each symbol (see the module's invariants): from the cache
@@ -106,7 +131,7 @@ pub async fn fetch_bars(
     let shared = &market.shared;
     let (mut out, missing) = shared.get(symbols, series, depth, stamp).await;
     if missing.is_empty() {
-        remember(&market.cache, &out, series, depth, ttl);
+        remember(&market.cache, &out, series, depth, newest, ttl);
         return Ok(out);
     }
     let (mut mine, theirs) = shared.claim(missing, series, stamp).await;
@@ -115,9 +140,9 @@ pub async fn fetch_bars(
         out.extend(arrived);
         mine.extend(late);
     }
-    remember(&market.cache, &out, series, depth, ttl);
+    remember(&market.cache, &out, series, depth, newest, ttl);
     let fetched = from_venue(market, &mine, series, depth, newest, now).await?;
-    remember(&market.cache, &fetched, series, depth, ttl);
+    remember(&market.cache, &fetched, series, depth, newest, ttl);
     shared.put(&fetched, series, depth, stamp, ttl).await;
     out.extend(fetched);
     Ok(out)
@@ -132,8 +157,15 @@ fn bar_set_stamp(newest: DateTime<Utc>, timeframe: Timeframe) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms.div_euclid(len) * len).unwrap_or(newest)
 }
 
-/// Puts bar sets in this process's cache until the next bar is final.
-fn remember(cache: &MarketCache, bars: &BarsBySymbol, series: Series, depth: usize, ttl: Duration) {
+/// Puts bar sets cut at `cutoff` in this process's cache until the next bar is final.
+fn remember(
+    cache: &MarketCache,
+    bars: &BarsBySymbol,
+    series: Series,
+    depth: usize,
+    cutoff: DateTime<Utc>,
+    ttl: Duration,
+) {
     for (symbol, bars) in bars {
         let key = CacheKey::Bars {
             symbol: symbol.clone(),
@@ -143,6 +175,7 @@ fn remember(cache: &MarketCache, bars: &BarsBySymbol, series: Series, depth: usi
         let value = CacheValue::Bars {
             bars: Arc::clone(bars),
             depth,
+            cutoff,
         };
         cache.put(key, value, ttl);
     }
@@ -433,45 +466,70 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn cached_bars_fewer_than_asked_for_are_a_miss() {
+    async fn cached_bars_fewer_than_asked_for_or_older_than_the_newest_final_are_a_miss() {
         let cache = MarketCache::new(crate::metrics::Metrics::new());
         let spy = Symbol::parse("SPY").unwrap();
         let tf = Series {
             timeframe: Timeframe::Minutes(5),
             session: Session::Regular,
         };
+        let settle = Duration::from_secs(15);
         let key = CacheKey::Bars {
             symbol: spy.clone(),
             timeframe: tf.timeframe,
             session: tf.session,
         };
+        // Cut at 15:05:20, when the 15:00 bar was the newest final one.
+        let fetched = Utc.with_ymd_and_hms(2026, 3, 2, 15, 5, 20).unwrap();
         let bars = CacheValue::Bars {
             bars: Arc::from(vec![]),
             depth: 20,
+            cutoff: newest_final_start(fetched, tf.timeframe, settle),
         };
-        cache.put(key, bars, Duration::from_secs(60));
+        // Cached for an hour: only what the bars are decides below, not the expiry.
+        cache.put(key, bars, Duration::from_secs(3600));
         let spy = std::slice::from_ref(&spy);
-        assert_eq!(cached_bars(&cache, spy, tf, 20).1, [], "as deep: a hit");
-        assert_eq!(cached_bars(&cache, spy, tf, 10).1, [], "shallower: a hit");
-        assert_eq!(cached_bars(&cache, spy, tf, 21).1, spy, "deeper: a miss");
+        let at = |h, m, s| Utc.with_ymd_and_hms(2026, 3, 2, h, m, s).unwrap();
+        let lookup = |series, depth, now| cached_bars(&cache, spy, series, depth, now, settle).1;
+        let later = at(15, 10, 10);
+        assert_eq!(lookup(tf, 20, later), [], "as deep: a hit");
+        assert_eq!(lookup(tf, 10, later), [], "shallower: a hit");
+        assert_eq!(lookup(tf, 21, later), spy, "deeper: a miss");
+        // 15:10:15: the 15:05 bar is final; the cached window lacks it.
+        assert_eq!(
+            lookup(tf, 20, at(15, 10, 15)),
+            spy,
+            "a newer bar is final: a miss"
+        );
         let minutes = Series {
             timeframe: Timeframe::Minutes(1),
             ..tf
         };
-        assert_eq!(
-            cached_bars(&cache, spy, minutes, 20).1,
-            spy,
-            "another timeframe: a miss"
-        );
+        assert_eq!(lookup(minutes, 20, later), spy, "another timeframe: a miss");
         let extended = Series {
             session: Session::Extended,
             ..tf
         };
-        assert_eq!(
-            cached_bars(&cache, spy, extended, 20).1,
-            spy,
-            "another session: a miss"
-        );
+        assert_eq!(lookup(extended, 20, later), spy, "another session: a miss");
+    }
+
+    #[test]
+    fn daily_windows_are_the_same_bars_within_a_new_york_date() {
+        let day = Timeframe::Day;
+        let at = |d, h| Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0).unwrap();
+        // 04:00Z on the 3rd is still the 2nd in New York (EST, UTC-5); 05:00Z is the 3rd.
+        assert!(same_bars(at(2, 15), at(3, 4), day));
+        assert!(!same_bars(at(2, 15), at(3, 5), day));
+        assert!(same_bars(
+            at(2, 15),
+            at(2, 15) + TimeDelta::minutes(4),
+            Timeframe::Minutes(5)
+        ));
+        assert!(!same_bars(
+            at(2, 15),
+            at(2, 15) + TimeDelta::minutes(5),
+            Timeframe::Minutes(5)
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use rust_decimal::Decimal;
 use tracing::{Instrument, Span};
@@ -89,6 +90,7 @@ impl Handler<GetMarketView> for BrokerActor {
             cache: self.deps.cache.clone(),
             book: Arc::clone(&self.deps.book),
             metrics: Arc::clone(&self.deps.metrics),
+            settle: self.deps.bar_settle,
         };
         let broker = ctx.address();
         let drain = self.deps.process.drain_signal();
@@ -121,6 +123,8 @@ struct ViewReader {
     cache: MarketCache,
     book: Arc<OrderBook>,
     metrics: Arc<Metrics>,
+    /// How long after its end a bar is final (`broker.bar_settle`).
+    settle: std::time::Duration,
 }
 
 impl ViewReader {
@@ -141,7 +145,13 @@ impl ViewReader {
             return Ok(view);
         }
         view.bars = self
-            .bars(request.symbols, needs, request.session, request.trace)
+            .bars(
+                request.symbols,
+                needs,
+                request.session,
+                clock.timestamp,
+                request.trace,
+            )
             .await?;
         let held = self.snapshots.positions().await?;
         let book = &self.book;
@@ -160,20 +170,22 @@ impl ViewReader {
         Ok(view)
     }
 
-    /// The newest `needs.bars` closed bars of each symbol: cached ones at once, the rest through
-    /// the feed's open batch of the series.
+    /// The newest `needs.bars` final bars of each symbol at venue time `now`: cached ones at
+    /// once, the rest through the feed's open batch of the series.
     async fn bars(
         &self,
         symbols: Vec<Symbol>,
         needs: DataNeeds,
         session: Session,
+        now: DateTime<Utc>,
         tick: Span,
     ) -> Result<BarsBySymbol, BrokerError> {
         let series = Series {
             timeframe: needs.timeframe,
             session,
         };
-        let (mut hits, misses) = market::cached_bars(&self.cache, &symbols, series, needs.bars);
+        let (mut hits, misses) =
+            market::cached_bars(&self.cache, &symbols, series, needs.bars, now, self.settle);
         if misses.is_empty() {
             return Ok(hits);
         }
