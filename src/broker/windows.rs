@@ -131,16 +131,7 @@ mod tests {
     use chrono::TimeDelta;
 
     fn bar(t: DateTime<Utc>, close: f64) -> Bar {
-        Bar {
-            time: t,
-            open: close,
-            high: close,
-            low: close,
-            close,
-            volume: 1.0,
-            trades: None,
-            vwap: None,
-        }
+        Bar::flat(t, close)
     }
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {

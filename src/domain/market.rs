@@ -146,6 +146,23 @@ pub struct Bar {
 }
 
 #[cfg(test)]
+impl Bar {
+    /// A flat bar (open = high = low = close) for tests, whose known answers are closes.
+    pub fn flat(time: DateTime<Utc>, close: f64) -> Self {
+        Self {
+            time,
+            open: close,
+            high: close,
+            low: close,
+            close,
+            volume: 1e5,
+            trades: None,
+            vwap: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -159,16 +159,7 @@ mod tests {
     fn holdings_are_replayed_over_the_periods_they_share() {
         let t =
             |m: i64| chrono::DateTime::<Utc>::from_timestamp(1_772_463_600 + 60 * m, 0).unwrap();
-        let bar = |m: i64, close: f64| Bar {
-            time: t(m),
-            open: close,
-            high: close,
-            low: close,
-            close,
-            volume: 1.0,
-            trades: None,
-            vwap: None,
-        };
+        let bar = |m: i64, close: f64| Bar::flat(t(m), close);
         // QQQ had no trade in minute 2: SPY's minute-2 close must not pair with QQQ's minute 3.
         let spy = [bar(0, 10.0), bar(1, 11.0), bar(2, 12.0), bar(3, 13.0)];
         let qqq = [bar(0, 20.0), bar(1, 21.0), bar(3, 23.0)];

@@ -43,15 +43,6 @@ fn series(closes: &[f64], time: fn(i64) -> DateTime<Utc>) -> Arc<[Bar]> {
     closes
         .iter()
         .zip(0..)
-        .map(|(&c, i)| Bar {
-            time: time(i),
-            open: c,
-            high: c,
-            low: c,
-            close: c,
-            volume: 1e5,
-            trades: None,
-            vwap: None,
-        })
+        .map(|(&c, i)| Bar::flat(time(i), c))
         .collect()
 }
