@@ -86,7 +86,7 @@ pub fn cached_bars(
         };
         let current = |v: &CacheValue| {
             matches!(v, CacheValue::Bars { depth: d, cutoff, .. }
-                if *d >= depth && same_bars(*cutoff, newest, timeframe))
+                if *d >= depth && covers(*cutoff, newest, timeframe))
         };
         match cache.get_if(&key, current) {
             Some(CacheValue::Bars { bars, .. }) => {
@@ -98,17 +98,18 @@ pub fn cached_bars(
     (hits, misses)
 }
 
-/// Whether windows cut at `a` and at `b` hold the same bars: no bar of `timeframe` starts
-/// between them (intraday bars start on multiples of their length; daily bars at New York
-/// midnight).
-fn same_bars(a: DateTime<Utc>, b: DateTime<Utc>, timeframe: Timeframe) -> bool {
+/// Whether a window cut at `cutoff` holds every bar final at `newest`: no bar of `timeframe`
+/// starts after `cutoff` up to `newest` (intraday bars start on multiples of their length;
+/// daily bars at New York midnight). A window cut later than `newest` (another reading of the
+/// clock, a few milliseconds ahead) holds them too.
+fn covers(cutoff: DateTime<Utc>, newest: DateTime<Utc>, timeframe: Timeframe) -> bool {
     match timeframe {
         Timeframe::Day => {
             let date =
                 |t: DateTime<Utc>| t.with_timezone(&chrono_tz::America::New_York).date_naive();
-            date(a) == date(b)
+            date(cutoff) >= date(newest)
         }
-        _ => bar_set_stamp(a, timeframe) == bar_set_stamp(b, timeframe),
+        _ => bar_set_stamp(cutoff, timeframe) >= bar_set_stamp(newest, timeframe),
     }
 }
 
@@ -514,22 +515,19 @@ mod tests {
     }
 
     #[test]
-    fn daily_windows_are_the_same_bars_within_a_new_york_date() {
+    fn a_window_covers_the_bars_final_up_to_the_next_bar_or_new_york_date() {
         let day = Timeframe::Day;
+        let five = Timeframe::Minutes(5);
         let at = |d, h| Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0).unwrap();
         // 04:00Z on the 3rd is still the 2nd in New York (EST, UTC-5); 05:00Z is the 3rd.
-        assert!(same_bars(at(2, 15), at(3, 4), day));
-        assert!(!same_bars(at(2, 15), at(3, 5), day));
-        assert!(same_bars(
-            at(2, 15),
-            at(2, 15) + TimeDelta::minutes(4),
-            Timeframe::Minutes(5)
-        ));
-        assert!(!same_bars(
-            at(2, 15),
-            at(2, 15) + TimeDelta::minutes(5),
-            Timeframe::Minutes(5)
-        ));
+        assert!(covers(at(2, 15), at(3, 4), day));
+        assert!(!covers(at(2, 15), at(3, 5), day));
+        assert!(covers(at(2, 15), at(2, 15) + TimeDelta::minutes(4), five));
+        assert!(!covers(at(2, 15), at(2, 15) + TimeDelta::minutes(5), five));
+        assert!(
+            covers(at(2, 15) + TimeDelta::minutes(5), at(2, 15), five),
+            "cut later"
+        );
     }
 
     #[test]
