@@ -7,7 +7,8 @@
 //!
 //! Invariants:
 //! - However many instances of however many accounts ask within one `batch_window`, a series
-//!   costs at most one bars request (two when some symbols need a wider window).
+//!   costs one bars request in the steady state (a top-up; up to two more for symbols without
+//!   a window of the day, the second when some need a wider one).
 //! - Every requester gets an answer: the bars, the error, or `Draining` when the drain begins
 //!   before the flush or during its request (a read has no effect, so nothing waits for it);
 //!   no flush task outlives the drain signal.

@@ -114,8 +114,9 @@ fn covers(cutoff: DateTime<Utc>, newest: DateTime<Utc>, timeframe: Timeframe) ->
 }
 
 /// The newest `depth` final bars of each symbol (see the module's invariants): from the cache
-/// other replicas share when it has them, else in one request (two if some symbols need a wider
-/// window), cached here and there until the next bar becomes final.
+/// other replicas share when it has them, else from the venue (a top-up for the symbols with a
+/// window of the day, a whole window for the rest: see `from_venue`), cached here and there
+/// until the next bar becomes final.
 pub async fn fetch_bars(
     market: &MarketData,
     symbols: &[Symbol],

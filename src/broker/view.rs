@@ -4,9 +4,10 @@
 //! A view is read in a task of its own ([`ViewReader`]): the clock, then the rest at that
 //! clock's time; bars the cache lacks come through the [`MarketFeed`] all accounts share.
 //!
-//! Invariant: however many instances tick within one `batch_window`, they cause at most one
-//! bars request per timeframe (two when some symbols need a wider window), one clock, and one
-//! positions and one account call per account.
+//! Invariant: however many instances tick within one `batch_window`, they cause one bars
+//! request per timeframe in the steady state (a top-up; up to two more for symbols without a
+//! window of the day, the second when some need a wider one), one clock, and one positions and
+//! one account call per account.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
