@@ -12,6 +12,8 @@
 //! - A position changes only by the fill quantity the venue reports beyond what was already
 //!   applied, so re-reading an order never double-counts a fill; that part's price is derived
 //!   from the change of the venue's cumulative average fill price.
+//! - An order the venue has called done (filled, canceled, expired, rejected) stays done: a
+//!   reading that says it still works is an older one that arrived late, and is ignored.
 //! - Orders that are not final are never evicted.
 //! - Every change is handed to the journal while the book's lock is held, so the journal sees
 //!   the changes of one order (and one holding) in the order they were made.
@@ -30,7 +32,7 @@ pub use reconcile::{Mismatch, Reconciliation};
 
 use super::alpaca::models::{Order, Position};
 use super::lease::Lease;
-use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, Symbol};
+use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, OrderStatus, Symbol};
 pub use crate::domain::{OrderRecord, OrderState};
 use crate::journal::{Entry, Fill, Journal, Restored, Ticket, keys};
 
@@ -306,6 +308,13 @@ impl OrderBook {
         let mut b = self.lock();
         let seq = *b.by_client_id.get(client_order_id)?;
         let record = b.records.get_mut(&seq)?;
+        // The venue said this order is done, and a done order never changes again: a reading
+        // that says it works is older than that one (herd's readers — the submission's answer,
+        // the listing, a lookup — may answer out of order). Taking it would make the order work
+        // again in the book, and hold its symbol's lane and reconciliation for nothing.
+        if record.venue_status.is_some_and(OrderStatus::is_final) && !order.status.is_final() {
+            return Some((record.clone(), Decimal::ZERO));
+        }
         let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
         let fill_price = fill_price(record, order, newly_filled);
         let before = (

@@ -72,6 +72,30 @@ fn fills_move_the_position_once_and_pending_shrinks() {
 }
 
 #[test]
+fn a_reading_older_than_the_venues_final_word_changes_nothing() {
+    let book = OrderBook::new();
+    let id = InstanceId::parse("m").unwrap();
+    let spy = Symbol::parse("SPY").unwrap();
+    let cid = ClientOrderId::new("cid-1".into());
+    book.begin(&id, &intent(Side::Buy, 10), cid.clone(), None);
+    book.apply_venue(&cid, &venue("cid-1", OrderStatus::Filled, 10, "100"));
+    let stale = book.apply_venue(&cid, &venue("cid-1", OrderStatus::Accepted, 0, "0"));
+    assert_eq!(
+        stale.map(|(r, filled)| (r.state, filled)),
+        Some((OrderState::Filled, Decimal::ZERO))
+    );
+    let record = book.get(&cid).unwrap();
+    assert_eq!(
+        (record.state, record.venue_status),
+        (OrderState::Filled, Some(OrderStatus::Filled))
+    );
+    assert!(book.unsettled().is_empty());
+    let (pos, pending) = book.instance_view(&id, std::slice::from_ref(&spy));
+    assert_eq!(pos[&spy].qty, Decimal::from(10));
+    assert!(pending.is_empty());
+}
+
+#[test]
 fn pages_of_orders_filter_and_continue_where_the_last_ended() {
     let book = OrderBook::new();
     for n in 0..5 {
