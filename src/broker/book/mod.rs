@@ -15,10 +15,13 @@
 //! - An order the venue has called done (filled, canceled, expired, rejected) stays done: a
 //!   reading that says it still works is an older one that arrived late, and is ignored.
 //! - Orders that are not final are never evicted.
+//! - What a view asks (an instance's working orders, herd's total in a symbol) is read from
+//!   indexes (`records.rs`, `holdings.rs`), never by walking the book: the book keeps 10,000
+//!   final orders, and every trading instance asks on every tick.
 //! - Every change is handed to the journal while the book's lock is held, so the journal sees
 //!   the changes of one order (and one holding) in the order they were made.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +29,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+mod holdings;
 mod reconcile;
+mod records;
 
 pub use reconcile::{Mismatch, Reconciliation};
 
@@ -35,17 +40,17 @@ use super::lease::Lease;
 use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, OrderStatus, Symbol};
 pub use crate::domain::{OrderRecord, OrderState};
 use crate::journal::{Entry, Fill, Journal, Restored, Ticket, keys};
+use holdings::Holdings;
+use records::Records;
 
 /// Final records kept in memory for `/orders`; older ones are dropped first.
 const KEEP_FINAL: usize = 10_000;
 
 #[derive(Default)]
 struct BookInner {
-    /// By insertion sequence: iteration order is age order.
-    records: BTreeMap<u64, OrderRecord>,
-    by_client_id: HashMap<ClientOrderId, u64>,
+    records: Records,
     /// Each instance's holding per symbol, built from its own fills.
-    holdings: HashMap<(InstanceId, Symbol), Holding>,
+    holdings: Holdings,
     /// The account's positions at the first reading, before any herd order could fill:
     /// positions herd did not make. `None` until the first reading.
     external: Option<HashMap<Symbol, Decimal>>,
@@ -153,8 +158,6 @@ impl OrderBook {
     pub fn restore(&self, restored: &Restored, owns: &dyn Fn(&InstanceId) -> bool) {
         let mut b = self.lock();
         for o in restored.orders.iter().filter(|o| owns(&o.record.instance)) {
-            b.by_client_id
-                .insert(o.record.client_order_id.clone(), o.seq);
             b.records.insert(o.seq, o.record.clone());
         }
         self.seq.fetch_max(restored.next_seq, Ordering::AcqRel);
@@ -187,7 +190,7 @@ impl OrderBook {
     /// Records the order at `seq` as it stands now; `changed` adds a history row.
     fn journal_order(&self, b: &BookInner, seq: u64, changed: bool) -> Option<Ticket> {
         let journal = self.writer()?;
-        let record = b.records.get(&seq)?;
+        let record = b.records.get(seq)?;
         Some(journal.record(Entry::Order {
             seq,
             record: Box::new(record.clone()),
@@ -200,11 +203,10 @@ impl OrderBook {
     pub fn adopt(&self, records: Vec<OrderRecord>) {
         let mut b = self.lock();
         for record in records {
-            if b.by_client_id.contains_key(&record.client_order_id) {
+            if b.records.contains(&record.client_order_id) {
                 continue;
             }
             let seq = self.next_seq();
-            b.by_client_id.insert(record.client_order_id.clone(), seq);
             let filled = record.filled_qty;
             let price = record.filled_avg_price.unwrap_or_default();
             let key = (record.instance.clone(), record.symbol.clone());
@@ -213,11 +215,7 @@ impl OrderBook {
             b.records.insert(seq, record);
             self.journal_order(&b, seq, true);
             if !filled.is_zero() {
-                let holding = b.holdings.entry(key.clone()).or_default();
-                let before = holding.realized_pnl;
-                holding.apply(signed, price);
-                let holding = *holding;
-                let realized = holding.realized_pnl - before;
+                let (holding, realized) = b.holdings.fill(&key, signed, price);
                 b.add_realized(&key.0, at, realized);
                 self.journal_fill(&cid, &key, (signed, price, filled, realized), at, holding);
             }
@@ -265,9 +263,7 @@ impl OrderBook {
         lease_epoch: Option<u64>,
     ) -> Begin {
         let mut b = self.lock();
-        if let Some(seq) = b.by_client_id.get(&client_order_id)
-            && let Some(existing) = b.records.get(seq)
-        {
+        if let Some(existing) = b.records.by_client_id(&client_order_id) {
             return Begin::Existing(existing.clone());
         }
         let now = Utc::now();
@@ -291,10 +287,9 @@ impl OrderBook {
             lease_epoch,
         };
         let seq = self.next_seq();
-        b.by_client_id.insert(client_order_id, seq);
         b.records.insert(seq, record.clone());
         let ticket = self.journal_order(&b, seq, true);
-        evict_old_final(&mut b);
+        b.records.evict_final_beyond(KEEP_FINAL);
         Begin::New(record, ticket)
     }
 
@@ -306,53 +301,51 @@ impl OrderBook {
         order: &Order,
     ) -> Option<(OrderRecord, Decimal)> {
         let mut b = self.lock();
-        let seq = *b.by_client_id.get(client_order_id)?;
-        let record = b.records.get_mut(&seq)?;
-        // The venue said this order is done, and a done order never changes again: a reading
-        // that says it works is older than that one (herd's readers — the submission's answer,
-        // the listing, a lookup — may answer out of order). Taking it would make the order work
-        // again in the book, and hold its symbol's lane and reconciliation for nothing.
-        if record.venue_status.is_some_and(OrderStatus::is_final) && !order.status.is_final() {
-            return Some((record.clone(), Decimal::ZERO));
-        }
-        let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
-        let fill_price = fill_price(record, order, newly_filled);
-        let before = (
-            record.state,
-            record.venue_status,
-            record.filled_qty,
-            record.order_id.clone(),
-        );
-        record.order_id = Some(order.id.clone());
-        record.venue_status = Some(order.status);
-        record.submitted_at = Some(order.created_at);
-        record.state = OrderState::from_venue(order.status);
-        record.filled_qty = record.filled_qty.max(order.filled_qty);
-        record.filled_avg_price = order.filled_avg_price.or(record.filled_avg_price);
-        let changed = before
-            != (
+        let seq = b.records.seq_of(client_order_id)?;
+        let (updated, newly_filled, fill_price, changed) = b.records.update(seq, |record| {
+            // The venue said this order is done, and a done order never changes again: a
+            // reading that says it works is older than that one (herd's readers — the
+            // submission's answer, the listing, a lookup — may answer out of order). Taking it
+            // would make the order work again in the book, and hold its symbol's lane and
+            // reconciliation for nothing.
+            if record.venue_status.is_some_and(OrderStatus::is_final) && !order.status.is_final() {
+                return (record.clone(), Decimal::ZERO, Decimal::ZERO, false);
+            }
+            let newly_filled = (order.filled_qty - record.filled_qty).max(Decimal::ZERO);
+            let fill_price = fill_price(record, order, newly_filled);
+            let before = (
                 record.state,
                 record.venue_status,
                 record.filled_qty,
                 record.order_id.clone(),
-            )
-            || record.error.is_some();
-        record.error = None;
-        if changed {
-            record.updated_at = Utc::now();
-        }
-        let signed = record.signed(newly_filled);
-        let updated = record.clone();
+            );
+            record.order_id = Some(order.id.clone());
+            record.venue_status = Some(order.status);
+            record.submitted_at = Some(order.created_at);
+            record.state = OrderState::from_venue(order.status);
+            record.filled_qty = record.filled_qty.max(order.filled_qty);
+            record.filled_avg_price = order.filled_avg_price.or(record.filled_avg_price);
+            let changed = before
+                != (
+                    record.state,
+                    record.venue_status,
+                    record.filled_qty,
+                    record.order_id.clone(),
+                )
+                || record.error.is_some();
+            record.error = None;
+            if changed {
+                record.updated_at = Utc::now();
+            }
+            (record.clone(), newly_filled, fill_price, changed)
+        })?;
         if changed {
             self.journal_order(&b, seq, true);
         }
         if !newly_filled.is_zero() {
             let key = (updated.instance.clone(), updated.symbol.clone());
-            let holding = b.holdings.entry(key.clone()).or_default();
-            let before = holding.realized_pnl;
-            holding.apply(signed, fill_price);
-            let holding = *holding;
-            let realized = holding.realized_pnl - before;
+            let signed = updated.signed(newly_filled);
+            let (holding, realized) = b.holdings.fill(&key, signed, fill_price);
             // Venue time: the day the risk gate counts it in is the venue's.
             let at = order
                 .filled_at
@@ -379,12 +372,13 @@ impl OrderBook {
         note: &str,
     ) -> Option<(OrderRecord, Option<Ticket>)> {
         let mut b = self.lock();
-        let seq = *b.by_client_id.get(client_order_id)?;
-        let record = b.records.get_mut(&seq)?;
-        record.qty = qty;
-        record.reason = format!("{} ({note})", record.reason);
-        record.updated_at = Utc::now();
-        let record = record.clone();
+        let seq = b.records.seq_of(client_order_id)?;
+        let record = b.records.update(seq, |record| {
+            record.qty = qty;
+            record.reason = format!("{} ({note})", record.reason);
+            record.updated_at = Utc::now();
+            record.clone()
+        })?;
         let ticket = self.journal_order(&b, seq, false);
         Some((record, ticket))
     }
@@ -397,12 +391,13 @@ impl OrderBook {
         error: String,
     ) -> Option<OrderRecord> {
         let mut b = self.lock();
-        let seq = *b.by_client_id.get(client_order_id)?;
-        let record = b.records.get_mut(&seq)?;
-        record.state = state;
-        record.error = Some(error);
-        record.updated_at = Utc::now();
-        let record = record.clone();
+        let seq = b.records.seq_of(client_order_id)?;
+        let record = b.records.update(seq, |record| {
+            record.state = state;
+            record.error = Some(error);
+            record.updated_at = Utc::now();
+            record.clone()
+        })?;
         self.journal_order(&b, seq, true);
         Some(record)
     }
@@ -422,11 +417,7 @@ impl OrderBook {
             })
             .collect();
         let mut pending: HashMap<Symbol, Decimal> = HashMap::new();
-        for r in b
-            .records
-            .values()
-            .filter(|r| &r.instance == instance && !r.state.is_final())
-        {
+        for r in b.records.working_of(instance) {
             *pending.entry(r.symbol.clone()).or_default() += r.signed(r.qty - r.filled_qty);
         }
         (positions, pending)
@@ -454,28 +445,27 @@ impl OrderBook {
     }
 
     pub fn get(&self, client_order_id: &ClientOrderId) -> Option<OrderRecord> {
-        let b = self.lock();
-        b.by_client_id
-            .get(client_order_id)
-            .and_then(|seq| b.records.get(seq))
-            .cloned()
+        self.lock().records.by_client_id(client_order_id).cloned()
     }
 
-    /// Records that are not final: to be looked up at the venue.
     /// Orders a previous broker incarnation was still submitting: nobody will report their
     /// outcome, so they become `Unknown`, which the refresh looks up by `client_order_id`.
     /// Returns how many.
     pub fn orphan_submitting(&self) -> usize {
         let mut b = self.lock();
         let now = Utc::now();
-        let mut orphaned = Vec::new();
-        for (seq, record) in &mut b.records {
-            if record.state == OrderState::Submitting {
+        let orphaned: Vec<u64> = b
+            .records
+            .working()
+            .filter(|(_, r)| r.state == OrderState::Submitting)
+            .map(|(seq, _)| seq)
+            .collect();
+        for seq in &orphaned {
+            b.records.update(*seq, |record| {
                 record.state = OrderState::Unknown;
                 record.error = Some("the broker restarted while submitting it".into());
                 record.updated_at = now;
-                orphaned.push(*seq);
-            }
+            });
         }
         for seq in &orphaned {
             self.journal_order(&b, *seq, true);
@@ -483,12 +473,12 @@ impl OrderBook {
         orphaned.len()
     }
 
+    /// Records that are not final, oldest first: to be looked up at the venue.
     pub fn unsettled(&self) -> Vec<OrderRecord> {
         self.lock()
             .records
-            .values()
-            .filter(|r| !r.state.is_final())
-            .cloned()
+            .working()
+            .map(|(_, r)| r.clone())
             .collect()
     }
 
@@ -497,13 +487,12 @@ impl OrderBook {
         let b = self.lock();
         let mut matching = b
             .records
-            .range(..before.unwrap_or(u64::MAX))
-            .rev()
+            .older_than(before.unwrap_or(u64::MAX))
             .filter(|(_, r)| filter.matches(r));
         let orders: Vec<(u64, OrderRecord)> = matching
             .by_ref()
             .take(limit)
-            .map(|(seq, r)| (*seq, r.clone()))
+            .map(|(seq, r)| (seq, r.clone()))
             .collect();
         // A cursor only when there is more: the sequence of the oldest record on this page.
         let next = orders
@@ -554,26 +543,6 @@ fn fill_price(record: &OrderRecord, order: &Order, newly_filled: Decimal) -> Dec
         }
         Some(avg) => avg,
         None => before,
-    }
-}
-
-fn evict_old_final(b: &mut BookInner) {
-    let finals = b.records.values().filter(|r| r.state.is_final()).count();
-    if finals <= KEEP_FINAL {
-        return;
-    }
-    let excess = finals - KEEP_FINAL;
-    let victims: Vec<u64> = b
-        .records
-        .iter()
-        .filter(|(_, r)| r.state.is_final())
-        .take(excess)
-        .map(|(seq, _)| *seq)
-        .collect();
-    for seq in victims {
-        if let Some(r) = b.records.remove(&seq) {
-            b.by_client_id.remove(&r.client_order_id);
-        }
     }
 }
 

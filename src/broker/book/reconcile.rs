@@ -57,10 +57,7 @@ impl OrderBook {
             .filter_map(|p| Some((Symbol::parse(&p.symbol).ok()?, p.qty)))
             .collect();
         let mut b = self.lock();
-        let mut herd: HashMap<Symbol, Decimal> = HashMap::new();
-        for ((_, symbol), h) in &b.holdings {
-            *herd.entry(symbol.clone()).or_default() += h.qty;
-        }
+        let herd = b.holdings.totals().clone();
         let external = match &b.external {
             Some(external) => external.clone(),
             None => {
@@ -81,12 +78,8 @@ impl OrderBook {
                 external
             }
         };
-        let working: BTreeSet<Symbol> = b
-            .records
-            .values()
-            .filter(|r| !r.state.is_final())
-            .map(|r| r.symbol.clone())
-            .collect();
+        let working: BTreeSet<Symbol> =
+            b.records.working().map(|(_, r)| r.symbol.clone()).collect();
         let symbols: BTreeSet<&Symbol> = account
             .keys()
             .chain(herd.keys())
@@ -142,13 +135,7 @@ impl OrderBook {
             .as_ref()
             .and_then(|e| e.get(symbol).copied())
             .unwrap_or_default();
-        let herd: Decimal = b
-            .holdings
-            .iter()
-            .filter(|((_, s), _)| s == symbol)
-            .map(|(_, h)| h.qty)
-            .sum();
-        external + herd
+        external + b.holdings.total(symbol)
     }
 
     /// The positions the account held before herd traded (empty before the first reading).
