@@ -284,3 +284,102 @@ async fn a_second_signal_forces_an_immediate_exit() {
     herd.signal("INT");
     assert_eq!(herd.wait_exit().code(), Some(130), "{}", herd.dump());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_in_flight_at_the_signal_is_abandoned_not_failed_and_decides_nothing() {
+    // `m` buys at once and the venue holds the order 3 s, so the drain waits that long. `late`
+    // (which only ever holds) starts a tick whose bars take 1 s to arrive, then SIGTERM: a tick
+    // with no order yet ends there, counted abandoned, not failed, and decides nothing, even
+    // though the drain goes on for seconds.
+    let venue = Herd::start_sim(&["--speed", "600", "--start", common::BUYING_MINUTE]);
+    let url = venue.sim.clone().unwrap();
+    let held_orders = serde_json::json!({"latency": "3s", "methods": ["POST"]});
+    common::set_faults(&url, serde_json::json!({ "orders": held_orders })).await;
+    let config = format!(
+        r#"
+[shutdown]
+grace = "20s"
+{}
+[[strategies]]
+id = "late"
+kind = "momentum"
+symbols = ["DIA", "XLF"]
+every = "5m"
+[strategies.params]
+threshold = 0.99
+position_size = 1
+"#,
+        common::eager_momentum("m", "5m")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = common::venue_env(&url, "late-tick");
+    env.extend_from_slice(TICK_EVENTS);
+    let mut herd = Herd::start_in(dir.path(), &config, &env);
+    common::wait_for_a_delayed_request(&herd, &url).await;
+    common::set_faults(
+        &url,
+        serde_json::json!({ "orders": held_orders, "data": {"latency": "1s"} }),
+    )
+    .await;
+    let slowed = chrono::Utc::now();
+    herd.wait_log(|v| {
+        v["message"] == "tick started"
+            && v["instance"] == "late"
+            && v["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                .is_some_and(|t| t > slowed)
+    });
+    let signalled = chrono::Utc::now();
+    herd.signal("TERM");
+    // While the drain waits for m's order, late's tick is over: abandoned, not failed.
+    let abandoned =
+        "herd_strategy_ticks_total{instance=\"late\",kind=\"momentum\",outcome=\"abandoned\"}";
+    eventually("late's tick counted abandoned", &herd, || async {
+        let text = reqwest::get(format!("{}/metrics", herd.http))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (common::sample(&text, abandoned) >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    assert!(
+        herd.seen(|v| v["event"] == "tick_failed" && v["instance"] == "late")
+            .is_none(),
+        "a tick ended by the drain was reported as failed\n{}",
+        herd.dump()
+    );
+    let summary = herd.seen(|v| v["event"] == "shutdown_summary").unwrap();
+    assert!(
+        summary["orders_completed"].as_u64().unwrap() >= 1,
+        "the drain did not wait for m's order, so it proves nothing: {summary}\n{}",
+        herd.dump()
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["journal", "export", "--config", "test.toml"])
+        .args(["--kind", "decisions", "--format", "jsonl"])
+        .args(["--from", &signalled.to_rfc3339()])
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let late: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|d| d["instance"] == "late")
+        .collect();
+    assert!(
+        late.is_empty(),
+        "decided after the signal: {late:?}\n{}",
+        herd.dump()
+    );
+}

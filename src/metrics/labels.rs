@@ -36,6 +36,9 @@ label_values! {
         OverlapSkipped => "overlap_skipped",
         /// Another replica drives the instance's account (or this one is still reconciling it).
         Standby => "standby",
+        /// The drain began while it read or decided, before any order: it ended there, with no
+        /// effect (nothing decided is journaled or sent).
+        Abandoned => "abandoned",
     }
 }
 

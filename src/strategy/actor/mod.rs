@@ -17,8 +17,10 @@
 //!   finished first (the broker settles those orders), one still reading or deciding is
 //!   abandoned at once — it has no effect yet — so a drain's cost does not grow with the number
 //!   of instances waiting for market data. From the process's drain signal on, with or without
-//!   a `Drain`, no tick starts and nothing decided is sent: the Supervisor asks only an instance
-//!   whose `Submitting` flag is set, and records the others as drained. Skipped ticks are counted every time and logged
+//!   a `Drain`, no tick starts, and a tick in flight ends at its next step (its view or its
+//!   decisions coming back) without deciding or journaling anything, counted `abandoned`: the
+//!   Supervisor asks only an instance whose `Submitting` flag is set, and records the others
+//!   as drained. Skipped ticks are counted every time and logged
 //!   when they start and once a minute after. The acknowledgement's own completion stops the
 //!   actor, because actix drops every pending reply once an actor is stopping.
 
@@ -83,9 +85,13 @@ pub struct StrategyDeps {
 
 /// How a tick ended, for metrics and the status report.
 enum TickEnd {
-    Done { orders: u64 },
+    Done {
+        orders: u64,
+    },
     MarketClosed,
     Failed(String),
+    /// Ended by the drain before any order (see [`TickOutcome::Abandoned`]).
+    Abandoned,
 }
 
 pub struct StrategyActor {
@@ -244,6 +250,13 @@ impl StrategyActor {
     }
 
     fn on_view(&mut self, view: Result<MarketView, BrokerError>, ctx: &mut Context<Self>) {
+        // The drain began while this tick read (the broker ends such reads with an error), or
+        // after its view was answered but before this actor's turn came: deciding now would
+        // only journal decisions nothing will act on, and at 10,000 instances the deciding
+        // kept the drain's thread busy for tens of milliseconds.
+        if self.standing_down() {
+            return self.finish(TickEnd::Abandoned);
+        }
         let view = match view {
             Ok(v) => v,
             Err(e) => return self.finish(TickEnd::Failed(e.to_string())),
@@ -283,6 +296,9 @@ impl StrategyActor {
             Err(message) => return self.core_panicked(message, ctx),
         };
         self.core = Some(core);
+        if self.standing_down() {
+            return self.finish(TickEnd::Abandoned);
+        }
         for done in std::mem::take(&mut self.finished_while_deciding) {
             self.deliver(done, ctx);
         }
@@ -359,10 +375,6 @@ impl StrategyActor {
         let Some(broker) = self.deps.broker.get() else {
             return self.finish(TickEnd::Failed("broker unavailable".into()));
         };
-        if self.standing_down() {
-            // Decided after the signal: nothing is sent (the instance is stopping).
-            return self.finish(TickEnd::Done { orders: 0 });
-        }
         // Set before anything is sent, on the thread the Supervisor reads it from: a drain
         // that finds it unset has nothing of this instance's to wait for.
         self.submitting.set(true);
@@ -443,6 +455,7 @@ impl StrategyActor {
             TickEnd::Done { .. } => TickOutcome::Ok,
             TickEnd::MarketClosed => TickOutcome::MarketClosed,
             TickEnd::Failed(_) => TickOutcome::Error,
+            TickEnd::Abandoned => TickOutcome::Abandoned,
         };
         let span = std::mem::replace(&mut self.tick_span, Span::none());
         let _in_tick = span.enter();
