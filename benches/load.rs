@@ -9,6 +9,11 @@
 //! are what scales with instances; an order adds its POST (and, after any answer but success,
 //! a lookup by client_order_id). Prints a Markdown table for BENCHMARKS.md.
 //!
+//! `HERD_LOAD_TRADING=1` makes every instance trade instead (a threshold of 0.01 %, one share
+//! a position, all on one account) and prints, under each row, the orders a cycle by outcome:
+//! the order path's cost (the risk gate, the book, the journal's order rows, the settling
+//! refresh) then shows in the CPU figure.
+//!
 //! Decision delay: ticks fall due as each bar becomes final (its end plus `broker.bar_settle`,
 //! here 15 venue seconds, 50 ms real). After herd exits, its journal's decisions of the measured
 //! window are exported, each placed on the venue clock (read from the simulator when the window
@@ -43,7 +48,17 @@ const SETTLE_S: f64 = 15.0;
 /// Venue seconds between ticks (`every = "5m"`).
 const EVERY_S: f64 = 300.0;
 
+/// Whether the instances trade (`HERD_LOAD_TRADING`).
+fn instances_trade() -> bool {
+    std::env::var_os("HERD_LOAD_TRADING").is_some()
+}
+
 fn config(instances: usize, per: usize, universe: usize) -> String {
+    let params = if instances_trade() {
+        "threshold = 0.0001\nposition_size = 1\n"
+    } else {
+        "threshold = 0.99\n"
+    };
     let mut c = String::from(
         "[http.rate_limit]\nprobes_per_second = 0\nreads_per_second = 0\n\n\
          [broker.limiter]\nrequests_per_minute = 100000\n\n\
@@ -54,7 +69,7 @@ fn config(instances: usize, per: usize, universe: usize) -> String {
             .map(|k| format!("\"{}\"", symbol((i * per + k) % universe)))
             .collect();
         c.push_str(&format!(
-            "\n[[strategies]]\nid = \"m{i}\"\nkind = \"momentum\"\nsymbols = [{}]\nevery = \"5m\"\n[strategies.params]\nthreshold = 0.99\n",
+            "\n[[strategies]]\nid = \"m{i}\"\nkind = \"momentum\"\nsymbols = [{}]\nevery = \"5m\"\n[strategies.params]\n{params}",
             symbols.join(", ")
         ));
     }
@@ -184,6 +199,18 @@ async fn ticks(herd: &Herd) -> f64 {
     common::metric(herd, "herd_strategy_ticks_total").await
 }
 
+/// herd's orders so far by outcome: (accepted, rejected by the venue, refused by herd, unknown).
+async fn orders(herd: &Herd) -> [f64; 4] {
+    let text = common::metrics_text(herd).await;
+    ["accepted", "rejected", "refused", "unknown"].map(|outcome| {
+        text.lines()
+            .filter(|l| l.starts_with("herd_orders_total{"))
+            .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    })
+}
+
 async fn scenario(instances: usize, per: usize, universe: usize) {
     let (sim, url) = support::sim_without_quota("300", common::BUYING_MINUTE);
     let mut env = common::venue_env(&url, "load");
@@ -201,6 +228,7 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     let pid = herd.pid();
     let (cpu0, _) = usage(pid);
     let ticks0 = ticks(&herd).await;
+    let orders0 = orders(&herd).await;
     let routes0 = served(&url).await;
     let clock = venue_clock(&url).await;
     let t0 = Instant::now();
@@ -209,6 +237,7 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     let window_end = Utc::now();
     let (cpu1, rss) = usage(pid);
     let ticks1 = ticks(&herd).await;
+    let orders1 = orders(&herd).await;
     let routes1 = served(&url).await;
     let (data, trading) = split(&routes0, &routes1);
     if std::env::var_os("HERD_LOAD_ROUTES").is_some() {
@@ -244,6 +273,16 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
         drain,
         code.map_or_else(|| "signal".to_string(), |c| c.to_string()),
     );
+    if instances_trade() {
+        let per_cycle = |k: usize| (orders1[k] - orders0[k]) / cycles;
+        println!(
+            "|   orders a cycle: {:.1} accepted, {:.1} rejected, {:.1} refused, {:.1} unknown | | | | | | | | | | | |",
+            per_cycle(0),
+            per_cycle(1),
+            per_cycle(2),
+            per_cycle(3)
+        );
+    }
     drop(sim);
 }
 

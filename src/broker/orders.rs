@@ -25,7 +25,7 @@ use super::book::{Begin, OrderRecord, OrderState, venue_day};
 use super::lanes::{LANE_HOLD, LaneTurn, until_final};
 use super::legs::{Placed, split_at_zero};
 use super::market::account_position;
-use super::positions::observe_account;
+use super::positions::observe_new_reading;
 use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};
 use super::{BrokerActor, BrokerError, NotSent, client_order_id};
@@ -178,7 +178,7 @@ impl Handler<SubmitOrder> for BrokerActor {
             // Waiting for the lane or the reads has no effect yet: the drain ends the wait.
             let turn = unless_draining(&stop, lanes.turn(&symbol)).await?;
             let held = unless_draining(&stop, snapshots.positions()).await??;
-            observe_account(&account_id, &book, &metrics, &held);
+            observe_new_reading(&account_id, &book, &metrics, &held);
             let account = snapshots.account().await?;
             let today = venue_day(snapshots.clock().await?.timestamp);
             let last = account.last_equity.unwrap_or(account.equity);

@@ -23,7 +23,7 @@ use super::batch::BarsBySymbol;
 use super::cached::MarketCache;
 use super::feed::MarketFeed;
 use super::market::{self, Series, cap_to_account};
-use super::positions::observe_account;
+use super::positions::observe_new_reading;
 use super::{BrokerActor, BrokerError, OrderBook, Snapshots, classify};
 use crate::domain::{
     AccountId, AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId,
@@ -156,9 +156,7 @@ impl ViewReader {
             .await?;
         let held = self.snapshots.positions().await?;
         let book = &self.book;
-        if book.first_sight(&held) {
-            observe_account(&self.account, book, &self.metrics, &held);
-        }
+        observe_new_reading(&self.account, book, &self.metrics, &held);
         view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
         if needs.account {
             let a = self.snapshots.account().await?;

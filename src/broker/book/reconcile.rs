@@ -10,7 +10,8 @@
 //! - A symbol with one of herd's orders still working is not compared: the venue may be
 //!   mid-fill, and a difference then is the fill in transit, not a mismatch. Such a symbol is
 //!   listed as unsettled, so "no mismatches" is never mistaken for "all compared".
-//! - A view compares a reading once ([`OrderBook::first_sight`]), however many views share it.
+//! - Views and orders compare a reading once ([`OrderBook::first_sight`]), however many of
+//!   them share it.
 //! - [`Reconciliation::changed`] is true only when the set of mismatched symbols changed since
 //!   the previous reading, so a lasting mismatch is logged once, not on every tick.
 
@@ -78,8 +79,11 @@ impl OrderBook {
                 external
             }
         };
-        let working: BTreeSet<Symbol> =
-            b.records.working().map(|(_, r)| r.symbol.clone()).collect();
+        let working: BTreeSet<Symbol> = b
+            .records
+            .working_any_order()
+            .map(|r| r.symbol.clone())
+            .collect();
         let symbols: BTreeSet<&Symbol> = account
             .keys()
             .chain(herd.keys())
@@ -110,13 +114,14 @@ impl OrderBook {
         }
     }
 
-    /// Whether `held` is a reading of the account no view has compared yet (from now on it
-    /// has). Every view taken while a reading is cached shares it, and the comparison walks
-    /// every holding and every order in the book under its lock: once per view, a cycle of N
-    /// trading instances cost N² steps. Comparing the same reading again would add nothing:
-    /// herd's accepted orders and fills invalidate the reading, so the next view reads the
-    /// account afresh; and a reading is cached for half a second, so a symbol left out while
-    /// an order for it worked is compared at the next reading.
+    /// Whether `held` is a reading of the account no view or order has compared yet (from now
+    /// on it has). Every view and every order's risk inputs taken while a reading is cached
+    /// share it, and the comparison walks every symbol the account and herd hold under the
+    /// book's lock: once per view and order, N trading instances cost N² steps a cycle.
+    /// Comparing the same reading again would add nothing: herd's accepted orders and fills
+    /// invalidate the reading, so the next view or order reads the account afresh; and a
+    /// reading is cached for half a second, so a symbol left out while an order for it worked
+    /// is compared at the next reading.
     pub fn first_sight(&self, held: &Arc<[Position]>) -> bool {
         let mut b = self.lock();
         if b.seen.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, held)) {

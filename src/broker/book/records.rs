@@ -76,6 +76,14 @@ impl Records {
             .filter_map(|seq| Some((seq, self.all.get(&seq)?)))
     }
 
+    /// Every record not final, in no particular order (no sorting: for sets and sums).
+    pub fn working_any_order(&self) -> impl Iterator<Item = &OrderRecord> {
+        self.working
+            .values()
+            .flatten()
+            .filter_map(|seq| self.all.get(seq))
+    }
+
     /// `instance`'s records that are not final, oldest first.
     pub fn working_of(&self, instance: &InstanceId) -> impl Iterator<Item = &OrderRecord> {
         self.working
@@ -183,6 +191,17 @@ mod tests {
             assert_eq!(indexed, walked, "{id}");
         }
         let working: Vec<u64> = records.working().map(|(seq, _)| seq).collect();
+        let mut any_order: Vec<&str> = records
+            .working_any_order()
+            .map(|r| r.client_order_id.as_str())
+            .collect();
+        let mut in_order: Vec<&str> = records
+            .working()
+            .map(|(_, r)| r.client_order_id.as_str())
+            .collect();
+        any_order.sort_unstable();
+        in_order.sort_unstable();
+        assert_eq!(any_order, in_order);
         let walked: Vec<u64> = records
             .all
             .iter()
