@@ -165,29 +165,22 @@ fn journaled_decisions(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Vec<DateTime<Utc>> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args([
-            "journal",
-            "export",
-            "--config",
-            "test.toml",
+    let (from, to) = (from.to_rfc3339(), to.to_rfc3339());
+    let (code, out, err) = common::journal_export(
+        dir,
+        &[
             "--kind",
             "decisions",
-        ])
-        .args(["--format", "jsonl", "--from", &from.to_rfc3339()])
-        .args(["--to", &to.to_rfc3339()])
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--format",
+            "jsonl",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    assert_eq!(code, Some(0), "{err}");
+    out.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             v["at"].as_str().unwrap().parse().unwrap()

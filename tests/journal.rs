@@ -331,22 +331,6 @@ async fn strategy(herd: &Herd, id: &str) -> Value {
         .unwrap()
 }
 
-/// `herd journal export` in `dir`; returns its exit code and standard output.
-fn export(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["journal", "export", "--config", "test.toml"])
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_halted_herd_restarts_halted_a_paused_instance_paused_and_both_are_journaled() {
     let dir = tempfile::tempdir().unwrap();
@@ -427,7 +411,7 @@ async fn a_halted_herd_restarts_halted_a_paused_instance_paused_and_both_are_jou
     );
 
     // What the instance decided is exported, as JSON lines and as CSV.
-    let (code, out, err) = export(
+    let (code, out, err) = common::journal_export(
         dir.path(),
         &[
             "--kind",
@@ -445,13 +429,15 @@ async fn a_halted_herd_restarts_halted_a_paused_instance_paused_and_both_are_jou
         (Some("mom"), Some("SPY")),
         "{first}"
     );
-    let (code, out, err) = export(dir.path(), &["--kind", "orders", "--from", "2000-01-01"]);
+    let (code, out, err) =
+        common::journal_export(dir.path(), &["--kind", "orders", "--from", "2000-01-01"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.starts_with("created_at,client_order_id,instance,symbol"),
         "{out}"
     );
-    let (code, _, err) = export(dir.path(), &["--kind", "fills", "--from", "yesterday"]);
+    let (code, _, err) =
+        common::journal_export(dir.path(), &["--kind", "fills", "--from", "yesterday"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--from \"yesterday\""), "{err}");
 }

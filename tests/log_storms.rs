@@ -27,12 +27,7 @@ async fn an_over_eager_schedule_is_counted_not_logged_tick_by_tick() {
     let started = Instant::now();
     let count = common::eventually("thousands of skipped ticks", &herd, || async {
         let n: f64 = {
-            let text = reqwest::get(format!("{}/metrics", herd.http))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = common::try_metrics_text(&herd).await?;
             text.lines()
                 .filter(|l| {
                     l.starts_with("herd_strategy_ticks_total{")

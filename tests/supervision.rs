@@ -336,12 +336,7 @@ position_size = 1
     let abandoned =
         "herd_strategy_ticks_total{instance=\"late\",kind=\"momentum\",outcome=\"abandoned\"}";
     eventually("late's tick counted abandoned", &herd, || async {
-        let text = reqwest::get(format!("{}/metrics", herd.http))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = common::try_metrics_text(&herd).await?;
         (common::sample(&text, abandoned) >= 1.0).then_some(())
     })
     .await;
@@ -358,21 +353,13 @@ position_size = 1
         "the drain did not wait for m's order, so it proves nothing: {summary}\n{}",
         herd.dump()
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["journal", "export", "--config", "test.toml"])
-        .args(["--kind", "decisions", "--format", "jsonl"])
-        .args(["--from", &signalled.to_rfc3339()])
-        .current_dir(dir.path())
-        .env_clear()
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let from = signalled.to_rfc3339();
+    let (code, out, err) = common::journal_export(
+        dir.path(),
+        &["--kind", "decisions", "--format", "jsonl", "--from", &from],
     );
-    let late: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
+    assert_eq!(code, Some(0), "{err}");
+    let late: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|d| d["instance"] == "late")

@@ -367,6 +367,33 @@ pub async fn metrics_text(herd: &Herd) -> String {
         .unwrap()
 }
 
+/// One scrape of herd's `/metrics`, or `None` while herd does not answer (it may be exiting).
+pub async fn try_metrics_text(herd: &Herd) -> Option<String> {
+    reqwest::get(format!("{}/metrics", herd.http))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// `herd journal export` in `dir` (where `test.toml` is); returns its exit code, standard
+/// output and standard error.
+pub fn journal_export(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["journal", "export", "--config", "test.toml"])
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 /// `wanted` in a scrape, as [`metric`] reads it.
 pub fn sample(text: &str, wanted: &str) -> f64 {
     text.lines()
