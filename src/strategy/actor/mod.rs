@@ -20,9 +20,9 @@
 //!   a `Drain`, no tick starts, and a tick in flight ends at its next step (its view or its
 //!   decisions coming back) without deciding or journaling anything, counted `abandoned`: the
 //!   Supervisor asks only an instance whose `Submitting` flag is set, and records the others
-//!   as drained. Skipped ticks are counted every time and logged
-//!   when they start and once a minute after. The acknowledgement's own completion stops the
-//!   actor, because actix drops every pending reply once an actor is stopping.
+//!   as drained. The acknowledgement's own completion stops the actor, because actix drops
+//!   every pending reply once an actor is stopping.
+//! - Skipped ticks are counted every time and logged when they start and once a minute after.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
