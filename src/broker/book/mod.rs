@@ -21,7 +21,7 @@
 //! - Every change is handed to the journal while the book's lock is held, so the journal sees
 //!   the changes of one order (and one holding) in the order they were made.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -59,8 +59,16 @@ struct BookInner {
     /// The reading of the account's positions last compared for a view (see
     /// [`OrderBook::first_sight`]); held, so its address cannot be reused by another.
     seen: Option<Arc<[Position]>>,
-    /// P&L each instance realized per venue day (New York date of the fill), recent days only.
-    realized: HashMap<(InstanceId, NaiveDate), Decimal>,
+    /// P&L realized per venue day (New York date of the fill), recent days only.
+    realized: BTreeMap<NaiveDate, RealizedDay>,
+}
+
+/// One venue day's realized P&L: each instance's, and all of them together (what the risk
+/// gate reads for every order, so it is kept rather than summed per order).
+#[derive(Default)]
+struct RealizedDay {
+    by_instance: HashMap<InstanceId, Decimal>,
+    total: Decimal,
 }
 
 /// Days of realized P&L the book keeps (today's is what the risk gate reads).
@@ -77,9 +85,17 @@ impl BookInner {
             return;
         }
         let day = venue_day(at);
-        *self.realized.entry((instance.clone(), day)).or_default() += pnl;
+        let realized = self.realized.entry(day).or_default();
+        *realized.by_instance.entry(instance.clone()).or_default() += pnl;
+        realized.total += pnl;
         let oldest = day - chrono::Days::new(REALIZED_DAYS as u64);
-        self.realized.retain(|(_, d), _| *d > oldest);
+        while self
+            .realized
+            .first_key_value()
+            .is_some_and(|(d, _)| *d <= oldest)
+        {
+            self.realized.pop_first();
+        }
     }
 }
 
@@ -426,10 +442,12 @@ impl OrderBook {
     /// P&L realized on venue day `day`: by `instance`, and by every instance together.
     pub fn realized_on(&self, instance: &InstanceId, day: NaiveDate) -> (Decimal, Decimal) {
         let b = self.lock();
-        b.realized.iter().filter(|((_, d), _)| *d == day).fold(
-            (Decimal::ZERO, Decimal::ZERO),
-            |(own, all), ((i, _), pnl)| (if i == instance { own + pnl } else { own }, all + pnl),
-        )
+        b.realized
+            .get(&day)
+            .map_or((Decimal::ZERO, Decimal::ZERO), |d| {
+                let own = d.by_instance.get(instance).copied().unwrap_or_default();
+                (own, d.total)
+            })
     }
 
     /// Every instance's holding in every symbol it has traded, by instance then symbol.

@@ -163,6 +163,44 @@ fn a_loss_is_realized_on_the_venue_day_of_its_fill_and_per_instance() {
 }
 
 #[test]
+fn realized_pnl_sums_every_instance_per_day_and_keeps_recent_days_only() {
+    let mut b = BookInner::default();
+    let (a, c) = (
+        InstanceId::parse("a").unwrap(),
+        InstanceId::parse("c").unwrap(),
+    );
+    // 15:00 UTC is 10:00 in New York: each fill is on the venue day of its UTC date.
+    let at = |day: u32| Utc.with_ymd_and_hms(2026, 3, day, 15, 0, 0).unwrap();
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    b.add_realized(&a, at(2), Decimal::from(-40));
+    b.add_realized(&c, at(2), Decimal::from(15));
+    b.add_realized(&a, at(2), Decimal::from(-5));
+    let book = OrderBook::new();
+    *book.lock() = b;
+    assert_eq!(
+        book.realized_on(&a, day(2)),
+        (Decimal::from(-45), Decimal::from(-30))
+    );
+    assert_eq!(
+        book.realized_on(&c, day(2)),
+        (Decimal::from(15), Decimal::from(-30))
+    );
+    // A fill three days later drops the 2nd (only the last REALIZED_DAYS are read); a late
+    // fill of an older day keeps the newer ones.
+    book.lock().add_realized(&c, at(5), Decimal::from(7));
+    book.lock().add_realized(&a, at(3), Decimal::from(1));
+    assert_eq!(book.realized_on(&a, day(2)), (Decimal::ZERO, Decimal::ZERO));
+    assert_eq!(
+        book.realized_on(&c, day(5)),
+        (Decimal::from(7), Decimal::from(7))
+    );
+    assert_eq!(
+        book.realized_on(&a, day(3)),
+        (Decimal::from(1), Decimal::from(1))
+    );
+}
+
+#[test]
 fn a_restored_book_remembers_todays_realized_loss_and_holdings() {
     let a = InstanceId::parse("a").unwrap();
     let spy = Symbol::parse("SPY").unwrap();
