@@ -196,11 +196,11 @@ async fn ticks(herd: &Herd) -> f64 {
 async fn orders(herd: &Herd) -> [f64; 4] {
     let text = common::metrics_text(herd).await;
     ["accepted", "rejected", "refused", "unknown"].map(|outcome| {
-        text.lines()
-            .filter(|l| l.starts_with("herd_orders_total{"))
-            .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
+        common::sample_labelled(
+            &text,
+            "herd_orders_total",
+            &format!("outcome=\"{outcome}\""),
+        )
     })
 }
 

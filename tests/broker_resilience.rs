@@ -390,12 +390,11 @@ async fn many_instances_share_one_bars_request_per_window() {
     // reading (the risk gate must judge the next order by positions after it): one more read
     // per accepted order at most. Measured under a parallel run: 11-14 for 5 cycles and 9
     // accepted orders (the bound without them failed at 13-14); one read per tick would be 50.
-    let accepted: f64 = common::metrics_text(&herd)
-        .await
-        .lines()
-        .filter(|l| l.starts_with("herd_orders_total{") && l.contains("outcome=\"accepted\""))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
+    let accepted = common::sample_labelled(
+        &common::metrics_text(&herd).await,
+        "herd_orders_total",
+        "outcome=\"accepted\"",
+    );
     assert!(
         positions <= 2.0 * cycles + 2.0 + accepted,
         "{positions} positions requests for {cycles} cycles and {accepted} accepted orders"

@@ -407,6 +407,18 @@ pub fn sample(text: &str, wanted: &str) -> f64 {
         .sum()
 }
 
+/// The sum of every series of `name` in a scrape whose labels include `label` (`key="value"`),
+/// whatever its other labels.
+pub fn sample_labelled(text: &str, name: &str, label: &str) -> f64 {
+    let prefix = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| series.contains(label))
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .sum()
+}
+
 /// `/health`'s body whatever its status (it answers 503 while halted or draining).
 pub async fn health(herd: &Herd) -> serde_json::Value {
     reqwest::get(format!("{}/health", herd.http))
