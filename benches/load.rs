@@ -37,7 +37,15 @@ use support::{symbol, usage};
 const SPEED: f64 = 300.0;
 /// Real seconds one scheduling cycle (a 5-minute bar) lasts at `SPEED`.
 const CYCLE: f64 = 300.0 / SPEED;
-const MEASURED: Duration = Duration::from_secs(12);
+/// The measured window (`HERD_LOAD_SECONDS` overrides it: a longer one averages over more
+/// cycles when two builds are compared).
+fn measured() -> Duration {
+    let seconds = std::env::var("HERD_LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    Duration::from_secs(seconds)
+}
 
 /// (instances, symbols per instance, distinct symbols)
 const SCENARIOS: &[(usize, usize, usize)] =
@@ -225,7 +233,7 @@ async fn scenario(instances: usize, per: usize, universe: usize) {
     let routes0 = served(&url).await;
     let clock = venue_clock(&url).await;
     let t0 = Instant::now();
-    tokio::time::sleep(MEASURED).await;
+    tokio::time::sleep(measured()).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let window_end = Utc::now();
     let (cpu1, rss) = usage(pid);

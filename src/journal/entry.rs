@@ -8,11 +8,13 @@
 //! - Entries are written in the order they were recorded (one writer, one queue), so the last
 //!   snapshot of an order or a ledger row is the latest one.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{Any, Transaction};
 
-use crate::domain::{Holding, InstanceId, OrderRecord, Symbol};
+use crate::domain::{Action, Decision, Holding, InstanceId, OrderRecord, Symbol};
 
 /// One thing to record.
 #[derive(Debug, Clone)]
@@ -78,11 +80,47 @@ pub struct DecisionEntry {
     pub qty: Option<Decimal>,
     pub signal: Option<f64>,
     pub decided_on: Option<DateTime<Utc>>,
-    pub reason: Option<String>,
-    /// The whole decision as JSON, as the instance's status shows it: serialized straight to
-    /// text (building a `serde_json::Value` first, a map per decision and thousands a second,
-    /// was a visible share of herd's allocations).
-    pub detail: String,
+    /// Most reasons are a core's fixed words: borrowed, not copied, for each decision.
+    pub reason: Option<Cow<'static, str>>,
+    /// The whole decision as JSON, as the instance's status shows it (see [`decision_detail`]);
+    /// `None` when the other columns hold all of it: stored empty, and `herd journal export`
+    /// writes it out again ([`rebuilt_detail`]).
+    pub detail: Option<String>,
+}
+
+/// What a decision's `detail` column keeps: `None` for a hold of the deciding instance's own,
+/// whose every field (symbol, signal, reason) has its own column; otherwise the decision as
+/// JSON, serialized straight to text (a `serde_json::Value` first, a map per decision, was a
+/// visible share of herd's allocations).
+///
+/// Holds are nearly every decision (five a tick for a momentum instance on five symbols) and
+/// their JSON was over half of each row's bytes: SQLite copies every bound text twice and
+/// writes it to the WAL and the table, sqlx's `Any` driver copies it once more.
+pub fn decision_detail(d: &Decision) -> Option<String> {
+    match d.action {
+        Action::Hold { .. } if d.instance.is_none() => None,
+        _ => Some(serde_json::to_string(d).unwrap_or_default()),
+    }
+}
+
+/// The JSON [`decision_detail`] left out for a hold, from its columns: what serializing the
+/// [`Decision`] gives (its fields in their order; a signal that is not finite is `null`, as
+/// it is stored).
+pub(super) fn rebuilt_detail(symbol: &str, signal: Option<f64>, reason: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct Hold<'a> {
+        symbol: &'a str,
+        signal: Option<f64>,
+        action: &'static str,
+        reason: &'a str,
+    }
+    serde_json::to_string(&Hold {
+        symbol,
+        signal,
+        action: "hold",
+        reason,
+    })
+    .unwrap_or_default()
 }
 
 #[derive(Debug, Clone)]
@@ -254,7 +292,7 @@ pub(super) async fn write_decisions(
             .bind(d.signal.filter(|s| s.is_finite()))
             .bind(d.decided_on.map(ms))
             .bind(d.reason.as_deref())
-            .bind(d.detail.as_str());
+            .bind(d.detail.as_deref().unwrap_or(""));
     }
     query.execute(&mut **tx).await?;
     Ok(())

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use super::entry::rebuilt_detail;
 use super::read::from_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,6 +117,27 @@ const FILLS: &[Column] = &[
     Text("filled_total"),
 ];
 
+/// A hold's `detail` is stored empty (its columns hold all of it, `entry::decision_detail`):
+/// the export writes the whole decision, as it always has.
+fn fill_in_detail(values: &mut [serde_json::Value]) {
+    use serde_json::Value;
+    let at = |name: &str| DECISIONS.iter().position(|c| c.name() == name);
+    let (Some(symbol), Some(signal), Some(reason), Some(detail)) =
+        (at("symbol"), at("signal"), at("reason"), at("detail"))
+    else {
+        return;
+    };
+    if values[detail].as_str() != Some("") {
+        return;
+    }
+    let rebuilt = rebuilt_detail(
+        values[symbol].as_str().unwrap_or_default(),
+        values[signal].as_f64(),
+        values[reason].as_str().unwrap_or_default(),
+    );
+    values[detail] = Value::String(rebuilt);
+}
+
 /// Writes the records of `kind` whose time is in `[from, to)` to `out`, oldest first; returns
 /// how many.
 pub async fn export(
@@ -143,12 +165,14 @@ pub async fn export(
         .await?;
     let mut records = Vec::with_capacity(rows.len());
     for row in &rows {
-        records.push(
-            columns
-                .iter()
-                .map(|c| c.value(row))
-                .collect::<Result<Vec<_>, _>>()?,
-        );
+        let mut values = columns
+            .iter()
+            .map(|c| c.value(row))
+            .collect::<Result<Vec<_>, _>>()?;
+        if kind == ExportKind::Decisions {
+            fill_in_detail(&mut values);
+        }
+        records.push(values);
     }
     match format {
         ExportFormat::Csv => {

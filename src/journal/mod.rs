@@ -37,7 +37,7 @@ use serde::Serialize;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, watch};
 
-pub use entry::{ActorStop, AdminAction, DecisionEntry, Entry, Fill};
+pub use entry::{ActorStop, AdminAction, DecisionEntry, Entry, Fill, decision_detail};
 pub use export::{ExportError, ExportFormat, ExportKind, export};
 pub use open::{JournalError, known_version};
 pub use read::{OrderQuery, Restored, RestoredOrder};

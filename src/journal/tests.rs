@@ -206,7 +206,7 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
         signal: Some(0.01),
         decided_on: None,
         reason: Some("within threshold".into()),
-        detail: serde_json::json!({"action": "hold"}).to_string(),
+        detail: None,
     };
     // Recorded from this task, which the writer cannot interleave with: all queue at once.
     let queued: Vec<bool> = (0..5)
@@ -275,8 +275,8 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
                 _ => Some(i as f64 / 1000.0),
             },
             decided_on: (i % 2 == 1).then(|| nth_ms(i + 1)),
-            reason: Some(format!("reason \"{i}\" — ok")),
-            detail: serde_json::json!({ "i": i }).to_string(),
+            reason: Some(format!("reason \"{i}\" — ok").into()),
+            detail: Some(serde_json::json!({ "i": i }).to_string()),
         }));
     }
     journal.flush(Duration::from_secs(5)).await.unwrap();

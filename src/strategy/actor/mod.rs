@@ -343,8 +343,10 @@ impl StrategyActor {
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
         self.status.last_decisions.clone_from(&decisions);
         if let Some(journal) = &self.deps.journal {
+            // One time for the tick's decisions: they were made together.
+            let at = Utc::now();
             for d in &decisions {
-                journal.record_decision(decision_entry(&self.deps.spec.id, d));
+                journal.record_decision(decision_entry(&self.deps.spec.id, d, at));
             }
         }
         let own = &self.deps.spec.id;
