@@ -3,8 +3,14 @@
 //! - throughput: entries per second the one writer commits with a full queue (order snapshots
 //!   and fills, as a busy herd records them);
 //! - latency added to an order: from recording its intent to the intent being durable, with the
-//!   writer idle — the wait an order has before its POST when nothing else is queued.
+//!   writer idle — the wait an order has before its POST when nothing else is queued;
+//! - what a decision costs: the process's CPU time (every thread: the writer, the database's)
+//!   per decision, recorded as 1,000 momentum instances on 5 symbols record a cycle's holds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -12,14 +18,17 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 
 use herd::domain::{
-    ClientOrderId, Holding, HumanDuration, InstanceId, OrderRecord, OrderState, Secret, Side,
-    Symbol,
+    Action, ClientOrderId, Decision, Holding, HumanDuration, InstanceId, OrderRecord, OrderState,
+    Secret, Side, Symbol,
 };
-use herd::journal::{Entry, Fill, Journal, JournalSettings};
+use herd::journal::{DecisionEntry, Entry, Fill, Journal, JournalSettings, decision_detail};
 use herd::metrics::JournalMetrics;
 
 const THROUGHPUT_ENTRIES: u64 = 50_000;
 const LATENCY_ORDERS: usize = 500;
+/// A cycle of 1,000 instances deciding on 5 symbols each, and how many cycles are measured.
+const CYCLE_DECISIONS: usize = 5_000;
+const DECISION_CYCLES: usize = 60;
 
 fn settings(url: &str) -> JournalSettings {
     JournalSettings {
@@ -109,6 +118,64 @@ async fn measure(name: &str, url: &str, dir: &std::path::Path) {
     );
 }
 
+/// A momentum hold, recorded as an instance records it (`strategy/actor/record.rs`).
+fn hold(instance: &InstanceId, symbol: &Symbol, signal: f64) -> DecisionEntry {
+    let decision = Decision {
+        instance: None,
+        symbol: symbol.clone(),
+        signal: Some(signal),
+        action: Action::Hold {
+            reason: "no signal",
+        },
+    };
+    DecisionEntry {
+        at: Utc::now(),
+        instance: instance.clone(),
+        symbol: symbol.clone(),
+        action: "hold",
+        side: None,
+        qty: None,
+        signal: decision.signal,
+        decided_on: None,
+        reason: Some("no signal".into()),
+        detail: decision_detail(&decision),
+    }
+}
+
+/// CPU µs per decision: cycles of holds, each queued at once and waited for, as at 1,000
+/// instances a cycle's decisions come together.
+async fn decisions(name: &str, url: &str, dir: &std::path::Path) {
+    let (journal, _) = Journal::open(&settings(url), dir, JournalMetrics::default())
+        .await
+        .unwrap();
+    let instances: Vec<InstanceId> = (0..CYCLE_DECISIONS / 5)
+        .map(|i| InstanceId::parse(&format!("momentum-{i:04}")).unwrap())
+        .collect();
+    let symbols: Vec<Symbol> = (0..500)
+        .map(|i| Symbol::parse(&support::symbol(i)).unwrap())
+        .collect();
+    let (cpu0, _) = support::usage(std::process::id());
+    let started = Instant::now();
+    for cycle in 0..DECISION_CYCLES {
+        for (i, instance) in instances.iter().enumerate() {
+            for k in 0..5 {
+                let symbol = &symbols[(i * 5 + k) % symbols.len()];
+                let signal = ((cycle * 7 + i + k) % 1000) as f64 * 1e-5 - 0.005;
+                assert!(journal.record_decision(hold(instance, symbol, signal)));
+            }
+        }
+        journal.flush(Duration::from_secs(60)).await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu1, _) = support::usage(std::process::id());
+    let n = (CYCLE_DECISIONS * DECISION_CYCLES) as f64;
+    println!(
+        "| {name} | {n:.0} | {elapsed:.2} | {:.0} | {:.2} |",
+        n / elapsed,
+        (cpu1 - cpu0) * 1e6 / n
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -138,5 +205,10 @@ fn main() {
                 .await
                 .unwrap();
         }
+        println!();
+        println!("| journal | decisions | seconds | decisions/s | CPU µs per decision |");
+        println!("|---|---|---|---|---|");
+        let dir = tempfile::tempdir().unwrap();
+        decisions("SQLite (WAL, synchronous=FULL)", "", dir.path()).await;
     });
 }

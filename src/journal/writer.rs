@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::entry::{
-    ActorStop, DecisionEntry, Dialect, Entry, ROWS_PER_INSERT, write_decisions, write_stops,
+    ActorStop, DecisionEntry, Dialect, Entry, ROWS_PER_INSERT, write_decisions, write_holds,
+    write_stops,
 };
 
 /// Entries per transaction at most: bounds a transaction's time while the queue is long.
@@ -81,12 +82,20 @@ pub(super) async fn run(
 
 async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // Decisions and actor stops go in as multi-row INSERTs; everything else one entry at a
-    // time, in order. Both are independent rows nothing else refers to, so grouping them
-    // (written before the next other entry) keeps every invariant.
+    // Decisions and actor stops go in as multi-row INSERTs (bare holds in their own, with
+    // half the parameters); everything else one entry at a time, in order. They are all
+    // independent rows nothing else refers to, so grouping them (written before the next
+    // other entry) keeps every invariant.
     let mut groups = Groups::default();
     for q in batch {
         match &q.entry {
+            Entry::Decision(d) if d.is_bare_hold() => {
+                groups.holds.push(d);
+                if groups.holds.len() == ROWS_PER_INSERT {
+                    write_holds(&mut tx, &groups.holds, dialect).await?;
+                    groups.holds.clear();
+                }
+            }
             Entry::Decision(d) => {
                 groups.decisions.push(d);
                 if groups.decisions.len() == ROWS_PER_INSERT {
@@ -114,6 +123,7 @@ async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<()
 /// The rows waiting for their multi-row INSERT.
 #[derive(Default)]
 struct Groups<'a> {
+    holds: Vec<&'a DecisionEntry>,
     decisions: Vec<&'a DecisionEntry>,
     stops: Vec<&'a ActorStop>,
 }
@@ -124,6 +134,8 @@ impl Groups<'_> {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         dialect: Dialect,
     ) -> Result<(), sqlx::Error> {
+        write_holds(tx, &self.holds, dialect).await?;
+        self.holds.clear();
         write_decisions(tx, &self.decisions, dialect).await?;
         self.decisions.clear();
         write_stops(tx, &self.stops, dialect).await?;
