@@ -160,8 +160,10 @@ pub struct InstanceStatus {
     pub refused: u64,
     /// Why the latest one was refused, as the gate said it.
     pub last_refusal: Option<String>,
-    /// The last tick's decision for each symbol: action, signal and reason.
-    pub last_decisions: Vec<Decision>,
+    /// The last tick's decision for each symbol: action, signal and reason. Shared: the status
+    /// is copied into a report after every tick.
+    #[schema(value_type = Vec<Decision>)]
+    pub last_decisions: Arc<[Decision]>,
     /// This instance's holdings as of the last tick, marked at the newest close it saw.
     pub positions: Vec<InstancePosition>,
     /// What a monitoring core (a risk manager) found on its last tick.

@@ -12,6 +12,7 @@
 mod actor;
 mod exposition;
 mod http;
+mod instance;
 mod journal;
 mod labels;
 mod lease;
@@ -34,6 +35,7 @@ use prometheus_client::registry::Registry;
 pub use actor::{MetricsActor, RenderMetrics};
 pub use exposition::Exposition;
 pub use http::HttpMetrics;
+pub use instance::InstanceMetrics;
 pub use journal::JournalMetrics;
 pub use labels::{
     OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
@@ -303,17 +305,6 @@ impl Metrics {
         );
         r.register("build_info", "herd version", self.build_info.clone());
         root
-    }
-
-    /// `kind` is the instance's `StrategyKind::as_str`.
-    pub fn tick(&self, instance: &str, kind: &'static str, outcome: TickOutcome) {
-        self.ticks
-            .get_or_create(&TickLabels {
-                instance: instance.to_owned(),
-                kind,
-                outcome: outcome.as_str(),
-            })
-            .inc();
     }
 
     pub fn order(&self, instance: &str, side: Side, outcome: OrderOutcome) {

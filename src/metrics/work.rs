@@ -6,8 +6,6 @@
 //! a gauge moves when work enters or leaves one, through a guard that also counts work dropped
 //! half-way (a cancelled future).
 
-use std::time::Duration;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -46,6 +44,8 @@ pub enum DecisionKind {
 }
 
 impl DecisionKind {
+    pub const ALL: &'static [DecisionKind] = &[Self::Order, Self::Hold, Self::NoData];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Order => "order",
@@ -117,21 +117,23 @@ impl WorkMetrics {
         }
     }
 
-    pub fn tick_duration(&self, instance: &str, elapsed: Duration) {
+    /// The tick-duration histogram of `instance` (see `InstanceMetrics`).
+    pub(super) fn tick_histogram(&self, instance: &str) -> Histogram {
         self.tick_duration
             .get_or_create(&InstanceLabels {
                 instance: instance.to_owned(),
             })
-            .observe(elapsed.as_secs_f64());
+            .clone()
     }
 
-    pub fn decision(&self, instance: &str, kind: DecisionKind) {
+    /// The decision counter of `instance` and `kind` (see `InstanceMetrics`).
+    pub(super) fn decision_counter(&self, instance: &str, kind: DecisionKind) -> Counter {
         self.decisions
             .get_or_create(&DecisionLabels {
                 instance: instance.to_owned(),
                 action: kind.as_str(),
             })
-            .inc();
+            .clone()
     }
 
     /// One more order at the venue until the guard drops.

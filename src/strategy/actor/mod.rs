@@ -53,7 +53,7 @@ use crate::domain::{
     panic_message,
 };
 use crate::journal::Journal;
-use crate::metrics::{DecisionKind, Metrics, TickOutcome};
+use crate::metrics::{DecisionKind, InstanceMetrics, Metrics, TickOutcome};
 
 /// No tick at start when the schedule's first tick is due sooner than this (or than half a
 /// period): a start tick, slower than most (cold caches), would still be running.
@@ -123,6 +123,8 @@ pub struct StrategyActor {
     /// The schedule, cancelled by `Drain`.
     timer: Option<SpawnHandle>,
     status: InstanceStatus,
+    /// This instance's series of the tick and decision metrics.
+    metrics: InstanceMetrics,
     /// Work results that came back while the core was deciding, handed over when it returns.
     finished_while_deciding: Vec<Finished>,
     /// Tells the Supervisor why this incarnation ended.
@@ -139,6 +141,11 @@ impl StrategyActor {
     ) -> Self {
         let needs = core.needs();
         let guards = core.guards().to_vec();
+        let metrics = InstanceMetrics::new(
+            Arc::clone(&deps.metrics),
+            id.as_ref(),
+            deps.spec.kind.as_str(),
+        );
         Self {
             deps,
             core: Some(core),
@@ -155,6 +162,7 @@ impl StrategyActor {
             drain_waiter: None,
             timer: None,
             status: InstanceStatus::default(),
+            metrics,
             finished_while_deciding: Vec::new(),
             exit,
         }
@@ -194,9 +202,7 @@ impl StrategyActor {
             return;
         }
         if self.in_flight {
-            self.deps
-                .metrics
-                .tick(self.id.as_ref(), self.kind(), TickOutcome::OverlapSkipped);
+            self.metrics.tick(TickOutcome::OverlapSkipped);
             match self.deps.skipped_ticks.note() {
                 Say::Started { earlier } => tracing::warn!(
                     event = "ticks_skipped", instance = %self.id, earlier_unreported = earlier,
@@ -213,9 +219,7 @@ impl StrategyActor {
             return;
         }
         if !self.deps.lease.may_tick() {
-            self.deps
-                .metrics
-                .tick(self.id.as_ref(), self.kind(), TickOutcome::Standby);
+            self.metrics.tick(TickOutcome::Standby);
             return;
         }
         let Some(broker) = self.deps.broker.get() else {
@@ -341,7 +345,6 @@ impl StrategyActor {
     }
 
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
-        self.status.last_decisions.clone_from(&decisions);
         if let Some(journal) = &self.deps.journal {
             // One time for the tick's decisions: they were made together.
             let at = Utc::now();
@@ -353,25 +356,25 @@ impl StrategyActor {
         let tick = self.tick_span.clone();
         let _in_tick = tick.enter();
         let intents: Vec<_> = decisions
-            .into_iter()
+            .iter()
             .filter_map(|d| {
+                let intent = self.log_decision(d)?;
                 // A decision about another instance (a risk manager's stop) is that instance's order.
                 let instance = d.instance.clone().unwrap_or_else(|| own.clone());
-                let (symbol, signal) = (d.symbol.clone(), d.signal);
-                self.log_decision(d).map(|intent| {
-                    let span = tracing::info_span!(
-                        "decision",
-                        otel.name = "strategy decision",
-                        instance = %instance,
-                        symbol = %symbol,
-                        side = %intent.side,
-                        qty = %intent.qty,
-                        signal,
-                    );
-                    (instance, intent, span)
-                })
+                let span = tracing::info_span!(
+                    "decision",
+                    otel.name = "strategy decision",
+                    instance = %instance,
+                    symbol = %d.symbol,
+                    side = %intent.side,
+                    qty = %intent.qty,
+                    signal = d.signal,
+                );
+                Some((instance, intent, span))
             })
             .collect();
+        // Moved, not copied: the status goes into a report after every tick.
+        self.status.last_decisions = decisions.into();
         if intents.is_empty() {
             return self.finish(TickEnd::Done { orders: 0 });
         }
@@ -417,20 +420,20 @@ impl StrategyActor {
     }
 
     /// Logs and counts one decision; returns its order intent if it has one.
-    fn log_decision(&self, d: Decision) -> Option<OrderIntent> {
+    fn log_decision(&self, d: &Decision) -> Option<OrderIntent> {
         let kind = match d.action {
             Action::Order(_) => DecisionKind::Order,
             Action::Hold { .. } => DecisionKind::Hold,
             Action::NoData { .. } => DecisionKind::NoData,
         };
-        self.deps.metrics.work.decision(self.id.as_ref(), kind);
-        match d.action {
+        self.metrics.decision(kind);
+        match &d.action {
             Action::Order(intent) => {
                 tracing::info!(
                     instance = %self.id, symbol = %d.symbol, signal = d.signal,
                     side = %intent.side, qty = %intent.qty, "signal"
                 );
-                Some(intent)
+                Some(intent.clone())
             }
             Action::Hold { reason } => {
                 tracing::debug!(instance = %self.id, symbol = %d.symbol, signal = d.signal, reason, "hold");
@@ -447,10 +450,7 @@ impl StrategyActor {
         self.in_flight = false;
         self.submitting.set(false);
         if let Some(started) = self.tick_started.take() {
-            self.deps
-                .metrics
-                .work
-                .tick_duration(self.id.as_ref(), started.elapsed());
+            self.metrics.tick_duration(started.elapsed());
         }
         self.status.ticks += 1;
         self.status.last_tick_at = Some(Utc::now());
@@ -486,7 +486,7 @@ impl StrategyActor {
             }
             _ => {}
         }
-        self.deps.metrics.tick(self.id.as_ref(), self.kind(), label);
+        self.metrics.tick(label);
         // Reports are bounded by the tick rate (one per tick, one tick in flight), so the
         // unbounded `do_send` cannot grow the Supervisor's mailbox without bound.
         self.deps.supervisor.do_send(StatusReport {
