@@ -384,6 +384,10 @@ async fn stops_grouped_among_other_entries_keep_each_rows_values_and_the_order_o
         .await
         .unwrap();
     assert_eq!(last, ((n - 1) / 40 * 40).to_string());
+    // Counted by kind as their batches commit.
+    let metrics = &journal.shared.metrics;
+    assert_eq!(metrics.written_count("stop"), n as u64);
+    assert_eq!(metrics.written_count("state"), ((n - 1) / 40 + 1) as u64);
 }
 
 async fn execute(journal: &Journal, sql: &'static str) {

@@ -65,13 +65,22 @@ pub(super) async fn run(
             }
         }
         shared.recovered();
+        // Counted by kind, one metric update per kind a batch (not per entry: thousands a second).
+        let mut written: Vec<(&'static str, u64)> = Vec::new();
+        for q in &batch {
+            let kind = q.entry.kind();
+            match written.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => written.push((kind, 1)),
+            }
+        }
+        for (kind, n) in &written {
+            shared.metrics.written(kind, *n);
+        }
         let decisions = batch
             .iter()
             .filter(|q| matches!(q.entry, Entry::Decision(_)))
             .count();
-        for q in &batch {
-            shared.metrics.written(q.entry.kind(), 1);
-        }
         shared.settled(batch.len(), decisions);
         if let Some(last) = batch.last() {
             committed.send_replace(last.ticket);

@@ -55,6 +55,12 @@ impl JournalMetrics {
         self.written.get_or_create(&KindLabels { kind }).inc_by(n);
     }
 
+    /// Entries of `kind` counted as written (tests read it without rendering a registry).
+    #[cfg(test)]
+    pub fn written_count(&self, kind: &'static str) -> u64 {
+        self.written.get_or_create(&KindLabels { kind }).get()
+    }
+
     pub fn dropped(&self, kind: &'static str) {
         self.dropped.get_or_create(&KindLabels { kind }).inc();
     }
