@@ -22,7 +22,7 @@ fn settings(queue: usize) -> JournalSettings {
     }
 }
 
-fn record(cid: &str, state: OrderState) -> OrderRecord {
+pub(super) fn record(cid: &str, state: OrderState) -> OrderRecord {
     let t = Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap();
     OrderRecord {
         instance: InstanceId::parse("m").unwrap(),
