@@ -45,6 +45,22 @@ pub(super) fn record(cid: &str, state: OrderState) -> OrderRecord {
     }
 }
 
+/// A bare hold of instance `m` on SPY.
+pub(super) fn hold() -> DecisionEntry {
+    DecisionEntry {
+        at: Utc::now(),
+        instance: InstanceId::parse("m").unwrap(),
+        symbol: Symbol::parse("SPY").unwrap(),
+        action: "hold",
+        side: None,
+        qty: None,
+        signal: Some(0.01),
+        decided_on: None,
+        reason: Some("within threshold".into()),
+        detail: None,
+    }
+}
+
 #[tokio::test]
 async fn what_is_recorded_is_what_a_reopened_journal_restores() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,18 +212,7 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
     let (journal, _) = Journal::open(&settings(2), dir.path(), metrics)
         .await
         .unwrap();
-    let decision = || DecisionEntry {
-        at: Utc::now(),
-        instance: InstanceId::parse("m").unwrap(),
-        symbol: Symbol::parse("SPY").unwrap(),
-        action: "hold",
-        side: None,
-        qty: None,
-        signal: Some(0.01),
-        decided_on: None,
-        reason: Some("within threshold".into()),
-        detail: None,
-    };
+    let decision = hold;
     // Recorded from this task, which the writer cannot interleave with: all queue at once.
     let queued: Vec<bool> = (0..5)
         .map(|_| journal.record_decision(decision()))

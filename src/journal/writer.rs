@@ -175,26 +175,13 @@ impl Groups<'_> {
 mod tests {
     use std::collections::VecDeque;
 
-    use chrono::Utc;
-
     use super::*;
-    use crate::domain::{InstanceId, OrderState, Symbol};
+    use crate::domain::OrderState;
 
     fn decision(ticket: u64) -> Queued {
         Queued {
             ticket,
-            entry: Entry::Decision(Box::new(DecisionEntry {
-                at: Utc::now(),
-                instance: InstanceId::parse("m").unwrap(),
-                symbol: Symbol::parse("SPY").unwrap(),
-                action: "hold",
-                side: None,
-                qty: None,
-                signal: None,
-                decided_on: None,
-                reason: None,
-                detail: None,
-            })),
+            entry: Entry::Decision(Box::new(crate::journal::tests::hold())),
         }
     }
 
