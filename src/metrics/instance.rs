@@ -2,9 +2,12 @@
 //! shared atomic handles instead of building a label set (an owned copy of the instance id)
 //! and hashing it under the family's lock for each of its seven or so updates.
 //!
-//! Invariant: a handle is taken from its family the first time its value is used, so a series
-//! exists exactly when it would without the handles (an instance that never orders has no
-//! `action="order"` series), and handles stay valid because herd never removes these series.
+//! Invariants:
+//! - The handles of a label are indexed by its value's place in the label's `ALL`, which the
+//!   `label_values!` declaration keeps in declaration order.
+//! - A handle is taken from its family the first time its value is used, so a series
+//!   exists exactly when it would without the handles (an instance that never orders has no
+//!   `action="order"` series), and handles stay valid because herd never removes these series.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -43,6 +43,15 @@ label_values! {
 }
 
 label_values! {
+    /// What a strategy's decision did: `herd_strategy_decisions_total{action}`.
+    DecisionKind {
+        Order => "order",
+        Hold => "hold",
+        NoData => "no_data",
+    }
+}
+
+label_values! {
     /// What became of an order herd decided to place: `herd_orders_total{outcome}`.
     OrderOutcome {
         /// The venue has it.
@@ -134,6 +143,7 @@ mod tests {
     #[test]
     fn every_label_is_snake_case_and_unique_within_its_set() {
         assert_snake_case_and_unique(TickOutcome::ALL, TickOutcome::as_str);
+        assert_snake_case_and_unique(DecisionKind::ALL, DecisionKind::as_str);
         assert_snake_case_and_unique(OrderOutcome::ALL, OrderOutcome::as_str);
         assert_snake_case_and_unique(RefusalReason::ALL, RefusalReason::as_str);
         assert_snake_case_and_unique(RequestOutcome::ALL, RequestOutcome::as_str);

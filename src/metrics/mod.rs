@@ -38,12 +38,12 @@ pub use http::HttpMetrics;
 pub use instance::InstanceMetrics;
 pub use journal::JournalMetrics;
 pub use labels::{
-    OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
+    DecisionKind, OrderOutcome, ReadFailure, RefusalReason, RequestOutcome, RiskAlert, TickOutcome,
 };
 pub use lease::LeaseMetrics;
 pub use shared_cache::{SharedCacheMetrics, SharedCacheOutcome};
 pub use traces::{SpanDrop, TraceMetrics};
-pub use work::{DecisionKind, InQueue, WorkMetrics};
+pub use work::{InQueue, WorkMetrics};
 
 use series::{
     AccountClassLabels, AccountLabels, AccountOperationLabels, AlertLabels, BreakerStateLabels,

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
+use super::DecisionKind;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     instance: String,
@@ -33,26 +35,6 @@ fn tick_histogram() -> Histogram {
     // 1 ms … 16 s by fours: few buckets, as there is one histogram per instance and a
     // thousand instances must still render quickly.
     Histogram::new(exponential_buckets(0.001, 4.0, 8))
-}
-
-/// What a decision did, as a bounded label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionKind {
-    Order,
-    Hold,
-    NoData,
-}
-
-impl DecisionKind {
-    pub const ALL: &'static [DecisionKind] = &[Self::Order, Self::Hold, Self::NoData];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Order => "order",
-            Self::Hold => "hold",
-            Self::NoData => "no_data",
-        }
-    }
 }
 
 pub struct WorkMetrics {
