@@ -156,19 +156,47 @@ struct Groups<'a> {
 }
 
 impl Groups<'_> {
+    /// Writes what waits, each group in statements of the sizes [`shaped`] gives.
     async fn write(
         &mut self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         dialect: Dialect,
     ) -> Result<(), sqlx::Error> {
-        write_holds(tx, &self.holds, dialect).await?;
+        for rows in shaped(&self.holds) {
+            write_holds(tx, rows, dialect).await?;
+        }
         self.holds.clear();
-        write_decisions(tx, &self.decisions, dialect).await?;
+        for rows in shaped(&self.decisions) {
+            write_decisions(tx, rows, dialect).await?;
+        }
         self.decisions.clear();
-        write_stops(tx, &self.stops, dialect).await?;
+        for rows in shaped(&self.stops) {
+            write_stops(tx, rows, dialect).await?;
+        }
         self.stops.clear();
         Ok(())
     }
+}
+
+/// `rows` cut into statements of [`ROWS_PER_INSERT`] rows, the rest into powers of two, largest
+/// first. Every row count is a statement of its own that sqlx prepares and keeps (up to 100 a
+/// connection), and one of hundreds of rows is a large program: with any count allowed they
+/// were several MiB at 1,000 instances. Ten sizes a kind of row bound them.
+fn shaped<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= ROWS_PER_INSERT {
+            ROWS_PER_INSERT
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
 }
 
 #[cfg(test)]
@@ -206,6 +234,29 @@ mod tests {
             lengths.push(batch.len());
         }
         lengths
+    }
+
+    #[test]
+    fn rows_go_in_full_statements_then_powers_of_two() {
+        let sizes = |n: usize| -> Vec<usize> {
+            let rows: Vec<usize> = (0..n).collect();
+            let parts: Vec<&[usize]> = shaped(&rows).collect();
+            // Every row once, in order.
+            assert_eq!(parts.concat(), rows);
+            parts.iter().map(|p| p.len()).collect()
+        };
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(ROWS_PER_INSERT), [ROWS_PER_INSERT]);
+        assert_eq!(
+            sizes(2 * ROWS_PER_INSERT + 100),
+            [ROWS_PER_INSERT, ROWS_PER_INSERT, 64, 32, 4]
+        );
+        // Whatever the count, a partial statement is one of a few sizes.
+        let mut seen: Vec<usize> = (1..=2 * ROWS_PER_INSERT).flat_map(sizes).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, [1, 2, 4, 8, 16, 32, 64, 128, 256, ROWS_PER_INSERT]);
     }
 
     #[test]
