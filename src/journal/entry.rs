@@ -284,7 +284,7 @@ const STOP_ROW: [Cell; 5] = [Param; 5];
 
 /// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows shaped as `row`, written into
 /// one string (a string per parameter, joined, was 6 % of herd's CPU at 1,000 instances: the
-/// writer builds one of these per hundred decisions).
+/// writer builds one of these per statement).
 fn values_list(rows: usize, row: &[Cell], dialect: Dialect) -> String {
     use std::fmt::Write as _;
     let mut sql = String::with_capacity(rows * row.len() * 6);
@@ -310,8 +310,9 @@ fn values_list(rows: usize, row: &[Cell], dialect: Dialect) -> String {
     sql
 }
 
-const DECISION_COLUMNS: &str = "INSERT INTO decisions (at, instance, symbol, action, side, qty, signal, decided_on, reason, \
-     detail) VALUES ";
+/// The head of every INSERT of decisions, whichever shape its rows have.
+const DECISION_COLUMNS: &str = "INSERT INTO decisions \
+     (at, instance, symbol, action, side, qty, signal, decided_on, reason, detail) VALUES ";
 
 /// Several decisions in one multi-row INSERT (at most [`ROWS_PER_INSERT`]).
 ///
