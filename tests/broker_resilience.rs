@@ -113,6 +113,13 @@ half_open_max = "1s"
         .find(|b| b["operation"] == op.as_str())
         .unwrap();
     assert_eq!(breaker["state"], "open", "{health}");
+    // The reads that failed are the venue's health too (views record it from their tasks).
+    let venue = &health["broker"]["health"];
+    assert!(
+        venue["consecutive_failures"].as_u64().unwrap() > 0,
+        "{health}"
+    );
+    assert!(venue["last_error"].is_string(), "{health}");
     eventually("an open breaker rejects calls", &herd, || async {
         (metric(&herd, "herd_breaker_rejections_total").await > 0.0).then_some(())
     })
@@ -127,6 +134,14 @@ half_open_max = "1s"
     .await;
     let base = metric(&herd, OK_TICKS).await;
     ok_ticks_beyond(&herd, base, 2.0).await;
+    // Ticks that succeed read the venue: its health says it answers again.
+    let venue = eventually("the venue's health recovers", &herd, || async {
+        let health = get_json(&format!("{}/health", herd.http)).await?;
+        let venue = health["broker"]["health"].clone();
+        (venue["consecutive_failures"] == 0).then_some(venue)
+    })
+    .await;
+    assert!(venue["last_ok_at"].is_string(), "{venue}");
 }
 
 /// Every order herd knows the venue has appears there exactly once, and herd knows every order

@@ -56,7 +56,7 @@ mod view;
 mod windows;
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -86,6 +86,7 @@ pub use snapshots::Snapshots;
 pub use takeover::Reconciler;
 pub use trading::TightenTrading;
 pub use view::GetMarketView;
+use view::ViewReader;
 
 use lease::{Lease, LeaseStatus};
 use order_id::client_order_id;
@@ -166,6 +167,28 @@ impl Brokers {
     }
 }
 
+/// Updates `health` from the outcome of a request: a failure (with its error), or an answer
+/// from the venue; an outcome that says nothing about the venue (a saturated quota, the
+/// drain) leaves it as it is.
+fn observe(health: &Mutex<VenueHealth>, process: &ProcessState, error: Option<&BrokerError>) {
+    let (failed, answered) = classify(error);
+    if !(failed || answered) {
+        return;
+    }
+    let mut health = health.lock().unwrap_or_else(PoisonError::into_inner);
+    if failed {
+        health.last_error = error.map(ToString::to_string);
+        health.last_error_at = Some(Utc::now());
+        health.consecutive_failures += 1;
+    } else {
+        // Any answer from the venue, a business refusal included, means it is up.
+        health.last_ok_at = Some(Utc::now());
+        health.consecutive_failures = 0;
+        drop(health);
+        process.mark_venue_reached();
+    }
+}
+
 /// Last-known state of the venue connection, for `/health` (never probed per request).
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct VenueHealth {
@@ -188,7 +211,11 @@ pub struct BrokerActor {
     completed_while_draining: u64,
     /// Orders not sent because the drain began first (summarized when the drain ends).
     dropped_while_draining: u64,
-    health: VenueHealth,
+    /// Shared with the views' tasks, which record their outcomes here directly: a message per
+    /// view (one per instance-tick) cost the broker's mailbox more than the update itself.
+    health: Arc<Mutex<VenueHealth>>,
+    /// What every view's task reads with.
+    views: Arc<ViewReader>,
     /// Tells the Supervisor why this incarnation ended.
     exit: ExitNotifier,
 }
@@ -196,37 +223,21 @@ pub struct BrokerActor {
 impl BrokerActor {
     pub fn new(deps: BrokerDeps, exit: ExitNotifier) -> Self {
         Self {
+            views: Arc::new(ViewReader::new(&deps)),
             deps,
             in_flight: TaskTracker::new(),
             draining: false,
             refreshing: false,
             completed_while_draining: 0,
             dropped_while_draining: 0,
-            health: VenueHealth::default(),
+            health: Arc::default(),
             exit,
         }
     }
 
     /// Updates the venue health from the outcome of a request.
-    fn observe(&mut self, error: Option<&BrokerError>) {
-        let (failed, answered) = classify(error);
-        if failed || answered {
-            self.record_health(failed, error.map(ToString::to_string));
-        }
-    }
-
-    /// A failure (with its error), or an answer from the venue.
-    fn record_health(&mut self, failed: bool, error: Option<String>) {
-        if failed {
-            self.health.last_error = error;
-            self.health.last_error_at = Some(Utc::now());
-            self.health.consecutive_failures += 1;
-        } else {
-            // Any answer from the venue, a business refusal included, means it is up.
-            self.health.last_ok_at = Some(Utc::now());
-            self.health.consecutive_failures = 0;
-            self.deps.process.mark_venue_reached();
-        }
+    fn observe(&self, error: Option<&BrokerError>) {
+        observe(&self.health, &self.deps.process, error);
     }
 
     /// Runs `fut` in this actor's context under `catch_unwind`: the one way the broker's
@@ -361,7 +372,11 @@ impl Handler<GetBrokerStatus> for BrokerActor {
             lease: self.deps.lease.status(),
             venue: self.deps.venue,
             trading_url: self.deps.gateway.client().endpoint().trading_url.clone(),
-            health: self.health.clone(),
+            health: self
+                .health
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             trading: (*self.deps.process.trading()).clone(),
             breakers: self.deps.gateway.breakers().snapshot(),
             quotas: self.deps.gateway.quotas(),

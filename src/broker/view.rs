@@ -24,7 +24,7 @@ use super::cached::MarketCache;
 use super::feed::MarketFeed;
 use super::market::{self, Series, cap_to_account};
 use super::positions::observe_new_reading;
-use super::{BrokerActor, BrokerError, OrderBook, Snapshots, classify};
+use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, observe};
 use crate::domain::{
     AccountId, AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId,
     MarketView, Session, Symbol, panic_message,
@@ -84,40 +84,34 @@ impl Handler<GetMarketView> for BrokerActor {
             instance = %msg.instance,
             symbols = msg.symbols.len(),
         );
-        let reader = ViewReader {
-            account: self.deps.account.clone(),
-            feed: self.deps.feed.clone(),
-            snapshots: self.deps.snapshots.clone(),
-            cache: self.deps.cache.clone(),
-            book: Arc::clone(&self.deps.book),
-            metrics: Arc::clone(&self.deps.metrics),
-            settle: self.deps.bar_settle,
-        };
+        let reader = Arc::clone(&self.views);
         let broker = ctx.address();
         let drain = self.deps.process.drain_signal();
+        let (health, process) = (Arc::clone(&self.health), Arc::clone(&self.deps.process));
+        // The view's future is built where it is awaited, never held in a local first: a
+        // future moved after it is built keeps both places in the task's state, and this one
+        // is boxed and copied for every instance-tick.
         Box::pin(async move {
-            let read = AssertUnwindSafe(reader.read(msg, own).instrument(span)).catch_unwind();
             let result = tokio::select! {
                 // A view has no effect: at the drain it is dropped, reads in flight included.
                 () = drain.cancelled() => Err(BrokerError::Draining),
-                read = read => read.unwrap_or_else(|payload| {
+                read = AssertUnwindSafe(reader.read(msg, own).instrument(span)).catch_unwind() => read.unwrap_or_else(|payload| {
                     let panic = panic_message(&*payload);
                     broker.do_send(ViewPanicked(panic.clone()));
                     Err(BrokerError::Panicked(panic))
                 }),
             };
-            if let Some(outcome) = Observed::of(result.as_ref().err()) {
-                broker.do_send(outcome);
-            }
+            observe(&health, &process, result.as_ref().err());
             result
         })
     }
 }
 
-/// What reading a view needs, moved into the view's own task: every pending view used to be a
+/// What reading a view needs, shared by the views' own tasks: every pending view used to be a
 /// future in the BrokerActor's context, which actix polls all of at each wake-up, so a cycle of
-/// N instances cost O(N²) polls.
-struct ViewReader {
+/// N instances cost O(N²) polls. One per BrokerActor incarnation, behind an `Arc`: a copy per
+/// view was a dozen reference counts to bump and half a kilobyte in every view's future.
+pub(super) struct ViewReader {
     account: AccountId,
     feed: MarketFeed,
     snapshots: Snapshots,
@@ -129,44 +123,76 @@ struct ViewReader {
 }
 
 impl ViewReader {
+    pub(super) fn new(deps: &BrokerDeps) -> Self {
+        Self {
+            account: deps.account.clone(),
+            feed: deps.feed.clone(),
+            snapshots: deps.snapshots.clone(),
+            cache: deps.cache.clone(),
+            book: Arc::clone(&deps.book),
+            metrics: Arc::clone(&deps.metrics),
+            settle: deps.bar_settle,
+        }
+    }
+
     /// The view at the venue clock's time: nothing more while the market is closed for a kind
     /// that trades only when open; otherwise bars, the positions (own, capped by the
     /// account's) and the account.
-    async fn read(self, request: GetMarketView, own: Own) -> Result<MarketView, BrokerError> {
-        let clock = self.snapshots.clock().await?;
-        let needs = request.needs;
-        let mut view = MarketView {
-            now: clock.timestamp,
-            market_open: clock.is_open,
-            pending: own.pending,
-            guarded: own.guarded,
-            ..MarketView::default()
-        };
-        if !clock.is_open && needs.only_when_open {
-            return Ok(view);
+    ///
+    /// Not an `async fn`: one keeps a second copy of each argument in its state. The view is
+    /// built after the last read, so it is not held across them either.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn doubles its arguments in the boxed view future"
+    )]
+    fn read(
+        self: Arc<Self>,
+        request: GetMarketView,
+        own: Own,
+    ) -> impl Future<Output = Result<MarketView, BrokerError>> {
+        async move {
+            let clock = self.snapshots.clock().await?;
+            let needs = request.needs;
+            if !clock.is_open && needs.only_when_open {
+                return Ok(MarketView {
+                    now: clock.timestamp,
+                    market_open: clock.is_open,
+                    pending: own.pending,
+                    guarded: own.guarded,
+                    ..MarketView::default()
+                });
+            }
+            let bars = self
+                .bars(
+                    request.symbols,
+                    needs,
+                    request.session,
+                    clock.timestamp,
+                    request.trace,
+                )
+                .await?;
+            let held = self.snapshots.positions().await?;
+            let book = &self.book;
+            observe_new_reading(&self.account, book, &self.metrics, &held);
+            let account = if needs.account {
+                Some(self.snapshots.account().await?)
+            } else {
+                None
+            };
+            Ok(MarketView {
+                now: clock.timestamp,
+                market_open: clock.is_open,
+                bars,
+                positions: cap_to_account(own.positions, &held, |s| book.expected_position(s)),
+                pending: own.pending,
+                account: account.map(|a| AccountSnapshot {
+                    equity: a.equity,
+                    cash: a.cash,
+                    buying_power: a.buying_power,
+                }),
+                guarded: own.guarded,
+            })
         }
-        view.bars = self
-            .bars(
-                request.symbols,
-                needs,
-                request.session,
-                clock.timestamp,
-                request.trace,
-            )
-            .await?;
-        let held = self.snapshots.positions().await?;
-        let book = &self.book;
-        observe_new_reading(&self.account, book, &self.metrics, &held);
-        view.positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
-        if needs.account {
-            let a = self.snapshots.account().await?;
-            view.account = Some(AccountSnapshot {
-                equity: a.equity,
-                cash: a.cash,
-                buying_power: a.buying_power,
-            });
-        }
-        Ok(view)
     }
 
     /// The newest `needs.bars` final bars of each symbol at venue time `now`: cached ones at
@@ -191,33 +217,6 @@ impl ViewReader {
         let fetched = self.feed.bars(misses, series, needs.bars, tick).await?;
         hits.extend(fetched);
         Ok(hits)
-    }
-}
-
-/// A view's outcome for the venue's health (see [`BrokerActor::observe`]).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Observed {
-    failed: bool,
-    error: Option<String>,
-}
-
-impl Observed {
-    /// `None` when the outcome says nothing about the venue (a saturated quota, the drain).
-    fn of(error: Option<&BrokerError>) -> Option<Self> {
-        let (failed, answered) = classify(error);
-        (failed || answered).then(|| Observed {
-            failed,
-            error: error.filter(|_| failed).map(ToString::to_string),
-        })
-    }
-}
-
-impl Handler<Observed> for BrokerActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Observed, _: &mut Self::Context) {
-        self.record_health(msg.failed, msg.error);
     }
 }
 
