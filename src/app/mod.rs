@@ -23,8 +23,7 @@ use crate::broker::{
     RefusalLog, Sessions, SharedBars, Snapshots,
 };
 use crate::domain::{
-    AccountId, InstanceId, REPEAT_SUMMARY, Repeats, Slot, StatusReport, Trading, TradingState,
-    Venue,
+    AccountId, InstanceId, REPEAT_SUMMARY, Repeats, Slot, Trading, TradingState, Venue,
 };
 use crate::http::{self, OpsState};
 use crate::journal::{Journal, JournalError, Restored, keys};
@@ -212,19 +211,15 @@ pub async fn run(
     }
     let paused = paused_instances(&restored);
     let anchor = venue_anchor(&accounts[0].snapshots).await;
-    let supervisor = Supervisor::create(|ctx| {
-        let reports = ctx.address().recipient::<StatusReport>();
-        let specs = child_specs(
-            &settings, &accounts, &slots, reports, anchor, &workshop, &journal,
-        );
-        Supervisor::new(
-            specs,
-            RestartPolicy::from(&settings.supervisor),
-            Arc::clone(&process),
-            Arc::clone(&metrics),
-        )
-        .journaled(journal.clone(), &paused)
-    });
+    let specs = child_specs(&settings, &accounts, &slots, anchor, &workshop, &journal);
+    let supervisor = Supervisor::new(
+        specs,
+        RestartPolicy::from(&settings.supervisor),
+        Arc::clone(&process),
+        Arc::clone(&metrics),
+    )
+    .journaled(journal.clone(), &paused)
+    .start();
 
     let state = OpsState {
         settings: settings.http.clone(),
@@ -330,7 +325,6 @@ fn child_specs(
     settings: &Settings,
     accounts: &[BrokerDeps],
     slots: &Slots,
-    reports: Recipient<StatusReport>,
     anchor: VenueAnchor,
     workshop: &Arc<Workshop>,
     journal: &Journal,
@@ -397,7 +391,7 @@ fn child_specs(
         else {
             continue;
         };
-        let (metrics, reports) = (Arc::clone(&deps.metrics), reports.clone());
+        let metrics = Arc::clone(&deps.metrics);
         let drain = deps.process.drain_signal();
         let schedule = Schedule {
             every: spec.every,
@@ -417,7 +411,6 @@ fn child_specs(
                 let deps = StrategyDeps {
                     spec: Arc::clone(&spec),
                     broker: broker.clone(),
-                    supervisor: reports.clone(),
                     metrics: Arc::clone(&metrics),
                     schedule,
                     workshop: Arc::clone(&workshop),
@@ -429,8 +422,10 @@ fn child_specs(
                 };
                 let core = crate::strategy::build(&spec);
                 let actor = StrategyActor::new(deps, core, c.id, c.incarnation, c.exit);
-                let submitting = actor.submitting();
-                ChildHandle::strategy(&actor.paused(c.paused).start()).with_submitting(submitting)
+                let (submitting, status) = (actor.submitting(), actor.status_board());
+                ChildHandle::strategy(&actor.paused(c.paused).start())
+                    .with_submitting(submitting)
+                    .with_status(status)
             }),
         });
     }

@@ -28,7 +28,7 @@ pub use market::{Bar, Session, Side, Timeframe};
 pub use order::{OrderRecord, OrderState, OrderStatus};
 pub use protocol::{
     Control, ControlRefused, Drain, DrainAck, ExitNotifier, ExitReason, InstancePosition,
-    InstanceStatus, Lifecycle, Slot, StatusReport, Submitting, panic_message,
+    InstanceStatus, Lifecycle, Slot, StatusBoard, Submitting, panic_message,
 };
 pub use repeats::{REPEAT_SUMMARY, Repeats, Say};
 pub use secret::Secret;

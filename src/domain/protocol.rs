@@ -1,8 +1,8 @@
 //! The protocol every supervised child speaks, and what the Supervisor reports about it.
 //!
 //! A child incarnation holds an [`ExitNotifier`] and answers [`Drain`]; strategy instances also
-//! answer [`Control`] and send a [`StatusReport`] after every tick. Holders of a child's address go through its
-//! [`Slot`]. These types live here, not in the supervisor, because the children, the HTTP layer
+//! answer [`Control`] and publish their status on a [`StatusBoard`] after every tick. Holders
+//! of a child's address go through its [`Slot`]. These types live here, not in the supervisor, because the children, the HTTP layer
 //! and the metrics speak them without depending on the Supervisor.
 //!
 //! Invariants:
@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use super::{ChildId, Decision, Holding, Symbol};
+use super::{Decision, Holding, Symbol};
 
 /// Why an incarnation ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,7 +147,7 @@ pub struct DrainAck {
     pub orders_completed: u64,
 }
 
-/// What a strategy instance reports after each tick.
+/// What a strategy instance publishes after each tick (see [`StatusBoard`]).
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct InstanceStatus {
     /// Ticks of the current incarnation (a restart starts again from 0).
@@ -193,13 +193,34 @@ impl InstancePosition {
     }
 }
 
-/// Sent by a strategy instance after every tick.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StatusReport {
-    pub id: ChildId,
-    pub incarnation: u64,
-    pub status: InstanceStatus,
+/// Where a strategy instance publishes its status at the end of every tick, and the Supervisor
+/// reads it for `/strategies`. One board per incarnation: a replaced incarnation's late
+/// publishing lands on a board nobody reads any more.
+///
+/// Shared state, not a message: a report per instance-tick was a message through the
+/// Supervisor's mailbox and a copy of the status, on one thread, thousands of times a cycle;
+/// publishing reuses the board's allocations and is read only when someone asks.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<std::sync::Mutex<InstanceStatus>>);
+
+impl StatusBoard {
+    /// Replaces what the board shows with `status`, as of now.
+    pub fn publish(&self, status: &InstanceStatus) {
+        self.lock().clone_from(status);
+    }
+
+    /// What the instance published last (the default before its first tick).
+    pub fn read(&self) -> InstanceStatus {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InstanceStatus> {
+        // Poisoned only by a panic while copying (an allocation failure): what is there is
+        // still worth showing.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Where a supervised child stands. Transitions: `Lifecycle::on` in `supervisor::lifecycle`.

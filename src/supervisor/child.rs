@@ -6,7 +6,7 @@
 use actix::prelude::*;
 use serde::Serialize;
 
-use crate::domain::{ChildId, Control, Drain, ExitNotifier, Submitting, Symbol};
+use crate::domain::{ChildId, Control, Drain, ExitNotifier, StatusBoard, Submitting, Symbol};
 
 /// What a child is; decides its drain phase and whether losing it halts trading.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -54,6 +54,8 @@ pub struct ChildHandle {
     /// is it asked to drain; otherwise it stands down on the drain signal. Without it, the
     /// child is always asked.
     pub submitting: Option<Submitting>,
+    /// A strategy instance's status, as it published it after its last tick.
+    pub status: Option<StatusBoard>,
 }
 
 impl ChildHandle {
@@ -66,6 +68,7 @@ impl ChildHandle {
             drain: addr.clone().recipient(),
             control: None,
             submitting: None,
+            status: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl ChildHandle {
             drain: addr.clone().recipient(),
             control: Some(addr.clone().recipient()),
             submitting: None,
+            status: None,
         }
     }
 
@@ -85,6 +89,12 @@ impl ChildHandle {
     /// down on the process's drain signal otherwise (see [`Submitting`]).
     pub fn with_submitting(mut self, submitting: Submitting) -> Self {
         self.submitting = Some(submitting);
+        self
+    }
+
+    /// The instance publishes its status on `board` after every tick (`/strategies`).
+    pub fn with_status(mut self, board: StatusBoard) -> Self {
+        self.status = Some(board);
         self
     }
 }

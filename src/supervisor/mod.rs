@@ -38,7 +38,7 @@ pub use lifecycle::{InvalidTransition, LifecycleEvent};
 
 use crate::domain::{
     ChildId, Control, Drain, DrainAck, ExitNotifier, ExitReason, HumanDuration, InstanceStatus,
-    InvalidSetting, Lifecycle, StatusReport, Submitting, TradingState, panic_message, positive,
+    InvalidSetting, Lifecycle, StatusBoard, Submitting, TradingState, panic_message, positive,
 };
 use crate::journal::{ActorStop, Entry, Journal, keys};
 use crate::metrics::Metrics;
@@ -117,14 +117,15 @@ struct Child {
     /// The scheduled restart, cancelled if a drain begins first.
     pending_restart: Option<SpawnHandle>,
     last_exit: Option<ExitReason>,
-    status: InstanceStatus,
+    /// Where the running (or last) incarnation of a strategy instance publishes its status.
+    status: Option<StatusBoard>,
 }
 
 pub struct Supervisor {
     /// In start order; drain order is by role.
     children: Vec<Child>,
-    /// Each child's index in `children`, by id: every instance reports after every tick, and a
-    /// search through 10,000 children per report made a cycle cost grow with the square.
+    /// Each child's index in `children`, by id: an operator's control names a child, and a
+    /// search through 10,000 of them per request would be the one cost growing with them.
     by_id: HashMap<ChildId, usize>,
     policy: RestartPolicy,
     /// Once set, exits are final and nothing is restarted.
@@ -166,7 +167,7 @@ impl Supervisor {
                 restart_on_exit: false,
                 pending_restart: None,
                 last_exit: None,
-                status: InstanceStatus::default(),
+                status: None,
             })
             .collect();
         Self {
@@ -227,7 +228,7 @@ impl Supervisor {
         let child = &mut self.children[i];
         child.pending_restart = None;
         child.incarnation += 1;
-        child.status = InstanceStatus::default();
+        child.status = None;
         let incarnation = child.incarnation;
         let id = child.spec.id.clone();
         let (exit, exited) = ExitNotifier::new();
@@ -248,6 +249,7 @@ impl Supervisor {
                 self.children[i].drain = Some(handle.drain);
                 self.children[i].control = handle.control;
                 self.children[i].submitting = handle.submitting;
+                self.children[i].status = handle.status;
                 self.transition(i, LifecycleEvent::Started);
                 tracing::info!(child = %id, incarnation, "child started");
             }
@@ -345,7 +347,7 @@ impl Supervisor {
                 restarts: c.restarts,
                 last_exit: c.last_exit.as_ref().map(ToString::to_string),
                 paused: c.spec.role.is_strategy().then_some(c.paused),
-                status: c.status.clone(),
+                status: c.status.as_ref().map(StatusBoard::read).unwrap_or_default(),
             })
             .collect()
     }
@@ -406,19 +408,6 @@ impl Handler<ListChildren> for Supervisor {
 
     fn handle(&mut self, _: ListChildren, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.view())
-    }
-}
-
-impl Handler<StatusReport> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, report: StatusReport, _: &mut Self::Context) {
-        if let Some(&i) = self.by_id.get(&report.id)
-            && let Some(c) = self.children.get_mut(i)
-            && c.incarnation == report.incarnation
-        {
-            c.status = report.status;
-        }
     }
 }
 

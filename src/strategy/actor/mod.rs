@@ -1,7 +1,7 @@
 //! The StrategyActor: one configured instance on its schedule.
 //!
 //! Each tick: ask the BrokerActor for this instance's [`MarketView`], run the pure core, hand
-//! the resulting order intents to the broker, report the tick to the Supervisor.
+//! the resulting order intents to the broker, publish the instance's status for the Supervisor.
 //!
 //! Invariants:
 //! - At most one tick is in flight: a tick that comes due while the previous one runs is
@@ -49,7 +49,7 @@ use crate::broker::lease::Lease;
 use crate::broker::{BrokerActor, BrokerError, GetMarketView, SubmitOrder};
 use crate::domain::{
     Action, ChildId, DataNeeds, Decision, ExitNotifier, ExitReason, InstanceId, InstancePosition,
-    InstanceStatus, MarketView, OrderIntent, Repeats, Say, Slot, StatusReport, Submitting,
+    InstanceStatus, MarketView, OrderIntent, Repeats, Say, Slot, StatusBoard, Submitting,
     panic_message,
 };
 use crate::journal::Journal;
@@ -63,7 +63,6 @@ const START_TICK_MARGIN: std::time::Duration = std::time::Duration::from_secs(2)
 pub struct StrategyDeps {
     pub spec: Arc<StrategySpec>,
     pub broker: Slot<BrokerActor>,
-    pub supervisor: Recipient<StatusReport>,
     pub metrics: Arc<Metrics>,
     /// When ticks fall due: on the venue clock's multiples of `every`, as each bar is final.
     pub schedule: Schedule,
@@ -123,6 +122,8 @@ pub struct StrategyActor {
     /// The schedule, cancelled by `Drain`.
     timer: Option<SpawnHandle>,
     status: InstanceStatus,
+    /// Where `status` is published after every tick, for the Supervisor.
+    board: StatusBoard,
     /// This instance's series of the tick and decision metrics.
     metrics: InstanceMetrics,
     /// Work results that came back while the core was deciding, handed over when it returns.
@@ -162,6 +163,7 @@ impl StrategyActor {
             drain_waiter: None,
             timer: None,
             status: InstanceStatus::default(),
+            board: StatusBoard::default(),
             metrics,
             finished_while_deciding: Vec::new(),
             exit,
@@ -177,6 +179,11 @@ impl StrategyActor {
     /// Whether this incarnation has orders on their way, as the Supervisor reads it.
     pub fn submitting(&self) -> Submitting {
         self.submitting.clone()
+    }
+
+    /// Where this incarnation publishes its status, as the Supervisor reads it.
+    pub fn status_board(&self) -> StatusBoard {
+        self.board.clone()
     }
 
     /// Draining: asked by a `Drain`, or the process's drain signal alone.
@@ -487,13 +494,7 @@ impl StrategyActor {
             _ => {}
         }
         self.metrics.tick(label);
-        // Reports are bounded by the tick rate (one per tick, one tick in flight), so the
-        // unbounded `do_send` cannot grow the Supervisor's mailbox without bound.
-        self.deps.supervisor.do_send(StatusReport {
-            id: self.id.clone(),
-            incarnation: self.incarnation,
-            status: self.status.clone(),
-        });
+        self.board.publish(&self.status);
         if let Some(waiter) = self.drain_waiter.take() {
             let _ = waiter.send(());
         }
