@@ -158,11 +158,14 @@ async fn decisions(name: &str, url: &str, dir: &std::path::Path) {
     let started = Instant::now();
     for cycle in 0..DECISION_CYCLES {
         for (i, instance) in instances.iter().enumerate() {
-            for k in 0..5 {
-                let symbol = &symbols[(i * 5 + k) % symbols.len()];
-                let signal = ((cycle * 7 + i + k) % 1000) as f64 * 1e-5 - 0.005;
-                assert!(journal.record_decision(hold(instance, symbol, signal)));
-            }
+            let tick = (0..5)
+                .map(|k| {
+                    let symbol = &symbols[(i * 5 + k) % symbols.len()];
+                    let signal = ((cycle * 7 + i + k) % 1000) as f64 * 1e-5 - 0.005;
+                    hold(instance, symbol, signal)
+                })
+                .collect();
+            assert!(journal.record_decisions(tick));
         }
         journal.flush(Duration::from_secs(60)).await.unwrap();
     }

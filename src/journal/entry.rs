@@ -26,7 +26,9 @@ pub enum Entry {
         changed: bool,
     },
     Fill(Box<Fill>),
-    Decision(Box<DecisionEntry>),
+    /// A tick's decisions, queued together: one entry for the five or so decisions of an
+    /// instance-tick, not one each (a lock, a wake-up of the writer and a queue slot each).
+    Decisions(Vec<DecisionEntry>),
     Admin(Box<AdminAction>),
     Stop(ActorStop),
     /// A value that must survive restarts; `None` deletes it.
@@ -42,10 +44,18 @@ impl Entry {
         match self {
             Self::Order { .. } => "order",
             Self::Fill(_) => "fill",
-            Self::Decision(_) => "decision",
+            Self::Decisions(_) => "decision",
             Self::Admin(_) => "admin",
             Self::Stop(_) => "stop",
             Self::State { .. } => "state",
+        }
+    }
+
+    /// The rows it writes: what the queue's depth and a batch's size count.
+    pub fn rows(&self) -> usize {
+        match self {
+            Self::Decisions(ds) => ds.len(),
+            _ => 1,
         }
     }
 }
@@ -184,8 +194,15 @@ impl Entry {
                 changed,
             } => write_order(tx, *seq, record, *changed).await,
             Self::Fill(fill) => write_fill(tx, fill).await,
-            // One row: `$N` on either database (ten names to look up).
-            Self::Decision(d) => write_decisions(tx, &[d], Dialect::Postgres).await,
+            // The writer groups decisions across entries; alone they are a group of their own
+            // (`$N` works on either database).
+            Self::Decisions(ds) => {
+                let rows: Vec<&DecisionEntry> = ds.iter().collect();
+                for rows in rows.chunks(ROWS_PER_INSERT) {
+                    write_decisions(tx, rows, Dialect::Postgres).await?;
+                }
+                Ok(())
+            }
             Self::Admin(a) => {
                 sqlx::query(
                     "INSERT INTO admin_actions (at, request_id, client, action, subject, status, \

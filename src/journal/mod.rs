@@ -119,7 +119,7 @@ pub struct NotDurable {
 pub struct JournalStatus {
     pub location: String,
     pub backend: &'static str,
-    /// Entries waiting for the writer.
+    /// Rows waiting for the writer (each decision, order change, fill, ... is one).
     pub queued: usize,
     /// The last write error while the writer is retrying; `None` once writes succeed.
     pub failing: Option<String>,
@@ -133,7 +133,7 @@ struct Sender {
 
 pub(crate) struct Shared {
     sender: Mutex<Sender>,
-    /// Entries queued and not yet committed.
+    /// Rows queued and not yet committed (an entry of decisions counts each of them).
     queued: AtomicUsize,
     /// Of those, decisions: the part that may be dropped.
     decisions: AtomicUsize,
@@ -162,8 +162,8 @@ impl Shared {
         }
     }
 
-    fn settled(&self, entries: usize, decisions: usize) {
-        let left = self.queued.fetch_sub(entries, Ordering::AcqRel) - entries;
+    fn settled(&self, rows: usize, decisions: usize) {
+        let left = self.queued.fetch_sub(rows, Ordering::AcqRel) - rows;
         self.decisions.fetch_sub(decisions, Ordering::AcqRel);
         self.metrics.queued(left);
     }
@@ -252,9 +252,10 @@ impl Journal {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         sender.next += 1;
         let ticket = sender.next;
-        let depth = self.shared.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        if matches!(entry, Entry::Decision(_)) {
-            self.shared.decisions.fetch_add(1, Ordering::AcqRel);
+        let rows = entry.rows();
+        let depth = self.shared.queued.fetch_add(rows, Ordering::AcqRel) + rows;
+        if matches!(entry, Entry::Decisions(_)) {
+            self.shared.decisions.fetch_add(rows, Ordering::AcqRel);
         }
         if sender.queue.send(Queued { ticket, entry }).is_err() {
             // Only after the writer task ended (the runtime is shutting down).
@@ -268,14 +269,20 @@ impl Journal {
         Ticket(ticket)
     }
 
-    /// Queues a decision unless `journal.queue` decisions already wait; a dropped decision is
-    /// counted. Returns whether it was queued.
-    pub fn record_decision(&self, decision: DecisionEntry) -> bool {
+    /// Queues a tick's decisions, unless `journal.queue` decisions already wait: they are kept
+    /// or dropped together (a tick's record is never half there), and each dropped one is
+    /// counted. Returns whether they were queued.
+    pub fn record_decisions(&self, decisions: Vec<DecisionEntry>) -> bool {
+        if decisions.is_empty() {
+            return true;
+        }
         if self.shared.decisions.load(Ordering::Acquire) >= self.shared.capacity {
-            self.shared.metrics.dropped("decision");
+            self.shared
+                .metrics
+                .dropped("decision", decisions.len() as u64);
             return false;
         }
-        self.record(Entry::Decision(Box::new(decision)));
+        self.record(Entry::Decisions(decisions));
         true
     }
 

@@ -24,7 +24,8 @@ pub struct JournalSettings {
     /// Records older than this are deleted (decisions, final orders, fills, admin actions,
     /// actor stops); positions and orders still working are kept whatever their age.
     pub retention: HumanDuration,
-    /// Decisions that may wait for the writer; past it a decision is dropped and counted.
+    /// Decisions that may wait for the writer; past it a tick's decisions are dropped (all of
+    /// them, so none is half recorded) and counted.
     /// Order records are never dropped: an order waits until its intent is durable.
     pub queue: usize,
     /// Longest wait for an order's intent to become durable; past it the order is refused.

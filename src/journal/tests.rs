@@ -209,15 +209,19 @@ async fn what_is_recorded_is_what_a_reopened_journal_restores() {
 async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = JournalMetrics::default();
-    let (journal, _) = Journal::open(&settings(2), dir.path(), metrics)
+    let (journal, _) = Journal::open(&settings(2), dir.path(), metrics.clone())
         .await
         .unwrap();
-    let decision = hold;
+    let tick = |n: usize| vec![hold(); n];
     // Recorded from this task, which the writer cannot interleave with: all queue at once.
-    let queued: Vec<bool> = (0..5)
-        .map(|_| journal.record_decision(decision()))
+    // A tick's decisions are kept or dropped together: the second tick is kept whole though
+    // it takes the queue past its bound, and the ones after it are dropped whole.
+    let queued: Vec<bool> = [1, 3, 1, 2]
+        .into_iter()
+        .map(|n| journal.record_decisions(tick(n)))
         .collect();
-    assert_eq!(queued, [true, true, false, false, false]);
+    assert_eq!(queued, [true, true, false, false]);
+    assert_eq!(metrics.dropped_count("decision"), 3);
     for n in 0..5 {
         journal.record(Entry::Order {
             seq: n,
@@ -238,10 +242,10 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
             row.try_get::<i64, _>("n").unwrap()
         }
     };
-    assert_eq!(count("decisions").await, 2);
+    assert_eq!(count("decisions").await, 4);
     assert_eq!(count("orders").await, 5);
     // Once written, the queue has room again.
-    assert!(journal.record_decision(decision()));
+    assert!(journal.record_decisions(tick(1)));
 }
 
 /// A journal with room for a burst of entries, in `dir`.
@@ -265,9 +269,10 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
     let journal = roomy(&dir).await;
     // Five statements' worth, recorded at once so the writer batches them; every fourth is a
     // bare hold (more than a statement's worth of them), written by statements of its own.
+    // Recorded as ticks of one to seven decisions, so ticks straddle the statements.
     let n = ROWS_PER_INSERT * 5;
-    for i in 0..n {
-        assert!(journal.record_decision(DecisionEntry {
+    let mut all: Vec<DecisionEntry> = (0..n)
+        .map(|i| DecisionEntry {
             at: nth_ms(i),
             instance: InstanceId::parse(&format!("m{i}")).unwrap(),
             symbol: Symbol::parse("SPY").unwrap(),
@@ -284,7 +289,14 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
             reason: Some(format!("reason \"{i}\" — ok").into()),
             // Every fourth a bare hold, grouped into statements of its own.
             detail: (i % 4 != 0).then(|| serde_json::json!({ "i": i }).to_string()),
-        }));
+        })
+        .collect();
+    for size in (1..=7).cycle() {
+        if all.is_empty() {
+            break;
+        }
+        let tick: Vec<DecisionEntry> = all.drain(..size.min(all.len())).collect();
+        assert!(journal.record_decisions(tick));
     }
     journal.flush(Duration::from_secs(5)).await.unwrap();
     use sqlx::Row;

@@ -20,12 +20,13 @@ use super::entry::{
     write_stops,
 };
 
-/// Entries per transaction at most: bounds a transaction's time while the queue is long. A
-/// commit has a cost of its own (the WAL frames of every page it changed, an fsync), so a
-/// cycle's burst of decisions goes in a few large transactions: 1.9 → 1.5 µs of CPU a
-/// decision against 512 (`cargo bench --bench journal`).
+/// Rows per transaction at most (an entry of a tick's decisions counts each): bounds a
+/// transaction's time while the queue is long. A commit has a cost of its own (the WAL frames
+/// of every page it changed, an fsync), so a cycle's burst of decisions goes in a few large
+/// transactions: 1.9 → 1.5 µs of CPU a decision against 512 (`cargo bench --bench journal`).
+/// An entry is never split, so a batch may end past it by one entry's rows.
 const MAX_BATCH: usize = 4096;
-/// Entries per transaction at most once it holds an order record: the broker waits for an
+/// Rows per transaction at most once it holds an order record: the broker waits for an
 /// order's intent to commit before the order leaves, so the entries after it in the same
 /// transaction would delay the order.
 const MAX_BATCH_AWAITED: usize = 512;
@@ -66,23 +67,24 @@ pub(super) async fn run(
             }
         }
         shared.recovered();
-        // Counted by kind, one metric update per kind a batch (not per entry: thousands a second).
-        let mut written: Vec<(&'static str, u64)> = Vec::new();
+        // Counted by kind, one metric update per kind a batch (not per row: thousands a second).
+        let mut written: Vec<(&'static str, usize)> = Vec::new();
         for q in &batch {
-            let kind = q.entry.kind();
+            let (kind, rows) = (q.entry.kind(), q.entry.rows());
             match written.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, n)) => *n += 1,
-                None => written.push((kind, 1)),
+                Some((_, n)) => *n += rows,
+                None => written.push((kind, rows)),
             }
         }
         for (kind, n) in &written {
-            shared.metrics.written(kind, *n);
+            shared.metrics.written(kind, *n as u64);
         }
-        let decisions = batch
+        let rows = written.iter().map(|(_, n)| n).sum();
+        let decisions = written
             .iter()
-            .filter(|q| matches!(q.entry, Entry::Decision(_)))
-            .count();
-        shared.settled(batch.len(), decisions);
+            .find(|(k, _)| *k == "decision")
+            .map_or(0, |(_, n)| *n);
+        shared.settled(rows, decisions);
         if let Some(last) = batch.last() {
             committed.send_replace(last.ticket);
         }
@@ -90,19 +92,21 @@ pub(super) async fn run(
     }
 }
 
-/// Takes `first` and what `next` has waiting into `batch`, up to [`MAX_BATCH`] entries, or
-/// up to [`MAX_BATCH_AWAITED`] once an order record is in it (never past the one that made
-/// it so).
+/// Takes `first` and what `next` has waiting into `batch`, up to [`MAX_BATCH`] rows, or up
+/// to [`MAX_BATCH_AWAITED`] once an order record is in it (never past the entry that made it
+/// so).
 fn fill(batch: &mut Vec<Queued>, first: Queued, mut next: impl FnMut() -> Option<Queued>) {
     let cap = |q: &Queued| match q.entry {
         Entry::Order { .. } => MAX_BATCH_AWAITED,
         _ => MAX_BATCH,
     };
     let mut limit = cap(&first);
+    let mut rows = first.entry.rows();
     batch.push(first);
-    while batch.len() < limit {
+    while rows < limit {
         let Some(q) = next() else { break };
         limit = limit.min(cap(&q));
+        rows += q.entry.rows();
         batch.push(q);
     }
 }
@@ -116,18 +120,21 @@ async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<()
     let mut groups = Groups::default();
     for q in batch {
         match &q.entry {
-            Entry::Decision(d) if d.is_bare_hold() => {
-                groups.holds.push(d);
-                if groups.holds.len() == ROWS_PER_INSERT {
-                    write_holds(&mut tx, &groups.holds, dialect).await?;
-                    groups.holds.clear();
-                }
-            }
-            Entry::Decision(d) => {
-                groups.decisions.push(d);
-                if groups.decisions.len() == ROWS_PER_INSERT {
-                    write_decisions(&mut tx, &groups.decisions, dialect).await?;
-                    groups.decisions.clear();
+            Entry::Decisions(ds) => {
+                for d in ds {
+                    if d.is_bare_hold() {
+                        groups.holds.push(d);
+                        if groups.holds.len() == ROWS_PER_INSERT {
+                            write_holds(&mut tx, &groups.holds, dialect).await?;
+                            groups.holds.clear();
+                        }
+                    } else {
+                        groups.decisions.push(d);
+                        if groups.decisions.len() == ROWS_PER_INSERT {
+                            write_decisions(&mut tx, &groups.decisions, dialect).await?;
+                            groups.decisions.clear();
+                        }
+                    }
                 }
             }
             Entry::Stop(s) => {
@@ -207,9 +214,14 @@ mod tests {
     use crate::domain::OrderState;
 
     fn decision(ticket: u64) -> Queued {
+        tick(ticket, 1)
+    }
+
+    /// A tick's `n` decisions, queued as one entry.
+    fn tick(ticket: u64, n: usize) -> Queued {
         Queued {
             ticket,
-            entry: Entry::Decision(Box::new(crate::journal::tests::hold())),
+            entry: Entry::Decisions(vec![crate::journal::tests::hold(); n]),
         }
     }
 
@@ -224,14 +236,14 @@ mod tests {
         }
     }
 
-    /// The batches `entries` are written in, as their lengths.
+    /// The batches `entries` are written in, as their rows.
     fn batches(entries: impl IntoIterator<Item = Queued>) -> Vec<usize> {
         let mut queue: VecDeque<Queued> = entries.into_iter().collect();
         let mut lengths = Vec::new();
         while let Some(first) = queue.pop_front() {
             let mut batch = Vec::new();
             fill(&mut batch, first, || queue.pop_front());
-            lengths.push(batch.len());
+            lengths.push(batch.iter().map(|q| q.entry.rows()).sum());
         }
         lengths
     }
@@ -276,5 +288,11 @@ mod tests {
             batches(with_late_order),
             [late as usize + 1, n as usize - late as usize - 1]
         );
+        // Ticks of five decisions: rows are what a batch counts, and a tick is never split,
+        // so a batch ends with the tick that reaches the bound.
+        let ticks = (0..1000).map(|t| tick(t, 5));
+        let first = (MAX_BATCH / 5 + 1) * 5;
+        assert!(first > MAX_BATCH);
+        assert_eq!(batches(ticks), [first, 5000 - first]);
     }
 }

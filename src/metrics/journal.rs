@@ -61,8 +61,14 @@ impl JournalMetrics {
         self.written.get_or_create(&KindLabels { kind }).get()
     }
 
-    pub fn dropped(&self, kind: &'static str) {
-        self.dropped.get_or_create(&KindLabels { kind }).inc();
+    /// Entries of `kind` counted as dropped (tests read it without rendering a registry).
+    #[cfg(test)]
+    pub fn dropped_count(&self, kind: &'static str) -> u64 {
+        self.dropped.get_or_create(&KindLabels { kind }).get()
+    }
+
+    pub fn dropped(&self, kind: &'static str, n: u64) {
+        self.dropped.get_or_create(&KindLabels { kind }).inc_by(n);
     }
 
     pub fn write_error(&self) {

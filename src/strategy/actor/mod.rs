@@ -353,11 +353,15 @@ impl StrategyActor {
 
     fn on_decisions(&mut self, decisions: Vec<Decision>, ctx: &mut Context<Self>) {
         if let Some(journal) = &self.deps.journal {
-            // One time for the tick's decisions: they were made together.
+            // One time for the tick's decisions, and one entry: they were made together.
             let at = Utc::now();
-            for d in &decisions {
-                journal.record_decision(decision_entry(&self.deps.spec.id, d, at));
-            }
+            let own = &self.deps.spec.id;
+            journal.record_decisions(
+                decisions
+                    .iter()
+                    .map(|d| decision_entry(own, d, at))
+                    .collect(),
+            );
         }
         let own = &self.deps.spec.id;
         let tick = self.tick_span.clone();

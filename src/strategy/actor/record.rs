@@ -112,7 +112,7 @@ mod tests {
         ];
         for (i, d) in decisions.iter().enumerate() {
             let at = t + chrono::Duration::milliseconds(i as i64);
-            assert!(journal.record_decision(decision_entry(&own, d, at)));
+            assert!(journal.record_decisions(vec![decision_entry(&own, d, at)]));
         }
         journal.flush(Duration::from_secs(5)).await.unwrap();
 
