@@ -2,8 +2,9 @@
 //!
 //! A child incarnation holds an [`ExitNotifier`] and answers [`Drain`]; strategy instances also
 //! answer [`Control`] and publish their status on a [`StatusBoard`] after every tick. Holders
-//! of a child's address go through its [`Slot`]. These types live here, not in the supervisor, because the children, the HTTP layer
-//! and the metrics speak them without depending on the Supervisor.
+//! of a child's address go through its [`Slot`]. These types live here, not in the supervisor,
+//! because the children, the HTTP layer and the metrics speak them without depending on the
+//! Supervisor.
 //!
 //! Invariants:
 //! - A child's incarnation always holds an [`ExitNotifier`]; the notifier reports when the actor
