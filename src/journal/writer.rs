@@ -69,21 +69,21 @@ pub(super) async fn run(
         shared.recovered();
         // Counted by kind, one metric update per kind a batch (not per row: thousands a second).
         let mut written: Vec<(&'static str, usize)> = Vec::new();
+        let (mut rows, mut decisions) = (0, 0);
         for q in &batch {
-            let (kind, rows) = (q.entry.kind(), q.entry.rows());
+            let (kind, n) = (q.entry.kind(), q.entry.rows());
+            rows += n;
+            if matches!(q.entry, Entry::Decisions(_)) {
+                decisions += n;
+            }
             match written.iter_mut().find(|(k, _)| *k == kind) {
-                Some((_, n)) => *n += rows,
-                None => written.push((kind, rows)),
+                Some((_, sum)) => *sum += n,
+                None => written.push((kind, n)),
             }
         }
         for (kind, n) in &written {
             shared.metrics.written(kind, *n as u64);
         }
-        let rows = written.iter().map(|(_, n)| n).sum();
-        let decisions = written
-            .iter()
-            .find(|(k, _)| *k == "decision")
-            .map_or(0, |(_, n)| *n);
         shared.settled(rows, decisions);
         if let Some(last) = batch.last() {
             committed.send_replace(last.ticket);

@@ -61,7 +61,7 @@ impl JournalMetrics {
         self.written.get_or_create(&KindLabels { kind }).get()
     }
 
-    /// Entries of `kind` counted as dropped (tests read it without rendering a registry).
+    /// Rows of `kind` counted as dropped (tests read it without rendering a registry).
     #[cfg(test)]
     pub fn dropped_count(&self, kind: &'static str) -> u64 {
         self.dropped.get_or_create(&KindLabels { kind }).get()
