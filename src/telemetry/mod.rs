@@ -14,9 +14,10 @@ mod traces;
 
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Level;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::fmt;
 use tracing_subscriber::fmt::format::JsonFields;
+use tracing_subscriber::layer::Filter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -134,11 +135,35 @@ pub fn init(
     };
     tracing_subscriber::registry()
         .with(otel_layer)
-        .with(log_layer.with_filter(env_filter))
+        .with(log_layer.with_filter(log_filter(settings.format, filter, env_filter)))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     install_panic_hook();
     Ok(traces)
+}
+
+/// What the log layer is given: what `filter` selects, and for JSON lines events only, unless
+/// the filter selects by span.
+///
+/// A JSON line carries no span fields, yet a log layer that is given spans formats each span's
+/// fields when it opens: three spans or more an instance-tick (the tick, its view, its decide
+/// step, one per order), a thousand instances at once. Given events only, the log layer leaves spans to the
+/// trace exporter; with no exporter no span is built at all. A filter that selects by span
+/// (`herd[tick{instance=…}]=debug`: brackets are the only way to name one) needs the spans to
+/// see them, so it is given them.
+fn log_filter<S>(
+    format: LogFormat,
+    filter: &str,
+    selected: EnvFilter,
+) -> Box<dyn Filter<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if format == LogFormat::Json && !filter.contains('[') {
+        FilterExt::boxed(selected.and(filter_fn(|meta| meta.is_event())))
+    } else {
+        FilterExt::boxed(selected)
+    }
 }
 
 fn install_panic_hook() {
@@ -158,4 +183,97 @@ fn install_panic_hook() {
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         tracing::error!(event = "panic", panic = %payload, location = ?location, thread = %thread, "panic");
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A subscriber with only the log layer, writing JSON lines into a buffer, as `init`
+    /// builds it with no trace exporter.
+    fn logging_into(
+        format: LogFormat,
+        filter: &str,
+        lines: Arc<Mutex<Vec<u8>>>,
+    ) -> impl tracing::Subscriber + Send + Sync {
+        let writer = move || LockedBuffer(Arc::clone(&lines));
+        let layer = fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer);
+        let selected = EnvFilter::try_new(filter).unwrap();
+        tracing_subscriber::registry().with(layer.with_filter(log_filter(format, filter, selected)))
+    }
+
+    struct LockedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LockedBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Opens a span, logs inside it; returns whether the span was built and what was logged.
+    fn span_and_line(format: LogFormat, filter: &str) -> (bool, String) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let built = tracing::subscriber::with_default(
+            logging_into(format, filter, Arc::clone(&lines)),
+            || {
+                let span = tracing::info_span!("tick", instance = "m-1");
+                let _in = span.enter();
+                tracing::info!(symbol = "SPY", "signal");
+                !span.is_disabled()
+            },
+        );
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        (built, text)
+    }
+
+    #[test]
+    fn json_logs_without_traces_build_no_span_and_still_log_events() {
+        let (built, line) = span_and_line(LogFormat::Json, "info");
+        assert!(!built, "a span nothing shows or exports was built");
+        let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(line["message"], "signal");
+        assert_eq!(line["symbol"], "SPY");
+    }
+
+    #[test]
+    fn text_logs_keep_spans_they_print() {
+        let (built, line) = span_and_line(LogFormat::Text, "info");
+        assert!(built);
+        assert!(line.contains("signal"), "{line}");
+    }
+
+    #[test]
+    fn a_filter_that_selects_by_span_keeps_the_spans_it_selects_by() {
+        // Debug lines of one instance only: the filter must see the tick span to apply.
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let filter = "[tick{instance=m-1}]=debug,info";
+        tracing::subscriber::with_default(
+            logging_into(LogFormat::Json, filter, Arc::clone(&lines)),
+            || {
+                for instance in ["m-1", "m-2"] {
+                    let span = tracing::info_span!("tick", instance);
+                    let _in = span.enter();
+                    tracing::debug!(instance, "hold");
+                }
+            },
+        );
+        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        let holds: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(holds.len(), 1, "{text}");
+        assert_eq!(holds[0]["instance"], "m-1");
+    }
 }
