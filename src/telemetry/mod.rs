@@ -19,6 +19,7 @@ use tracing_subscriber::fmt;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::Filter;
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use traces::{OtlpProtocol, TraceConfig, TraceError, Traces};
@@ -103,43 +104,74 @@ pub fn init(
     let pipeline = traces
         .map(|config| Traces::start(config, metrics))
         .transpose()?;
-    let traced = pipeline.is_some();
-    let (traces, otel_layer) = match pipeline {
-        Some((traces, tracer)) => {
-            // Only herd's own spans: the exporter's HTTP/gRPC stack traces through `tracing`
-            // too, and exporting its spans would feed the exporter its own work.
-            let spans = Targets::new().with_target("herd", Level::INFO);
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(spans);
-            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-            (Some(traces), Some(layer))
-        }
-        None => (None, None),
-    };
-    let log_layer = match settings.format {
+    let (traces, installed) =
+        match pipeline {
+            Some((traces, tracer)) => {
+                // Only herd's own spans: the exporter's HTTP/gRPC stack traces through `tracing`
+                // too, and exporting its spans would feed the exporter its own work.
+                let spans = Targets::new().with_target("herd", Level::INFO);
+                let exporter = tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_filter(spans);
+                opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+                let logs = log_layer(settings.format, true, std::io::stdout)
+                    .with_filter(log_filter(settings.format, filter, env_filter));
+                let installed = tracing_subscriber::registry()
+                    .with(exporter)
+                    .with(logs)
+                    .try_init();
+                (Some(traces), installed)
+            }
+            // No `Option::None` exporter layer in the stack: an absent layer enables every span
+            // for the layers beside it, and spans would be built for nobody.
+            None => (
+                None,
+                untraced(settings.format, filter, env_filter, std::io::stdout).try_init(),
+            ),
+        };
+    installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
+    install_panic_hook();
+    Ok(traces)
+}
+
+/// The subscriber when no trace is exported: the log layer alone, writing to `writer`.
+fn untraced<W>(
+    format: LogFormat,
+    filter: &str,
+    selected: EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync + for<'a> LookupSpan<'a>
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry()
+        .with(log_layer(format, false, writer).with_filter(log_filter(format, filter, selected)))
+}
+
+/// The log layer: JSON lines (opening with the trace and span ids when `traced`) or text.
+fn log_layer<S, W>(format: LogFormat, traced: bool, writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
         LogFormat::Json => {
             let json = fmt::format()
                 .json()
                 .flatten_event(true)
                 .with_current_span(false)
                 .with_span_list(false);
-            let layer = fmt::layer().fmt_fields(JsonFields::new());
+            let layer = fmt::layer()
+                .fmt_fields(JsonFields::new())
+                .with_writer(writer);
             if traced {
                 layer.event_format(WithTraceIds(json)).boxed()
             } else {
                 layer.event_format(json).boxed()
             }
         }
-        LogFormat::Text => fmt::layer().boxed(),
-    };
-    tracing_subscriber::registry()
-        .with(otel_layer)
-        .with(log_layer.with_filter(log_filter(settings.format, filter, env_filter)))
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    install_panic_hook();
-    Ok(traces)
+        LogFormat::Text => fmt::layer().with_writer(writer).boxed(),
+    }
 }
 
 /// What the log layer is given: what `filter` selects, and for JSON lines events only, unless
@@ -157,7 +189,7 @@ fn log_filter<S>(
     selected: EnvFilter,
 ) -> Box<dyn Filter<S> + Send + Sync>
 where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
     if format == LogFormat::Json && !filter.contains('[') {
         FilterExt::boxed(selected.and(filter_fn(|meta| meta.is_event())))
@@ -191,22 +223,14 @@ mod tests {
 
     use super::*;
 
-    /// A subscriber with only the log layer, writing JSON lines into a buffer, as `init`
-    /// builds it with no trace exporter.
+    /// The subscriber `init` installs with no trace exporter, writing into `lines`.
     fn logging_into(
         format: LogFormat,
         filter: &str,
         lines: Arc<Mutex<Vec<u8>>>,
     ) -> impl tracing::Subscriber + Send + Sync {
         let writer = move || LockedBuffer(Arc::clone(&lines));
-        let layer = fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_writer(writer);
-        let selected = EnvFilter::try_new(filter).unwrap();
-        tracing_subscriber::registry().with(layer.with_filter(log_filter(format, filter, selected)))
+        untraced(format, filter, EnvFilter::try_new(filter).unwrap(), writer)
     }
 
     struct LockedBuffer(Arc<Mutex<Vec<u8>>>);
