@@ -13,6 +13,7 @@ mod log_ids;
 mod traces;
 
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Level;
 use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
 use tracing_subscriber::fmt;
@@ -104,37 +105,43 @@ pub fn init(
     let pipeline = traces
         .map(|config| Traces::start(config, metrics))
         .transpose()?;
-    let (traces, installed) =
-        match pipeline {
-            Some((traces, tracer)) => {
-                // Only herd's own spans: the exporter's HTTP/gRPC stack traces through `tracing`
-                // too, and exporting its spans would feed the exporter its own work.
-                let spans = Targets::new().with_target("herd", Level::INFO);
-                let exporter = tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_filter(spans);
-                opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-                let logs = log_layer(settings.format, true, std::io::stdout)
-                    .with_filter(log_filter(settings.format, filter, env_filter));
-                let installed = tracing_subscriber::registry()
-                    .with(exporter)
-                    .with(logs)
-                    .try_init();
-                (Some(traces), installed)
-            }
-            // No `Option::None` exporter layer in the stack: an absent layer enables every span
-            // for the layers beside it, and spans would be built for nobody.
-            None => (
-                None,
-                untraced(settings.format, filter, env_filter, std::io::stdout).try_init(),
-            ),
-        };
+    let (traces, installed) = match pipeline {
+        Some((traces, tracer)) => {
+            let subscriber = traced(settings.format, filter, env_filter, tracer);
+            (Some(traces), subscriber.try_init())
+        }
+        None => {
+            let subscriber = untraced(settings.format, filter, env_filter, std::io::stdout);
+            (None, subscriber.try_init())
+        }
+    };
     installed.map_err(|_| TelemetryError::AlreadyInstalled)?;
     install_panic_hook();
     Ok(traces)
 }
 
-/// The subscriber when no trace is exported: the log layer alone, writing to `writer`.
+/// The subscriber when traces are exported: the exporter's layer, then the log layer.
+fn traced(
+    format: LogFormat,
+    filter: &str,
+    selected: EnvFilter,
+    tracer: SdkTracer,
+) -> impl tracing::Subscriber + Send + Sync {
+    // Only herd's own spans: the exporter's HTTP/gRPC stack traces through `tracing` too, and
+    // exporting its spans would feed the exporter its own work.
+    let spans = Targets::new().with_target("herd", Level::INFO);
+    let exporter = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(spans);
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    tracing_subscriber::registry().with(exporter).with(
+        log_layer(format, true, std::io::stdout).with_filter(log_filter(format, filter, selected)),
+    )
+}
+
+/// The subscriber when no trace is exported: the log layer alone, writing to `writer`. Not an
+/// absent (`Option::None`) exporter layer: that enables every span for the layers beside it,
+/// and the spans would be built for nobody.
 fn untraced<W>(
     format: LogFormat,
     filter: &str,
@@ -179,10 +186,10 @@ where
 ///
 /// A JSON line carries no span fields, yet a log layer that is given spans formats each span's
 /// fields when it opens: three spans or more an instance-tick (the tick, its view, its decide
-/// step, one per order), a thousand instances at once. Given events only, the log layer leaves spans to the
-/// trace exporter; with no exporter no span is built at all. A filter that selects by span
-/// (`herd[tick{instance=…}]=debug`: brackets are the only way to name one) needs the spans to
-/// see them, so it is given them.
+/// step, one per order), a thousand instances at once. Given events only, the log layer
+/// leaves spans to the trace exporter; with no exporter no span is built at all. A filter that
+/// selects by span (`herd[tick{instance=…}]=debug`: brackets are the only way to name one)
+/// needs the spans to see them, so it is given them.
 fn log_filter<S>(
     format: LogFormat,
     filter: &str,
