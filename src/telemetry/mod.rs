@@ -15,10 +15,10 @@ mod traces;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Level;
-use tracing_subscriber::filter::{FilterExt, Targets, filter_fn};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt;
-use tracing_subscriber::fmt::format::JsonFields;
-use tracing_subscriber::layer::Filter;
+use tracing_subscriber::fmt::format::{FormatFields, Writer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -107,11 +107,11 @@ pub fn init(
         .transpose()?;
     let (traces, installed) = match pipeline {
         Some((traces, tracer)) => {
-            let subscriber = traced(settings.format, filter, env_filter, tracer);
+            let subscriber = traced(settings.format, env_filter, tracer);
             (Some(traces), subscriber.try_init())
         }
         None => {
-            let subscriber = untraced(settings.format, filter, env_filter, std::io::stdout);
+            let subscriber = untraced(settings.format, env_filter, std::io::stdout);
             (None, subscriber.try_init())
         }
     };
@@ -123,7 +123,6 @@ pub fn init(
 /// The subscriber when traces are exported: the exporter's layer, then the log layer.
 fn traced(
     format: LogFormat,
-    filter: &str,
     selected: EnvFilter,
     tracer: SdkTracer,
 ) -> impl tracing::Subscriber + Send + Sync {
@@ -134,9 +133,9 @@ fn traced(
         .with_tracer(tracer)
         .with_filter(spans);
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    tracing_subscriber::registry().with(exporter).with(
-        log_layer(format, true, std::io::stdout).with_filter(log_filter(format, filter, selected)),
-    )
+    tracing_subscriber::registry()
+        .with(exporter)
+        .with(log_layer(format, true, std::io::stdout).with_filter(selected))
 }
 
 /// The subscriber when no trace is exported: the log layer alone, writing to `writer`. Not an
@@ -144,15 +143,13 @@ fn traced(
 /// and the spans would be built for nobody.
 fn untraced<W>(
     format: LogFormat,
-    filter: &str,
     selected: EnvFilter,
     writer: W,
 ) -> impl tracing::Subscriber + Send + Sync + for<'a> LookupSpan<'a>
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::registry()
-        .with(log_layer(format, false, writer).with_filter(log_filter(format, filter, selected)))
+    tracing_subscriber::registry().with(log_layer(format, false, writer).with_filter(selected))
 }
 
 /// The log layer: JSON lines (opening with the trace and span ids when `traced`) or text.
@@ -168,9 +165,7 @@ where
                 .flatten_event(true)
                 .with_current_span(false)
                 .with_span_list(false);
-            let layer = fmt::layer()
-                .fmt_fields(JsonFields::new())
-                .with_writer(writer);
+            let layer = fmt::layer().fmt_fields(NoSpanFields).with_writer(writer);
             if traced {
                 layer.event_format(WithTraceIds(json)).boxed()
             } else {
@@ -181,27 +176,17 @@ where
     }
 }
 
-/// What the log layer is given: what `filter` selects, and for JSON lines events only, unless
-/// the filter selects by span.
-///
-/// A JSON line carries no span fields, yet a log layer that is given spans formats each span's
-/// fields when it opens: three spans or more an instance-tick (the tick, its view, its decide
-/// step, one per order), a thousand instances at once. Given events only, the log layer
-/// leaves spans to the trace exporter; with no exporter no span is built at all. A filter that
-/// selects by span (`herd[tick{instance=…}]=debug`: brackets are the only way to name one)
-/// needs the spans to see them, so it is given them.
-fn log_filter<S>(
-    format: LogFormat,
-    filter: &str,
-    selected: EnvFilter,
-) -> Box<dyn Filter<S> + Send + Sync>
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    if format == LogFormat::Json && !filter.contains('[') {
-        FilterExt::boxed(selected.and(filter_fn(|meta| meta.is_event())))
-    } else {
-        FilterExt::boxed(selected)
+/// A JSON line's span fields, formatted when each span opens: none. A JSON line carries no
+/// span fields (`with_current_span(false)`, `with_span_list(false)`), yet the log layer formats
+/// every span's fields (to JSON text) as it opens, with this type, for lines that never print
+/// them: three spans or more an instance-tick (the tick, its view, its decide step, one per
+/// order), a thousand instances at once. An event's own fields are written by the JSON format
+/// itself, not by this type.
+struct NoSpanFields;
+
+impl<'w> FormatFields<'w> for NoSpanFields {
+    fn format_fields<R: RecordFields>(&self, _: Writer<'w>, _: R) -> std::fmt::Result {
+        Ok(())
     }
 }
 
@@ -226,6 +211,7 @@ fn install_panic_hook() {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -237,7 +223,7 @@ mod tests {
         lines: Arc<Mutex<Vec<u8>>>,
     ) -> impl tracing::Subscriber + Send + Sync {
         let writer = move || LockedBuffer(Arc::clone(&lines));
-        untraced(format, filter, EnvFilter::try_new(filter).unwrap(), writer)
+        untraced(format, EnvFilter::try_new(filter).unwrap(), writer)
     }
 
     struct LockedBuffer(Arc<Mutex<Vec<u8>>>);
@@ -252,40 +238,50 @@ mod tests {
         }
     }
 
-    /// Opens a span, logs inside it; returns whether the span was built and what was logged.
-    fn span_and_line(format: LogFormat, filter: &str) -> (bool, String) {
+    /// A span field that counts how often it is formatted.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl std::fmt::Display for Counted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            f.write_str("m-1")
+        }
+    }
+
+    /// Opens a span, logs inside it; returns how often the span's field was formatted and what
+    /// was logged.
+    fn span_and_line(format: LogFormat, filter: &str) -> (usize, String) {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let built = tracing::subscriber::with_default(
-            logging_into(format, filter, Arc::clone(&lines)),
-            || {
-                let span = tracing::info_span!("tick", instance = "m-1");
-                let _in = span.enter();
-                tracing::info!(symbol = "SPY", "signal");
-                !span.is_disabled()
-            },
-        );
+        let formatted = Arc::new(AtomicUsize::new(0));
+        tracing::subscriber::with_default(logging_into(format, filter, Arc::clone(&lines)), || {
+            let span = tracing::info_span!("tick", instance = %Counted(Arc::clone(&formatted)));
+            let _in = span.enter();
+            tracing::info!(symbol = "SPY", qty = 3, "signal");
+        });
         let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
-        (built, text)
+        (formatted.load(Ordering::SeqCst), text)
     }
 
     #[test]
-    fn json_logs_without_traces_build_no_span_and_still_log_events() {
-        let (built, line) = span_and_line(LogFormat::Json, "info");
-        assert!(!built, "a span nothing shows or exports was built");
+    fn json_logs_format_no_span_fields_and_keep_every_event_field() {
+        let (formatted, line) = span_and_line(LogFormat::Json, "info");
+        assert_eq!(formatted, 0, "a span field nothing prints was formatted");
         let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(line["message"], "signal");
         assert_eq!(line["symbol"], "SPY");
+        assert_eq!(line["qty"], 3);
     }
 
     #[test]
-    fn text_logs_keep_spans_they_print() {
-        let (built, line) = span_and_line(LogFormat::Text, "info");
-        assert!(built);
+    fn text_logs_print_the_span_fields() {
+        let (formatted, line) = span_and_line(LogFormat::Text, "info");
+        assert!(formatted > 0);
+        assert!(line.contains("tick") && line.contains("m-1"), "{line}");
         assert!(line.contains("signal"), "{line}");
     }
 
     #[test]
-    fn a_filter_that_selects_by_span_keeps_the_spans_it_selects_by() {
+    fn a_filter_that_selects_by_span_still_applies_to_json_logs() {
         // Debug lines of one instance only: the filter must see the tick span to apply.
         let lines = Arc::new(Mutex::new(Vec::new()));
         let filter = "[tick{instance=m-1}]=debug,info";
