@@ -9,6 +9,7 @@
 //! layer keeps per-thread state), and a panic inside the hook aborts the process: the line says
 //! what happened before that can.
 
+mod filter;
 mod log_ids;
 mod traces;
 
@@ -16,7 +17,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 use tracing::Level;
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::{Targets, filter_fn};
 use tracing_subscriber::fmt;
 use tracing_subscriber::fmt::format::{FormatFields, Writer};
 use tracing_subscriber::prelude::*;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{InvalidSetting, panic_message};
 use crate::metrics::TraceMetrics;
+use filter::{EitherFilter, LogFilter};
 use log_ids::WithTraceIds;
 
 /// `[log]`.
@@ -98,20 +100,17 @@ pub fn init(
     let filter = rust_log
         .filter(|f| !f.trim().is_empty())
         .unwrap_or(&settings.level);
-    let env_filter = EnvFilter::try_new(filter).map_err(|e| TelemetryError::Filter {
-        filter: filter.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let filter = LogFilter::parse(filter)?;
     let pipeline = traces
         .map(|config| Traces::start(config, metrics))
         .transpose()?;
     let (traces, installed) = match pipeline {
         Some((traces, tracer)) => {
-            let subscriber = traced(settings.format, env_filter, tracer);
+            let subscriber = traced(settings.format, &filter, tracer, std::io::stdout)?;
             (Some(traces), subscriber.try_init())
         }
         None => {
-            let subscriber = untraced(settings.format, env_filter, std::io::stdout);
+            let subscriber = untraced(settings.format, &filter, std::io::stdout)?;
             (None, subscriber.try_init())
         }
     };
@@ -120,36 +119,55 @@ pub fn init(
     Ok(traces)
 }
 
-/// The subscriber when traces are exported: the exporter's layer, then the log layer.
-fn traced(
+/// The subscriber when traces are exported: the exporter's layer and the log layer, each
+/// with its own filter, under a global filter that refuses what both refuse (see
+/// [`filter`]).
+fn traced<W>(
     format: LogFormat,
-    selected: EnvFilter,
+    filter: &LogFilter<'_>,
     tracer: SdkTracer,
-) -> impl tracing::Subscriber + Send + Sync {
-    // Only herd's own spans: the exporter's HTTP/gRPC stack traces through `tracing` too, and
-    // exporting its spans would feed the exporter its own work.
-    let spans = Targets::new().with_target("herd", Level::INFO);
-    let exporter = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(spans);
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    tracing_subscriber::registry()
-        .with(exporter)
-        .with(log_layer(format, true, std::io::stdout).with_filter(selected))
-}
-
-/// The subscriber when no trace is exported: the log layer alone, writing to `writer`. Not an
-/// absent (`Option::None`) exporter layer: that enables every span for the layers beside it,
-/// and the spans would be built for nobody.
-fn untraced<W>(
-    format: LogFormat,
-    selected: EnvFilter,
     writer: W,
-) -> impl tracing::Subscriber + Send + Sync + for<'a> LookupSpan<'a>
+) -> Result<impl tracing::Subscriber + Send + Sync + use<W>, TelemetryError>
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    tracing_subscriber::registry().with(log_layer(format, false, writer).with_filter(selected))
+    // Only herd's own spans: the exporter's HTTP/gRPC stack traces through `tracing` too, and
+    // exporting its spans would feed the exporter its own work.
+    let exported = || Targets::new().with_target("herd", Level::INFO);
+    let exporter = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(exported());
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    Ok(tracing_subscriber::registry()
+        .with(exporter)
+        .with(log_layer(format, true, writer).with_filter(filter.env()?))
+        .with(EitherFilter {
+            exported: exported(),
+            logged: filter.env()?,
+        }))
+}
+
+/// The subscriber when no trace is exported: the log layer alone, writing to `writer`,
+/// filtered globally (see [`filter`]). Not beside an absent (`Option::None`) exporter layer:
+/// that enables every span for the layers beside it.
+///
+/// A JSON line prints no span, so for JSON no span is built at all, unless the filter names
+/// spans (it needs them to apply): three spans or more an instance-tick (the tick, its view,
+/// its decide step, one per order), a thousand instances at once. Text lines print the spans
+/// they are in.
+fn untraced<W>(
+    format: LogFormat,
+    filter: &LogFilter<'_>,
+    writer: W,
+) -> Result<impl tracing::Subscriber + Send + Sync + for<'a> LookupSpan<'a> + use<W>, TelemetryError>
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let spans = format == LogFormat::Text || filter.selects_by_span();
+    Ok(tracing_subscriber::registry()
+        .with(log_layer(format, false, writer))
+        .with(filter.env()?)
+        .with(filter_fn(move |meta| spans || meta.is_event())))
 }
 
 /// The log layer: JSON lines (opening with the trace and span ids when `traced`) or text.
@@ -223,7 +241,7 @@ mod tests {
         lines: Arc<Mutex<Vec<u8>>>,
     ) -> impl tracing::Subscriber + Send + Sync {
         let writer = move || LockedBuffer(Arc::clone(&lines));
-        untraced(format, EnvFilter::try_new(filter).unwrap(), writer)
+        untraced(format, &LogFilter::parse(filter).unwrap(), writer).unwrap()
     }
 
     struct LockedBuffer(Arc<Mutex<Vec<u8>>>);
@@ -278,6 +296,63 @@ mod tests {
         assert!(formatted > 0);
         assert!(line.contains("tick") && line.contains("m-1"), "{line}");
         assert!(line.contains("signal"), "{line}");
+    }
+
+    /// What sqlx does after each query: asks, through `tracing-log`'s bridge, whether its
+    /// `log` record would be taken (here one the filter refuses), then logs by `tracing`, at a
+    /// callsite the filter refuses, so nothing follows the question.
+    fn ask_as_sqlx_does() {
+        let query = tracing::debug_span!(target: "sqlx::query", "query");
+        let meta = query
+            .metadata()
+            .expect("a disabled span keeps its metadata");
+        let _ = tracing::dispatcher::get_default(|d| d.enabled(meta));
+    }
+
+    fn text_of(lines: &Mutex<Vec<u8>>) -> String {
+        String::from_utf8(lines.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn a_line_after_a_refused_question_is_still_logged() {
+        for format in [LogFormat::Json, LogFormat::Text] {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let subscriber = logging_into(format, "herd=debug,info", Arc::clone(&lines));
+            tracing::subscriber::with_default(subscriber, || {
+                ask_as_sqlx_does();
+                tracing::info!(event = "journal_opened", "journal opened");
+            });
+            let text = text_of(&lines);
+            assert!(
+                text.contains("journal_opened"),
+                "{format:?} lost it: {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_traced_span_after_a_refused_question_is_still_traced_and_logged() {
+        use opentelemetry::trace::TracerProvider as _;
+
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let lines = Arc::clone(&lines);
+            move || LockedBuffer(Arc::clone(&lines))
+        };
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let filter = LogFilter::parse("herd=debug,info").unwrap();
+        let subscriber = traced(LogFormat::Json, &filter, provider.tracer("test"), writer).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            ask_as_sqlx_does();
+            let tick = tracing::info_span!("tick", instance = "m-1");
+            let _in = tick.enter();
+            tracing::info!(symbol = "SPY", "signal");
+        });
+        let text = text_of(&lines);
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["message"], "signal", "{text}");
+        // The ids come from the exporter's record of the span: it saw the span open.
+        assert!(line["trace_id"].is_string(), "{text}");
     }
 
     #[test]
