@@ -2,7 +2,8 @@
 //! simulator that outlives it (with slow and lost order responses), restarted, and checked
 //! against the venue — on SQLite and on PostgreSQL. Also: a journal herd cannot use stops it
 //! with exit 2, a halted or paused herd restarts so, an empty journal is rebuilt from the
-//! venue, and `herd journal export` writes what was recorded.
+//! venue, `herd journal export` writes what was recorded, and decisions with and without a
+//! signal commit at the first try on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -244,6 +245,62 @@ async fn kill_9_anywhere_on_the_order_path_loses_nothing_and_places_nothing_twic
 async fn the_same_crash_rounds_on_postgresql() {
     let db = PgDatabase::create("crash").await;
     crash_rounds("journal-crash-postgres", Some(&db.url)).await;
+}
+
+/// A decision's signal may be missing (a core that has none, or one not finite) and the next
+/// one's present: the writer binds both to the same statement, which PostgreSQL prepared for
+/// the first. The driver once bound a missing `f64` as a 4-byte float, so the next present
+/// signal (8 bytes) failed its commit ("incorrect binary data format in bind parameter 4")
+/// until the writer's retry; seen in `herd run` with a PostgreSQL journal.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_and_present_signals_commit_at_the_first_try_on_postgresql() {
+    use herd::domain::{HumanDuration, InstanceId, Secret, Symbol};
+    use herd::journal::{DecisionEntry, Journal, JournalSettings};
+    use sqlx::Row;
+    use std::time::Duration;
+
+    let db = PgDatabase::create("signals").await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = JournalSettings {
+        url: Secret::new(&db.url),
+        retention: HumanDuration(Duration::from_secs(86_400)),
+        queue: 1_000,
+        commit_timeout: HumanDuration(Duration::from_secs(5)),
+    };
+    let metrics = herd::metrics::JournalMetrics::default();
+    let (journal, _) = Journal::open(&settings, dir.path(), metrics.clone())
+        .await
+        .unwrap();
+    // Each tick a transaction of its own, on one of the pool's four connections in turn: a
+    // missing signal every third tick, so that each connection prepares the statement for a
+    // missing one and then binds present ones (every other tick would give each connection
+    // only one kind).
+    let signals: Vec<Option<f64>> = (0..24)
+        .map(|i| (i % 3 != 0).then_some(f64::from(i) / 8.0))
+        .collect();
+    for (i, signal) in signals.iter().enumerate() {
+        let hold = DecisionEntry {
+            at: chrono::Utc::now(),
+            instance: InstanceId::parse(&format!("m{i:02}")).unwrap(),
+            symbol: Symbol::parse("SPY").unwrap(),
+            action: "hold",
+            side: None,
+            qty: None,
+            signal: *signal,
+            decided_on: None,
+            reason: Some("within threshold".into()),
+            detail: None,
+        };
+        assert!(journal.record_decisions(vec![hold]));
+        journal.flush(Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(metrics.write_errors(), 0, "a commit failed and was retried");
+    let rows = sqlx::query("SELECT signal FROM decisions ORDER BY instance")
+        .fetch_all(journal.pool())
+        .await
+        .unwrap();
+    let stored: Vec<Option<f64>> = rows.iter().map(|r| r.get("signal")).collect();
+    assert_eq!(stored, signals);
 }
 
 /// `herd run` in `dir` against the embedded simulator; returns its exit code and stderr.

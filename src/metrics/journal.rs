@@ -75,6 +75,11 @@ impl JournalMetrics {
         self.write_errors.inc();
     }
 
+    /// Failed transactions so far, each retried (read by tests without rendering a registry).
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.get()
+    }
+
     pub fn queued(&self, depth: usize) {
         self.queued.set(depth as i64);
     }
