@@ -244,6 +244,27 @@ mod tests {
         untraced(format, &LogFilter::parse(filter).unwrap(), writer).unwrap()
     }
 
+    /// The subscriber `init` installs with traces (their spans go nowhere), writing JSON
+    /// lines into `lines`.
+    fn traced_into(
+        filter: &str,
+        lines: Arc<Mutex<Vec<u8>>>,
+    ) -> impl tracing::Subscriber + Send + Sync {
+        use opentelemetry::trace::TracerProvider as _;
+
+        let writer = move || LockedBuffer(Arc::clone(&lines));
+        let tracer = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .build()
+            .tracer("test");
+        traced(
+            LogFormat::Json,
+            &LogFilter::parse(filter).unwrap(),
+            tracer,
+            writer,
+        )
+        .unwrap()
+    }
+
     struct LockedBuffer(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for LockedBuffer {
@@ -332,16 +353,8 @@ mod tests {
 
     #[test]
     fn a_traced_span_after_a_refused_question_is_still_traced_and_logged() {
-        use opentelemetry::trace::TracerProvider as _;
-
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let writer = {
-            let lines = Arc::clone(&lines);
-            move || LockedBuffer(Arc::clone(&lines))
-        };
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let filter = LogFilter::parse("herd=debug,info").unwrap();
-        let subscriber = traced(LogFormat::Json, &filter, provider.tracer("test"), writer).unwrap();
+        let subscriber = traced_into("herd=debug,info", Arc::clone(&lines));
         tracing::subscriber::with_default(subscriber, || {
             ask_as_sqlx_does();
             let tick = tracing::info_span!("tick", instance = "m-1");
@@ -355,27 +368,43 @@ mod tests {
         assert!(line["trace_id"].is_string(), "{text}");
     }
 
-    #[test]
-    fn a_filter_that_selects_by_span_still_applies_to_json_logs() {
-        // Debug lines of one instance only: the filter must see the tick span to apply.
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let filter = "[tick{instance=m-1}]=debug,info";
-        tracing::subscriber::with_default(
-            logging_into(LogFormat::Json, filter, Arc::clone(&lines)),
-            || {
-                for instance in ["m-1", "m-2"] {
-                    let span = tracing::info_span!("tick", instance);
-                    let _in = span.enter();
-                    tracing::debug!(instance, "hold");
-                }
-            },
-        );
-        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
-        let holds: Vec<serde_json::Value> = text
+    /// Debug lines of one instance only: the filter must see the tick span to apply.
+    const ONE_INSTANCE_AT_DEBUG: &str = "[tick{instance=m-1}]=debug,info";
+
+    /// Logs a hold at debug inside each of two instances' tick spans; returns the lines.
+    fn holds_logged(
+        subscriber: impl tracing::Subscriber + Send + Sync,
+        lines: &Mutex<Vec<u8>>,
+    ) -> Vec<serde_json::Value> {
+        tracing::subscriber::with_default(subscriber, || {
+            for instance in ["m-1", "m-2"] {
+                let span = tracing::info_span!("tick", instance);
+                let _in = span.enter();
+                tracing::debug!(instance, "hold");
+            }
+        });
+        text_of(lines)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(holds.len(), 1, "{text}");
+            .collect()
+    }
+
+    #[test]
+    fn a_filter_that_selects_by_span_still_applies_to_json_logs() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = logging_into(LogFormat::Json, ONE_INSTANCE_AT_DEBUG, Arc::clone(&lines));
+        let holds = holds_logged(subscriber, &lines);
+        assert_eq!(holds.len(), 1, "{holds:?}");
         assert_eq!(holds[0]["instance"], "m-1");
+    }
+
+    #[test]
+    fn a_filter_that_selects_by_span_still_applies_with_traces() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = traced_into(ONE_INSTANCE_AT_DEBUG, Arc::clone(&lines));
+        let holds = holds_logged(subscriber, &lines);
+        assert_eq!(holds.len(), 1, "{holds:?}");
+        assert_eq!(holds[0]["instance"], "m-1");
+        assert!(holds[0]["trace_id"].is_string(), "{holds:?}");
     }
 }
