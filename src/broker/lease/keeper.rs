@@ -126,13 +126,7 @@ impl LeaseKeeper {
                 None if acquire => self.acquire(&lease).await,
                 None => {}
             }
-            let status = lease.status();
-            self.metrics.lease.set(
-                lease.account().as_str(),
-                status.state == super::LeaseState::Owned,
-                status.epoch,
-                status.renewed_seconds_ago,
-            );
+            publish(&self.metrics, &lease);
         }
     }
 
@@ -158,6 +152,7 @@ impl LeaseKeeper {
         );
         let (takeover, lease) = (Rc::clone(&self.takeover), lease.clone());
         let drain = self.drain.clone();
+        let metrics = Arc::clone(&self.metrics);
         actix::spawn(async move {
             // The drain ends a takeover: this replica will not trade the account any more.
             let outcome = tokio::select! {
@@ -184,6 +179,8 @@ impl LeaseKeeper {
                     );
                 }
             }
+            // The state changed here, between rounds: /metrics says so at once, as /health does.
+            publish(&metrics, &lease);
         });
     }
 
@@ -275,4 +272,15 @@ impl LeaseKeeper {
     fn value(&self, epoch: u64) -> String {
         format!("{}/{epoch}", self.replica)
     }
+}
+
+/// The lease's state in `herd_lease_*`.
+fn publish(metrics: &Metrics, lease: &Lease) {
+    let status = lease.status();
+    metrics.lease.set(
+        lease.account().as_str(),
+        status.state == super::LeaseState::Owned,
+        status.epoch,
+        status.renewed_seconds_ago,
+    );
 }
