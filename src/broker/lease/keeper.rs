@@ -13,6 +13,8 @@
 //!   lease run out for another replica to try.
 //! - At the drain, no new lease is taken; held ones are given back once the actors have
 //!   drained (no order of theirs is in flight), so a standby replica takes over at once.
+//! - `herd_lease_*` are published after every round and when a takeover ends (an account
+//!   becomes owned between rounds), so /metrics agrees with /health about who owns it.
 
 use std::rc::Rc;
 use std::sync::Arc;
