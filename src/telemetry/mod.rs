@@ -195,11 +195,10 @@ where
 }
 
 /// A JSON line's span fields, formatted when each span opens: none. A JSON line carries no
-/// span fields (`with_current_span(false)`, `with_span_list(false)`), yet the log layer formats
-/// every span's fields (to JSON text) as it opens, with this type, for lines that never print
-/// them: three spans or more an instance-tick (the tick, its view, its decide step, one per
-/// order), a thousand instances at once. An event's own fields are written by the JSON format
-/// itself, not by this type.
+/// span fields (`with_current_span(false)`, `with_span_list(false)`), yet where spans are built
+/// (with traces, or a filter that names spans) the log layer formats every span's fields (to
+/// JSON text) as it opens, with this type, for lines that never print them. An event's own
+/// fields are written by the JSON format itself, not by this type.
 struct NoSpanFields;
 
 impl<'w> FormatFields<'w> for NoSpanFields {
@@ -297,18 +296,24 @@ mod tests {
             let _in = span.enter();
             tracing::info!(symbol = "SPY", qty = 3, "signal");
         });
-        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
-        (formatted.load(Ordering::SeqCst), text)
+        (formatted.load(Ordering::SeqCst), text_of(&lines))
     }
 
     #[test]
     fn json_logs_format_no_span_fields_and_keep_every_event_field() {
-        let (formatted, line) = span_and_line(LogFormat::Json, "info");
-        assert_eq!(formatted, 0, "a span field nothing prints was formatted");
-        let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
-        assert_eq!(line["message"], "signal");
-        assert_eq!(line["symbol"], "SPY");
-        assert_eq!(line["qty"], 3);
+        // No span is built for JSON lines; one that names a span has them built, and still
+        // formats none of their fields.
+        for filter in ["info", "[tick]=debug,info"] {
+            let (formatted, line) = span_and_line(LogFormat::Json, filter);
+            assert_eq!(
+                formatted, 0,
+                "{filter}: a span field nothing prints was formatted"
+            );
+            let line: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+            assert_eq!(line["message"], "signal");
+            assert_eq!(line["symbol"], "SPY");
+            assert_eq!(line["qty"], 3);
+        }
     }
 
     #[test]
