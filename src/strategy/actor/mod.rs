@@ -245,7 +245,12 @@ impl StrategyActor {
             outcome = Empty,
             orders = Empty,
         );
-        tracing::debug!(parent: &self.tick_span, instance = %self.id, "tick started");
+        {
+            // Inside the entered span, not only its child: a filter that names the span
+            // (`[tick{instance=…}]=debug`) matches the spans entered on this thread.
+            let _in_tick = self.tick_span.enter();
+            tracing::debug!(instance = %self.id, "tick started");
+        }
         let request = GetMarketView {
             instance: self.deps.spec.id.clone(),
             symbols: self.deps.spec.symbols.clone(),

@@ -1,0 +1,62 @@
+//! What an operator's log filter selects in the real process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Herd;
+
+/// Two instances that hold on every tick, at 600×: a tick every 100 ms of real time.
+const TWO_HOLDING_INSTANCES: &str = r#"
+[sim]
+speed = 600.0
+
+[[strategies]]
+id = "watched"
+kind = "momentum"
+symbols = ["SPY"]
+every = "1m"
+[strategies.params]
+threshold = 0.99
+
+[[strategies]]
+id = "other"
+kind = "momentum"
+symbols = ["QQQ"]
+every = "1m"
+[strategies.params]
+threshold = 0.99
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_naming_one_instances_tick_selects_all_its_debug_lines_and_no_others() {
+    let env = [("HERD__LOG__LEVEL", "info,[tick{instance=watched}]=debug")];
+    let mut herd = Herd::start(TWO_HOLDING_INSTANCES, &env);
+    // The line that opens a tick is the tick span's too, not only the lines inside it.
+    for _ in 0..3 {
+        herd.wait_log(|v| v["message"] == "tick started" && v["instance"] == "watched");
+    }
+    herd.wait_log(|v| v["level"] == "DEBUG" && v["instance"] == "watched" && v["symbol"] == "SPY");
+    // The other instance ticks as often: its lines were there to be selected.
+    common::eventually("the other instance ticks", &herd, || async {
+        let body = common::get_json(&format!("{}/strategies", herd.http)).await?;
+        let other = body["strategies"]
+            .as_array()?
+            .iter()
+            .find(|s| s["id"] == "other")?;
+        (other["ticks"].as_u64()? >= 3).then_some(())
+    })
+    .await;
+    herd.signal("TERM");
+    assert_eq!(herd.wait_exit().code(), Some(0), "{}", herd.dump());
+    let log = herd.dump();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["level"] != "DEBUG" || v["instance"] == "watched"),
+        "a debug line outside the watched instance's ticks:\n{log}"
+    );
+}
