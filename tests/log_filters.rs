@@ -6,31 +6,21 @@ mod common;
 use common::Herd;
 
 /// Two instances that hold on every tick, at 600×: a tick every 100 ms of real time.
-const TWO_HOLDING_INSTANCES: &str = r#"
-[sim]
-speed = 600.0
-
-[[strategies]]
-id = "watched"
-kind = "momentum"
-symbols = ["SPY"]
-every = "1m"
-[strategies.params]
-threshold = 0.99
-
-[[strategies]]
-id = "other"
-kind = "momentum"
-symbols = ["QQQ"]
-every = "1m"
-[strategies.params]
-threshold = 0.99
-"#;
+fn two_holding_instances() -> String {
+    let mut config = "[sim]\nspeed = 600.0\n".to_owned();
+    for (id, symbol) in [("watched", "SPY"), ("other", "QQQ")] {
+        config.push_str(&format!(
+            "\n[[strategies]]\nid = \"{id}\"\nkind = \"momentum\"\nsymbols = [\"{symbol}\"]\n\
+             every = \"1m\"\n[strategies.params]\nthreshold = 0.99\n"
+        ));
+    }
+    config
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_filter_naming_one_instances_tick_selects_all_its_debug_lines_and_no_others() {
     let env = [("HERD__LOG__LEVEL", "info,[tick{instance=watched}]=debug")];
-    let mut herd = Herd::start(TWO_HOLDING_INSTANCES, &env);
+    let mut herd = Herd::start(&two_holding_instances(), &env);
     // The line that opens a tick is the tick span's too, not only the lines inside it.
     for _ in 0..3 {
         herd.wait_log(|v| v["message"] == "tick started" && v["instance"] == "watched");
