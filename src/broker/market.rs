@@ -35,7 +35,9 @@ use super::retry::RetryError;
 use super::sessions::Sessions;
 use super::shared_bars::SharedBars;
 use super::windows;
-use crate::domain::{Bar, Holding, REPEAT_SUMMARY, Repeats, Say, Session, Symbol, Timeframe};
+use crate::domain::{
+    Bar, GuardedBook, Holding, InstanceId, REPEAT_SUMMARY, Repeats, Say, Session, Symbol, Timeframe,
+};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
@@ -398,6 +400,28 @@ pub fn cap_to_account(
 static CAPPED: LazyLock<Repeats> = LazyLock::new(|| Repeats::new(REPEAT_SUMMARY));
 
 /// The account's signed position in `symbol` (0 when it holds none).
+/// The venue's current price of each symbol the guarded books hold, from the account's
+/// positions reading (a symbol the account does not hold has none: its instances' holdings net
+/// to zero there). Alpaca's position carries it as `current_price`, "current asset price per
+/// share", optional (alpaca-py 0.44.0, `alpaca/trading/models.py`, `Position`); the simulator
+/// sends its market's price at the venue time of the reading.
+pub fn guarded_marks(
+    guarded: &HashMap<InstanceId, GuardedBook>,
+    held: &[Position],
+) -> HashMap<Symbol, Decimal> {
+    guarded
+        .values()
+        .flat_map(|book| book.positions.keys())
+        .filter_map(|symbol| {
+            let price = held
+                .iter()
+                .find(|p| p.symbol == symbol.as_str())?
+                .current_price?;
+            Some((symbol.clone(), price))
+        })
+        .collect()
+}
+
 pub fn account_position(held: &[Position], symbol: &Symbol) -> Decimal {
     held.iter()
         .find(|p| p.symbol == symbol.as_str())

@@ -22,7 +22,7 @@ use tracing::{Instrument, Span};
 use super::batch::BarsBySymbol;
 use super::cached::MarketCache;
 use super::feed::MarketFeed;
-use super::market::{self, Series, cap_to_account};
+use super::market::{self, Series, cap_to_account, guarded_marks};
 use super::positions::observe_new_reading;
 use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, observe};
 use crate::domain::{
@@ -182,6 +182,7 @@ impl ViewReader {
             Ok(MarketView {
                 now: clock.timestamp,
                 market_open: clock.is_open,
+                marks: guarded_marks(&own.guarded, &held),
                 bars,
                 positions: cap_to_account(own.positions, &held, |s| book.expected_position(s)),
                 pending: own.pending,

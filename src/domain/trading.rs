@@ -43,6 +43,10 @@ pub struct MarketView {
     pub account: Option<AccountSnapshot>,
     /// The books of the instances this one guards (`Strategy::guards`), by instance.
     pub guarded: HashMap<InstanceId, GuardedBook>,
+    /// The venue's current price of each symbol a guarded book holds, where the account holds
+    /// it too (the positions reading's `current_price`); empty for an instance that guards
+    /// none. Fresher than any final bar: a daily bar is a day old all day.
+    pub marks: HashMap<Symbol, Decimal>,
 }
 
 /// A guarded instance's holdings and the signed quantity of its orders not yet final.

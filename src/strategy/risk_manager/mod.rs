@@ -3,8 +3,9 @@
 //! Each tick: the guarded instances' holdings, replayed over the newest `window` closes
 //! (`book_risk.rs`), give historical VaR and CVaR at `confidence`, the current and maximum
 //! drawdown and the Sharpe ratio. Then:
-//! - a guarded position whose price moved `stop_loss` (a fraction of its entry price) against
-//!   it is closed, as that instance's order (its ledger, its `client_order_id`);
+//! - a guarded position whose current price (the venue's; the newest close where the account
+//!   holds none of the symbol) moved `stop_loss` (a fraction of its entry price) against it is
+//!   closed, as that instance's order (its ledger, its `client_order_id`);
 //! - a drawdown past `max_drawdown` or a VaR past `max_var` raises an alert (a log event and a
 //!   metric), and with `breach_action = "reducing"` or `"halted"` asks the risk gate for that
 //!   trading state. It only ever tightens the state; an operator resumes.
@@ -197,7 +198,10 @@ impl RiskManager {
     }
 
     /// The stop-loss decision for one guarded holding; `newest` is the symbol's newest bar and
-    /// its close as a Decimal.
+    /// its close as a Decimal. The price it judges is the venue's current one (`view.marks`)
+    /// where there is one: the newest final bar of a daily series closed yesterday, and a
+    /// position opened since would look (or not look) a stop away on that stale price alone.
+    /// The bar stays the decision's bar (`decided_on`: a stop repeated on it sends nothing).
     fn stop(
         &self,
         instance: &InstanceId,
@@ -216,9 +220,10 @@ impl RiskManager {
             signal,
             action,
         };
-        let Some(&(last, price)) = newest else {
+        let Some(&(last, close)) = newest else {
             return Some(decision(None, Action::NoData { have: 0, need: 1 }));
         };
+        let price = view.marks.get(symbol).copied().unwrap_or(close);
         let against = holding.adverse_move(price);
         let signal = against.to_f64();
         let working = book.pending.get(symbol).is_some_and(|q| !q.is_zero());
@@ -235,7 +240,7 @@ impl RiskManager {
                 },
                 qty: holding.qty.abs(),
                 decided_on: last.time,
-                reference_price: Some(last.close),
+                reference_price: price.to_f64(),
                 reason: format!("stop loss: the price moved {against:.4} against the entry"),
             }),
             Some(_) => Action::Hold {

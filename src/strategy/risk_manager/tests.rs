@@ -68,6 +68,41 @@ fn a_guarded_position_past_its_stop_is_closed_as_that_instances_order() {
     );
 }
 
+/// The newest daily close is yesterday's all day: a position bought today is judged at the
+/// venue's current price, where the account holds the symbol, not at that close.
+#[test]
+fn a_stop_judges_the_venues_current_price_not_yesterdays_close() {
+    let mut rm = manager(params());
+    let action_of = |decisions: &[Decision], who: &str| {
+        decisions
+            .iter()
+            .find(|d| d.instance == Some(id(who)))
+            .map(|d| d.action.clone())
+            .unwrap()
+    };
+    // mom long 10 from 110 and the last close 100 (9.1 % against), but SPY trades at 109.5 now.
+    let mut now = view();
+    now.marks.insert(sym("SPY"), Decimal::new(1095, 1));
+    let held = rm.decide(&now);
+    assert!(
+        matches!(action_of(&held, "mom"), Action::Hold { reason } if reason == "within the stop loss"),
+        "{held:?}"
+    );
+    // mr short 5 from 100, a fine close of 100, but SPY trades at 103 now: 3 % against.
+    now.marks.insert(sym("SPY"), Decimal::from(103));
+    let stopped = rm.decide(&now);
+    let Action::Order(o) = action_of(&stopped, "mr") else {
+        panic!("expected mr's stop, got {stopped:?}")
+    };
+    assert_eq!((o.side, o.qty), (Side::Buy, Decimal::from(5)));
+    assert_eq!(
+        o.reference_price,
+        Some(103.0),
+        "the order's value is the current price's"
+    );
+    assert!(o.reason.contains("0.0300"), "{}", o.reason);
+}
+
 #[test]
 fn a_short_past_its_stop_is_bought_back_and_a_symbol_without_bars_says_so() {
     // SPY rising from 100 to 110: `mr`, short 5 from 100, is 10 % against.
