@@ -28,11 +28,7 @@ async fn a_filter_naming_one_instances_tick_selects_all_its_debug_lines_and_no_o
     herd.wait_log(|v| v["level"] == "DEBUG" && v["instance"] == "watched" && v["symbol"] == "SPY");
     // The other instance ticks as often: its lines were there to be selected.
     common::eventually("the other instance ticks", &herd, || async {
-        let body = common::get_json(&format!("{}/strategies", herd.http)).await?;
-        let other = body["strategies"]
-            .as_array()?
-            .iter()
-            .find(|s| s["id"] == "other")?;
+        let other = common::strategy(&herd, "other").await?;
         (other["ticks"].as_u64()? >= 3).then_some(())
     })
     .await;

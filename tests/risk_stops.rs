@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Herd, eventually, get_json};
+use common::{Herd, eventually, strategy};
 use serde_json::Value;
 
 /// The simulator's 2026-03-03 at 10:00 New York: SPY trades 7.7 % above the previous daily
@@ -40,15 +40,6 @@ min_observations = 5
 stop_loss = 0.05
 "#;
 
-async fn instance(herd: &Herd, id: &str) -> Option<Value> {
-    let body = get_json(&format!("{}/strategies", herd.http)).await?;
-    body["strategies"]
-        .as_array()?
-        .iter()
-        .find(|s| s["id"] == id)
-        .cloned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_position_bought_above_yesterdays_close_is_not_stopped_on_that_close() {
     let herd = Herd::start(BOUGHT_ABOVE_YESTERDAYS_CLOSE, &[]);
@@ -61,11 +52,11 @@ async fn a_position_bought_above_yesterdays_close_is_not_stopped_on_that_close()
     })
     .await;
     // Three ticks of the risk manager that saw the position (each reads the book afresh).
-    let seen = instance(&herd, "rm").await.unwrap()["ticks"]
+    let seen = strategy(&herd, "rm").await.unwrap()["ticks"]
         .as_u64()
         .unwrap();
     let rm = eventually("three risk manager ticks after the fill", &herd, || async {
-        let rm = instance(&herd, "rm").await?;
+        let rm = strategy(&herd, "rm").await?;
         (rm["ticks"].as_u64()? >= seen + 3).then_some(rm)
     })
     .await;

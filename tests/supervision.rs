@@ -4,17 +4,8 @@
 
 mod common;
 
-use common::{Herd, eventually, get_json};
+use common::{Herd, eventually, get_json, strategy as instance};
 use serde_json::Value;
-
-async fn instance(herd: &Herd, id: &str) -> Option<Value> {
-    let body = get_json(&format!("{}/strategies", herd.http)).await?;
-    body["strategies"]
-        .as_array()?
-        .iter()
-        .find(|s| s["id"] == id)
-        .cloned()
-}
 
 const FAST_SUPERVISOR: &str = r#"
 [sim]

@@ -308,6 +308,16 @@ pub async fn get_json(url: &str) -> Option<serde_json::Value> {
     response.json().await.ok()
 }
 
+/// One instance's entry in herd's `/strategies`, if herd answers and lists it.
+pub async fn strategy(herd: &Herd, id: &str) -> Option<serde_json::Value> {
+    let body = get_json(&format!("{}/strategies", herd.http)).await?;
+    body["strategies"]
+        .as_array()?
+        .iter()
+        .find(|s| s["id"] == id)
+        .cloned()
+}
+
 /// Sets simulator faults (`{"orders": {...}}`, see README "Faults"); panics if refused.
 pub async fn set_faults(sim: &str, faults: serde_json::Value) {
     let r = reqwest::Client::new()
