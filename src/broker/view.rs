@@ -1,5 +1,7 @@
 //! Serving `GetMarketView`: the venue clock, then bars (cache first; misses join the timeframe's
-//! open batch), positions and, if asked, the account, all shared between instances.
+//! open batch), positions and, if asked, the account, all shared between instances. For an
+//! instance that guards others, the positions reading also gives the venue's current price of
+//! what the guarded books hold (`MarketView::marks`), which their stop-losses judge.
 //!
 //! A view is read in a task of its own ([`ViewReader`]): the clock, then the rest at that
 //! clock's time; bars the cache lacks come through the [`MarketFeed`] all accounts share.
