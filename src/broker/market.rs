@@ -399,7 +399,6 @@ pub fn cap_to_account(
 /// lines a minute, not one per instance and tick. The one piece of shared state in this module.
 static CAPPED: LazyLock<Repeats> = LazyLock::new(|| Repeats::new(REPEAT_SUMMARY));
 
-/// The account's signed position in `symbol` (0 when it holds none).
 /// The venue's current price of each symbol the guarded books hold, from the account's
 /// positions reading (a symbol the account does not hold has none: its instances' holdings net
 /// to zero there). Alpaca's position carries it as `current_price`, "current asset price per
@@ -422,6 +421,7 @@ pub fn guarded_marks(
         .collect()
 }
 
+/// The account's signed position in `symbol` (0 when it holds none).
 pub fn account_position(held: &[Position], symbol: &Symbol) -> Decimal {
     held.iter()
         .find(|p| p.symbol == symbol.as_str())
