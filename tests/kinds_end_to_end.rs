@@ -211,6 +211,34 @@ async fn all_five_kinds_trade_one_account_and_every_ledger_matches_its_fills_and
         rm["report"]["figures"]["var_usd"].is_number() || rm["report"]["no_figures"].is_string(),
         "{rm}"
     );
+
+    // A stop is the guarded instance's order, under an id whose name also names the risk
+    // manager: it never takes the id of the instance's own decision on the same bar, symbol and
+    // side (which would make it a repeat of that decision, never sent).
+    let stops: Vec<&Value> = orders
+        .iter()
+        .filter(|o| o["reason"].as_str().unwrap_or("").starts_with("stop loss"))
+        .collect();
+    for o in stops {
+        let text = |k: &str| o[k].as_str().unwrap().to_owned();
+        let bar: chrono::DateTime<chrono::Utc> = text("decided_on").parse().unwrap();
+        let own = format!(
+            "{}|{}|{}|{}",
+            text("instance"),
+            text("symbol"),
+            text("side"),
+            bar.timestamp_millis()
+        );
+        let leg = if text("reason").ends_with("(opening leg)") {
+            "|leg2"
+        } else {
+            ""
+        };
+        let expected = common::client_order_id(&text("instance"), &format!("{own}|by|rm{leg}"));
+        assert_eq!(text("client_order_id"), expected, "{o}");
+        let taken = common::client_order_id(&text("instance"), &format!("{own}{leg}"));
+        assert_ne!(text("client_order_id"), taken, "{o}");
+    }
 }
 
 /// A risk manager whose VaR limit any losing book breaches, set to halt.

@@ -22,7 +22,6 @@ use tracing::Span;
 
 use super::book::{Begin, OrderRecord, OrderState};
 use super::lanes::{LANE_HOLD, until_final};
-use super::order_id::second_leg_id;
 use super::{BrokerActor, BrokerError};
 use crate::domain::{ClientOrderId, OrderIntent, Side};
 use crate::journal::Ticket;
@@ -42,13 +41,13 @@ pub fn split_at_zero(side: Side, qty: Decimal, account: Decimal) -> Option<(Deci
 
 impl BrokerActor {
     /// Sends `intent` (recorded as `record` under `cid`) as a closing leg of `close` shares, then
-    /// an opening leg of `open` shares once the first has filled.
+    /// an opening leg of `open` shares, under `second_leg`, once the first has filled.
     pub(super) fn place_in_legs(
         &mut self,
         record: OrderRecord,
         ticket: Option<Ticket>,
         intent: OrderIntent,
-        cid: ClientOrderId,
+        (cid, second_leg): (ClientOrderId, ClientOrderId),
         (close, open): (Decimal, Decimal),
         trace: Span,
     ) -> Placed {
@@ -87,7 +86,7 @@ impl BrokerActor {
                     );
                     return Box::pin(fut::ready(settled.map(|r| r.unwrap_or(first))));
                 }
-                act.place_second_leg(&first, intent, open, &trace)
+                act.place_second_leg(&first, second_leg, intent, open, &trace)
             }))
         }))
     }
@@ -95,16 +94,11 @@ impl BrokerActor {
     fn place_second_leg(
         &mut self,
         first: &OrderRecord,
+        cid: ClientOrderId,
         intent: OrderIntent,
         open: Decimal,
         trace: &Span,
     ) -> Placed {
-        let cid = second_leg_id(
-            &first.instance,
-            &intent.symbol,
-            intent.side,
-            intent.decided_on,
-        );
         let second = OrderIntent {
             qty: open,
             reason: format!("{} (opening leg)", intent.reason),

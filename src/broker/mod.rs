@@ -89,7 +89,7 @@ pub use view::GetMarketView;
 use view::ViewReader;
 
 use lease::{Lease, LeaseStatus};
-use order_id::client_order_id;
+use order_id::order_ids;
 use risk::RiskLimits;
 
 use crate::domain::{

@@ -28,7 +28,7 @@ use super::market::account_position;
 use super::positions::observe_new_reading;
 use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};
-use super::{BrokerActor, BrokerError, NotSent, client_order_id};
+use super::{BrokerActor, BrokerError, NotSent, order_ids};
 use crate::domain::{ClientOrderId, InstanceId, OrderIntent};
 use crate::domain::{REPEAT_SUMMARY, Repeats, Say};
 use crate::journal::Ticket;
@@ -46,7 +46,10 @@ const LIST_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 #[derive(Message)]
 #[rtype(result = "Result<Submitted, BrokerError>")]
 pub struct SubmitOrder {
+    /// The instance the order is for: its ledger, its `client_order_id` prefix.
     pub instance: InstanceId,
+    /// The instance that decided it: the same, or a risk manager closing a guarded position.
+    pub decided_by: InstanceId,
     pub intent: OrderIntent,
     /// The decision's span: the broker's work on this order is traced as its child.
     pub trace: Span,
@@ -111,6 +114,7 @@ impl Handler<SubmitOrder> for BrokerActor {
     fn handle(&mut self, msg: SubmitOrder, _: &mut Self::Context) -> Self::Result {
         let SubmitOrder {
             instance,
+            decided_by,
             intent,
             trace,
         } = msg;
@@ -129,7 +133,14 @@ impl Handler<SubmitOrder> for BrokerActor {
                 )))));
             }
         };
-        let cid = client_order_id(&instance, &intent.symbol, intent.side, intent.decided_on);
+        let ids = order_ids(
+            &instance,
+            &decided_by,
+            &intent.symbol,
+            intent.side,
+            intent.decided_on,
+        );
+        let (cid, second_leg) = (ids.first, ids.second_leg);
         let span = tracing::info_span!(
             parent: &trace,
             "submit_order",
@@ -223,7 +234,10 @@ impl Handler<SubmitOrder> for BrokerActor {
                 return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
             }
             let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
-                Some(legs) => act.place_in_legs(record, ticket, intent, cid, legs, span.clone()),
+                Some(legs) => {
+                    let ids = (cid, second_leg);
+                    act.place_in_legs(record, ticket, intent, ids, legs, span.clone())
+                }
                 None => act.place(record, ticket, intent, cid, &span),
             };
             Box::pin(placed.map(move |result, act, ctx| {

@@ -318,6 +318,18 @@ pub async fn strategy(herd: &Herd, id: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
+/// The `client_order_id` herd derives from a decision's `name` for `instance`: a UUIDv5 of the
+/// name in herd's namespace, after the instance's first 16 characters. Ids persist at the
+/// venue, so this is a contract: a test that needs it says which name it expects.
+pub fn client_order_id(instance: &str, name: &str) -> String {
+    let namespace = uuid::Uuid::from_u128(0x6c2d_0e3a_8f4b_4c1e_9d7a_2b5e_1f30_7a44);
+    let hash = uuid::Uuid::new_v5(&namespace, name.as_bytes())
+        .simple()
+        .to_string();
+    let prefix: String = instance.chars().take(16).collect();
+    format!("{prefix}-{}", &hash[..24])
+}
+
 /// Sets simulator faults (`{"orders": {...}}`, see README "Faults"); panics if refused.
 pub async fn set_faults(sim: &str, faults: serde_json::Value) {
     let r = reqwest::Client::new()

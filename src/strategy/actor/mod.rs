@@ -400,9 +400,11 @@ impl StrategyActor {
         // Set before anything is sent, on the thread the Supervisor reads it from: a drain
         // that finds it unset has nothing of this instance's to wait for.
         self.submitting.set(true);
+        let decided_by = self.deps.spec.id.clone();
         let submits = intents.into_iter().map(move |(instance, intent, trace)| {
             let msg = SubmitOrder {
                 instance,
+                decided_by: decided_by.clone(),
                 intent,
                 trace,
             };
