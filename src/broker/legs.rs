@@ -22,6 +22,7 @@ use tracing::Span;
 
 use super::book::{Begin, OrderRecord, OrderState};
 use super::lanes::{LANE_HOLD, until_final};
+use super::order_id::OrderIds;
 use super::{BrokerActor, BrokerError};
 use crate::domain::{ClientOrderId, OrderIntent, Side};
 use crate::journal::Ticket;
@@ -40,14 +41,18 @@ pub fn split_at_zero(side: Side, qty: Decimal, account: Decimal) -> Option<(Deci
 }
 
 impl BrokerActor {
-    /// Sends `intent` (recorded as `record` under `cid`) as a closing leg of `close` shares, then
-    /// an opening leg of `open` shares, under `second_leg`, once the first has filled.
+    /// Sends `intent` (recorded as `record` under `ids.first`) as a closing leg of `close`
+    /// shares, then an opening leg of `open` shares under `ids.second_leg` once the first has
+    /// filled.
     pub(super) fn place_in_legs(
         &mut self,
         record: OrderRecord,
         ticket: Option<Ticket>,
         intent: OrderIntent,
-        (cid, second_leg): (ClientOrderId, ClientOrderId),
+        OrderIds {
+            first: cid,
+            second_leg,
+        }: OrderIds,
         (close, open): (Decimal, Decimal),
         trace: Span,
     ) -> Placed {

@@ -140,7 +140,7 @@ impl Handler<SubmitOrder> for BrokerActor {
             intent.side,
             intent.decided_on,
         );
-        let (cid, second_leg) = (ids.first, ids.second_leg);
+        let cid = ids.first.clone();
         let span = tracing::info_span!(
             parent: &trace,
             "submit_order",
@@ -234,10 +234,7 @@ impl Handler<SubmitOrder> for BrokerActor {
                 return Box::pin(fut::ready(act.refuse(&record, refusal.into())));
             }
             let placed = match split_at_zero(intent.side, intent.qty, inputs.account_position) {
-                Some(legs) => {
-                    let ids = (cid, second_leg);
-                    act.place_in_legs(record, ticket, intent, ids, legs, span.clone())
-                }
+                Some(legs) => act.place_in_legs(record, ticket, intent, ids, legs, span.clone()),
                 None => act.place(record, ticket, intent, cid, &span),
             };
             Box::pin(placed.map(move |result, act, ctx| {
