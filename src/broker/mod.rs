@@ -86,7 +86,7 @@ pub use snapshots::Snapshots;
 pub use takeover::Reconciler;
 pub use trading::TightenTrading;
 pub use view::GetMarketView;
-use view::ViewReader;
+use view::{ViewQueue, ViewReader};
 
 use lease::{Lease, LeaseStatus};
 use order_id::order_ids;
@@ -214,8 +214,10 @@ pub struct BrokerActor {
     /// Shared with the views' tasks, which record their outcomes here directly: a message per
     /// view (one per instance-tick) cost the broker's mailbox more than the update itself.
     health: Arc<Mutex<VenueHealth>>,
-    /// What every view's task reads with.
+    /// What every round of views reads with.
     views: Arc<ViewReader>,
+    /// The views asked for since the last round began.
+    view_queue: Arc<ViewQueue>,
     /// Tells the Supervisor why this incarnation ended.
     exit: ExitNotifier,
 }
@@ -224,6 +226,7 @@ impl BrokerActor {
     pub fn new(deps: BrokerDeps, exit: ExitNotifier) -> Self {
         Self {
             views: Arc::new(ViewReader::new(&deps)),
+            view_queue: Arc::default(),
             deps,
             in_flight: TaskTracker::new(),
             draining: false,
@@ -241,9 +244,9 @@ impl BrokerActor {
     }
 
     /// Runs `fut` in this actor's context under `catch_unwind`: the one way the broker's
-    /// handlers await work in the context (views are read in tasks of their own, under the same
-    /// catch). A panic inside `fut` stops this incarnation (the Supervisor starts
-    /// a fresh one) and reaches the caller as [`BrokerError::Panicked`], never as a hang.
+    /// handlers await work in the context (views are read in rounds, tasks of their own, under
+    /// the same catch). A panic inside `fut` stops this incarnation (the Supervisor starts a
+    /// fresh one) and reaches the caller as [`BrokerError::Panicked`], never as a hang.
     fn guard<T, F>(
         &self,
         fut: F,

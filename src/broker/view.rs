@@ -3,8 +3,13 @@
 //! instance that guards others, the positions reading also gives the venue's current price of
 //! what the guarded books hold (`MarketView::marks`), which their stop-losses judge.
 //!
-//! A view is read in a task of its own ([`ViewReader`]): the clock, then the rest at that
-//! clock's time; bars the cache lacks come through the [`MarketFeed`] all accounts share.
+//! Views are answered in rounds: the requests the BrokerActor takes from its mailbox in one go
+//! (every instance whose tick fell due at a bar's close asks at once) queue up, and one task per
+//! series of bars in them reads the clock, each view's bars, and the positions and account once
+//! for all of its views ([`ViewReader`]). A task, a clock reading and a positions lookup per
+//! instance-tick were most of what a view cost. The views of one series wait for the same bars
+//! batch anyway, so a round couples nothing that was not coupled; views of other series are
+//! read by tasks of their own.
 //!
 //! Invariant: however many instances tick within one `batch_window`, they cause one bars
 //! request per timeframe in the steady state (a top-up; up to two more for symbols without a
@@ -13,12 +18,15 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use futures::future::join_all;
 use rust_decimal::Decimal;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use super::batch::BarsBySymbol;
@@ -26,12 +34,13 @@ use super::cached::MarketCache;
 use super::feed::MarketFeed;
 use super::market::{self, Series, cap_to_account, guarded_marks};
 use super::positions::observe_new_reading;
-use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, observe};
+use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, VenueHealth, observe};
 use crate::domain::{
     AccountId, AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId,
     MarketView, Session, Symbol, panic_message,
 };
 use crate::metrics::Metrics;
+use crate::process::ProcessState;
 
 /// Asks for the market as one instance should see it.
 #[derive(Message)]
@@ -49,6 +58,8 @@ pub struct GetMarketView {
     pub trace: Span,
 }
 
+type ViewReply = Result<MarketView, BrokerError>;
+
 /// This instance's own holdings and working quantities, and its guarded instances' books, read
 /// from the book up front.
 struct Own {
@@ -57,12 +68,96 @@ struct Own {
     guarded: HashMap<InstanceId, GuardedBook>,
 }
 
-impl Handler<GetMarketView> for BrokerActor {
-    type Result = ResponseFuture<Result<MarketView, BrokerError>>;
+/// A view asked for: the request, what the book said, the view's span (a child of the tick's),
+/// and where the answer goes.
+struct Asked {
+    request: GetMarketView,
+    own: Own,
+    span: Span,
+    reply: OneshotSender<ViewReply>,
+}
 
-    fn handle(&mut self, msg: GetMarketView, ctx: &mut Self::Context) -> Self::Result {
+/// The views asked for since the last round began (see the module's doc).
+#[derive(Default)]
+pub(super) struct ViewQueue(Mutex<Vec<Asked>>);
+
+impl ViewQueue {
+    /// Queues a view; true when it is the first since the last round was taken.
+    fn push(&self, asked: Asked) -> bool {
+        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.push(asked);
+        queue.len() == 1
+    }
+
+    /// The round: every view queued so far, by series (a round holds one or a few).
+    fn take(&self) -> Vec<(Series, Vec<Asked>)> {
+        let asked = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut by_series: Vec<(Series, Vec<Asked>)> = Vec::new();
+        for a in asked {
+            let series = Series {
+                timeframe: a.request.needs.timeframe,
+                session: a.request.session,
+            };
+            match by_series.iter_mut().find(|(s, _)| *s == series) {
+                Some((_, views)) => views.push(a),
+                None => by_series.push((series, vec![a])),
+            }
+        }
+        by_series
+    }
+}
+
+/// The handler's answer to a `GetMarketView`: an error at once, or a place in the next round.
+/// A response of its own because the round needs the reply's sender, which actix hands only to
+/// a response (its `ResponseFuture` would spawn a task per view to await one).
+pub struct ViewAnswer(Answer);
+
+enum Answer {
+    Now(ViewReply),
+    Queued {
+        request: GetMarketView,
+        own: Own,
+        span: Span,
+        queue: Arc<ViewQueue>,
+    },
+}
+
+impl MessageResponse<BrokerActor, GetMarketView> for ViewAnswer {
+    fn handle(self, ctx: &mut Context<BrokerActor>, tx: Option<OneshotSender<ViewReply>>) {
+        // Sent without waiting for an answer: a view has no effect, so nothing is read.
+        let Some(reply) = tx else { return };
+        match self.0 {
+            Answer::Now(result) => {
+                let _ = reply.send(result);
+            }
+            Answer::Queued {
+                request,
+                own,
+                span,
+                queue,
+            } => {
+                let asked = Asked {
+                    request,
+                    own,
+                    span,
+                    reply,
+                };
+                // The round is a message to self: actix handles it once the mailbox has no
+                // more, so it takes every view that arrived with this one.
+                if queue.push(asked) {
+                    ctx.notify(ReadRound);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<GetMarketView> for BrokerActor {
+    type Result = ViewAnswer;
+
+    fn handle(&mut self, msg: GetMarketView, _: &mut Self::Context) -> Self::Result {
         if self.draining {
-            return Box::pin(std::future::ready(Err(BrokerError::Draining)));
+            return ViewAnswer(Answer::Now(Err(BrokerError::Draining)));
         }
         let book = &self.deps.book;
         let (positions, pending) = book.instance_view(&msg.instance, &msg.symbols);
@@ -86,33 +181,103 @@ impl Handler<GetMarketView> for BrokerActor {
             instance = %msg.instance,
             symbols = msg.symbols.len(),
         );
-        let reader = Arc::clone(&self.views);
-        let broker = ctx.address();
-        let drain = self.deps.process.drain_signal();
-        let (health, process) = (Arc::clone(&self.health), Arc::clone(&self.deps.process));
-        // The view's future is built where it is awaited, never held in a local first: a
-        // future moved after it is built keeps both places in the task's state, and this one
-        // is boxed and copied for every instance-tick.
-        Box::pin(async move {
-            let result = tokio::select! {
-                // A view has no effect: at the drain it is dropped, reads in flight included.
-                () = drain.cancelled() => Err(BrokerError::Draining),
-                read = AssertUnwindSafe(reader.read(msg, own).instrument(span)).catch_unwind() => read.unwrap_or_else(|payload| {
-                    let panic = panic_message(&*payload);
-                    broker.do_send(ViewPanicked(panic.clone()));
-                    Err(BrokerError::Panicked(panic))
-                }),
-            };
-            observe(&health, &process, result.as_ref().err());
-            result
+        ViewAnswer(Answer::Queued {
+            request: msg,
+            own,
+            span,
+            queue: Arc::clone(&self.view_queue),
         })
     }
 }
 
-/// What reading a view needs, shared by the views' own tasks: every pending view used to be a
+/// Reads the views queued since the last round.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReadRound;
+
+impl Handler<ReadRound> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: ReadRound, ctx: &mut Self::Context) {
+        for (_, views) in self.view_queue.take() {
+            let round = Round {
+                reader: Arc::clone(&self.views),
+                broker: ctx.address(),
+                drain: self.deps.process.drain_signal(),
+                health: Arc::clone(&self.health),
+                process: Arc::clone(&self.deps.process),
+                draining: self.draining,
+            };
+            actix::spawn(round.answer(views));
+        }
+    }
+}
+
+/// What a round's task needs besides its views.
+struct Round {
+    reader: Arc<ViewReader>,
+    broker: Addr<BrokerActor>,
+    drain: CancellationToken,
+    health: Arc<Mutex<VenueHealth>>,
+    process: Arc<ProcessState>,
+    /// The broker was asked to drain after these views were queued.
+    draining: bool,
+}
+
+impl Round {
+    /// Reads the views of one series and answers each. The answers' senders are kept out of
+    /// the read, so a drain or a panic still answers every view (with `Draining`, `Panicked`).
+    async fn answer(self, views: Vec<Asked>) {
+        let (replies, asks): (Vec<_>, Vec<_>) = views
+            .into_iter()
+            .map(|a| {
+                let ask = Ask {
+                    request: a.request,
+                    own: a.own,
+                    span: a.span,
+                };
+                (a.reply, ask)
+            })
+            .unzip();
+        let all = |error: BrokerError| replies.iter().map(|_| Err(error.clone())).collect();
+        let results: Vec<ViewReply> = if self.draining {
+            all(BrokerError::Draining)
+        } else {
+            tokio::select! {
+                // A view has no effect: at the drain it is dropped, reads in flight included.
+                () = self.drain.cancelled() => all(BrokerError::Draining),
+                read = AssertUnwindSafe(self.reader.read_round(asks)).catch_unwind() => read.unwrap_or_else(|payload| {
+                    let panic = panic_message(&*payload);
+                    self.broker.do_send(ViewPanicked(panic.clone()));
+                    all(BrokerError::Panicked(panic))
+                }),
+            }
+        };
+        // The venue answered if any view got through; each failure is observed on its own.
+        if results.iter().any(Result::is_ok) {
+            observe(&self.health, &self.process, None);
+        }
+        for result in &results {
+            if let Err(e) = result {
+                observe(&self.health, &self.process, Some(e));
+            }
+        }
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// A view to read: the request, what the book said, the view's span.
+struct Ask {
+    request: GetMarketView,
+    own: Own,
+    span: Span,
+}
+
+/// What reading a view needs, shared by the rounds' tasks: every pending view used to be a
 /// future in the BrokerActor's context, which actix polls all of at each wake-up, so a cycle of
-/// N instances cost O(N²) polls. One per BrokerActor incarnation, behind an `Arc`: a copy per
-/// view was a dozen reference counts to bump and half a kilobyte in every view's future.
+/// N instances cost O(N²) polls. One per BrokerActor incarnation, behind an `Arc`.
 pub(super) struct ViewReader {
     account: AccountId,
     feed: MarketFeed,
@@ -137,65 +302,94 @@ impl ViewReader {
         }
     }
 
-    /// The view at the venue clock's time: nothing more while the market is closed for a kind
-    /// that trades only when open; otherwise bars, the positions (own, capped by the
-    /// account's) and the account.
-    ///
-    /// Not an `async fn`: one keeps a second copy of each argument in its state. The view is
-    /// built after the last read, so it is not held across them either.
-    #[expect(
-        clippy::manual_async_fn,
-        reason = "an async fn doubles its arguments in the boxed view future"
-    )]
-    fn read(
-        self: Arc<Self>,
-        request: GetMarketView,
-        own: Own,
-    ) -> impl Future<Output = Result<MarketView, BrokerError>> {
-        async move {
-            let clock = self.snapshots.clock().await?;
-            let needs = request.needs;
-            if !clock.is_open && needs.only_when_open {
-                return Ok(MarketView {
-                    now: clock.timestamp,
-                    market_open: clock.is_open,
-                    pending: own.pending,
-                    guarded: own.guarded,
-                    ..MarketView::default()
-                });
+    /// The views of a round (one series), in order, at one reading of the venue clock: nothing
+    /// more while the market is closed for a kind that trades only when open; otherwise bars,
+    /// the positions (own, capped by the account's) and the account, read once for them all.
+    async fn read_round(self: Arc<Self>, asks: Vec<Ask>) -> Vec<ViewReply> {
+        let clock = match self.snapshots.clock().await {
+            Ok(clock) => clock,
+            Err(e) => {
+                let e = BrokerError::from(e);
+                return asks.iter().map(|_| Err(e.clone())).collect();
             }
-            let bars = self
-                .bars(
-                    request.symbols,
-                    needs,
-                    request.session,
-                    clock.timestamp,
-                    request.trace,
-                )
-                .await?;
-            let held = self.snapshots.positions().await?;
-            let book = &self.book;
-            observe_new_reading(&self.account, book, &self.metrics, &held);
-            let account = if needs.account {
-                Some(self.snapshots.account().await?)
-            } else {
-                None
-            };
-            Ok(MarketView {
-                now: clock.timestamp,
-                market_open: clock.is_open,
-                marks: guarded_marks(&own.guarded, &held),
-                bars,
-                positions: cap_to_account(own.positions, &held, |s| book.expected_position(s)),
-                pending: own.pending,
-                account: account.map(|a| AccountSnapshot {
-                    equity: a.equity,
-                    cash: a.cash,
-                    buying_power: a.buying_power,
-                }),
-                guarded: own.guarded,
+        };
+        let (now, open) = (clock.timestamp, clock.is_open);
+        let read = join_all(asks.into_iter().map(|ask| {
+            let reader = &self;
+            async move {
+                let needs = ask.request.needs;
+                let bars = if open || !needs.only_when_open {
+                    let symbols = ask.request.symbols;
+                    let bars =
+                        reader.bars(symbols, needs, ask.request.session, now, ask.request.trace);
+                    Some(bars.instrument(ask.span).await)
+                } else {
+                    None
+                };
+                (ask.own, needs, bars)
+            }
+        }))
+        .await;
+        let reading = read.iter().any(|(_, _, bars)| matches!(bars, Some(Ok(_))));
+        // Read only when a view uses it: none does when every one failed or the market is closed.
+        let held = if reading {
+            let held = self.snapshots.positions().await.map_err(BrokerError::from);
+            if let Ok(held) = &held {
+                observe_new_reading(&self.account, &self.book, &self.metrics, held);
+            }
+            held
+        } else {
+            Ok(Arc::from([]))
+        };
+        let wants_account = read
+            .iter()
+            .any(|(_, needs, bars)| needs.account && matches!(bars, Some(Ok(_))));
+        let account = match &held {
+            Ok(_) if wants_account => Some(
+                self.snapshots
+                    .account()
+                    .await
+                    .map_err(BrokerError::from)
+                    .map(|a| AccountSnapshot {
+                        equity: a.equity,
+                        cash: a.cash,
+                        buying_power: a.buying_power,
+                    }),
+            ),
+            _ => None,
+        };
+        let book = &self.book;
+        read.into_iter()
+            .map(|(own, needs, bars)| {
+                let bars = match bars {
+                    None => {
+                        return Ok(MarketView {
+                            now,
+                            market_open: open,
+                            pending: own.pending,
+                            guarded: own.guarded,
+                            ..MarketView::default()
+                        });
+                    }
+                    Some(bars) => bars?,
+                };
+                let held = held.clone()?;
+                let account = match (&account, needs.account) {
+                    (Some(account), true) => Some(account.clone()?),
+                    _ => None,
+                };
+                Ok(MarketView {
+                    now,
+                    market_open: open,
+                    marks: guarded_marks(&own.guarded, &held),
+                    bars,
+                    positions: cap_to_account(own.positions, &held, |s| book.expected_position(s)),
+                    pending: own.pending,
+                    account,
+                    guarded: own.guarded,
+                })
             })
-        }
+            .collect()
     }
 
     /// The newest `needs.bars` final bars of each symbol at venue time `now`: cached ones at
@@ -223,7 +417,7 @@ impl ViewReader {
     }
 }
 
-/// A view's task panicked: the broker's state may be half-updated, so it stops for a restart.
+/// A round's task panicked: the broker's state may be half-updated, so it stops for a restart.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct ViewPanicked(String);
