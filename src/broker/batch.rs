@@ -30,8 +30,9 @@ struct Waiter {
     symbols: Vec<Symbol>,
     depth: usize,
     reply: oneshot::Sender<BarsReply>,
-    /// The requesting tick's span, which the batch's request links to.
-    tick: Span,
+    /// The spans of the ticks it asks for (a round of views asks for many), which the batch's
+    /// request links to.
+    ticks: Vec<Span>,
 }
 
 /// What one flush must fetch.
@@ -46,13 +47,14 @@ pub struct BatchRequest {
 pub struct Waiters(Vec<Waiter>);
 
 impl Waiters {
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.0.len()
     }
 
     /// The spans of the ticks waiting on this batch.
     pub fn ticks(&self) -> impl Iterator<Item = &Span> {
-        self.0.iter().map(|w| &w.tick)
+        self.0.iter().flat_map(|w| &w.ticks)
     }
 
     /// Answers every requester from one fetch result.
@@ -102,7 +104,7 @@ impl BarBatcher {
         series: Series,
         symbols: Vec<Symbol>,
         depth: usize,
-        tick: Span,
+        ticks: Vec<Span>,
     ) -> (oneshot::Receiver<BarsReply>, bool) {
         let (reply, rx) = oneshot::channel();
         let opened = !self.open.contains_key(&series);
@@ -113,7 +115,7 @@ impl BarBatcher {
             symbols,
             depth,
             reply,
-            tick,
+            ticks,
         });
         (rx, opened)
     }
@@ -169,9 +171,9 @@ mod tests {
     fn requests_in_one_window_become_one_fetch_of_the_union_at_the_deepest_depth() {
         let tf = regular(Timeframe::Minutes(5));
         let mut b = BarBatcher::default();
-        let (mut first, opened) = b.add(tf, vec![sym("SPY"), sym("QQQ")], 20, Span::none());
+        let (mut first, opened) = b.add(tf, vec![sym("SPY"), sym("QQQ")], 20, vec![]);
         assert!(opened);
-        let (mut second, opened) = b.add(tf, vec![sym("QQQ"), sym("IWM")], 50, Span::none());
+        let (mut second, opened) = b.add(tf, vec![sym("QQQ"), sym("IWM")], 50, vec![]);
         assert!(!opened, "the second request joins the open batch");
         let (request, waiters) = b.take(tf).unwrap();
         assert_eq!(request.symbols, vec![sym("IWM"), sym("QQQ"), sym("SPY")]);
@@ -203,14 +205,14 @@ mod tests {
     fn every_requester_hears_the_error_and_other_timeframes_are_separate_batches() {
         let mut b = BarBatcher::default();
         let five_minutes = regular(Timeframe::Minutes(5));
-        let (mut five, _) = b.add(five_minutes, vec![sym("SPY")], 20, Span::none());
-        let (_, opened) = b.add(regular(Timeframe::Day), vec![sym("SPY")], 60, Span::none());
+        let (mut five, _) = b.add(five_minutes, vec![sym("SPY")], 20, vec![]);
+        let (_, opened) = b.add(regular(Timeframe::Day), vec![sym("SPY")], 60, vec![]);
         assert!(opened, "another timeframe opens its own batch");
         let extended = Series {
             session: Session::Extended,
             ..five_minutes
         };
-        let (_, opened) = b.add(extended, vec![sym("SPY")], 20, Span::none());
+        let (_, opened) = b.add(extended, vec![sym("SPY")], 20, vec![]);
         assert!(opened, "another session too");
         let (_, waiters) = b.take(five_minutes).unwrap();
         waiters.deliver(&Err(BrokerError::Draining));

@@ -63,13 +63,14 @@ impl MarketFeed {
         }
     }
 
-    /// The newest `depth` final bars of each symbol, through the open batch of `series`.
+    /// The newest `depth` final bars of each symbol, through the open batch of `series`, for
+    /// the ticks whose spans are `ticks` (the batch's request links to them).
     pub async fn bars(
         &self,
         symbols: Vec<Symbol>,
         series: Series,
         depth: usize,
-        tick: Span,
+        ticks: Vec<Span>,
     ) -> Result<BarsBySymbol, BrokerError> {
         // No batch opens after the drain signal: a read has no effect, and the drain waits for
         // nothing that cannot change the account.
@@ -80,7 +81,7 @@ impl MarketFeed {
             .batcher
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .add(series, symbols, depth, tick);
+            .add(series, symbols, depth, ticks);
         if opened {
             actix::spawn(self.clone().flush_after_window(series));
         }
@@ -107,7 +108,7 @@ impl MarketFeed {
             waiters.deliver(&Err(BrokerError::Draining));
             return;
         }
-        self.metrics.bar_batch(waiters.len() as u64);
+        self.metrics.bar_batch(waiters.ticks().count() as u64);
         // The drain ends the fetch too: its requesters are ticks that will send nothing now.
         let reply = tokio::select! {
             () = self.drain.cancelled() => Err(BrokerError::Draining),
@@ -125,7 +126,7 @@ impl MarketFeed {
             timeframe = %request.series.timeframe,
             session = request.series.session.as_str(),
             symbols = request.symbols.len(),
-            ticks = waiters.len(),
+            ticks = waiters.ticks().count(),
         );
         for tick in waiters.ticks() {
             span.add_link(tick.context().span().span_context().clone());

@@ -4,19 +4,20 @@
 //! what the guarded books hold (`MarketView::marks`), which their stop-losses judge.
 //!
 //! Views are answered in rounds: the requests the BrokerActor takes from its mailbox in one go
-//! (every instance whose tick fell due at a bar's close asks at once) queue up, and one task per
-//! series of bars in them reads the clock, each view's bars, and the positions and account once
-//! for all of its views ([`ViewReader`]). A task, a clock reading and a positions lookup per
-//! instance-tick were most of what a view cost. The views of one series wait for the same bars
-//! batch anyway, so a round couples nothing that was not coupled; views of other series are
-//! read by tasks of their own.
+//! (every instance whose tick fell due at a bar's close asks at once: one or two rounds a cycle
+//! at 1,000 instances) queue up, and one task per series of bars in them reads, once for all of
+//! its views ([`ViewReader`]), the clock, the bars of every symbol they name (the cache, then
+//! one request to the feed's batch) and the positions and account. A task, a clock reading, a
+//! cache lookup per symbol and a place in the batch per instance-tick were most of what a view
+//! cost. The views of one series waited for the same bars batch anyway, so a round couples
+//! nothing that was not coupled; views of other series are read by tasks of their own.
 //!
 //! Invariant: however many instances tick within one `batch_window`, they cause one bars
 //! request per timeframe in the steady state (a top-up; up to two more for symbols without a
 //! window of the day, the second when some need a wider one), one clock, and one positions and
 //! one account call per account.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -24,10 +25,9 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use futures::future::join_all;
 use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::batch::BarsBySymbol;
 use super::cached::MarketCache;
@@ -199,7 +199,7 @@ impl Handler<ReadRound> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, _: ReadRound, ctx: &mut Self::Context) {
-        for (_, views) in self.view_queue.take() {
+        for (series, views) in self.view_queue.take() {
             let round = Round {
                 reader: Arc::clone(&self.views),
                 broker: ctx.address(),
@@ -208,7 +208,7 @@ impl Handler<ReadRound> for BrokerActor {
                 process: Arc::clone(&self.deps.process),
                 draining: self.draining,
             };
-            actix::spawn(round.answer(views));
+            actix::spawn(round.answer(series, views));
         }
     }
 }
@@ -227,7 +227,7 @@ struct Round {
 impl Round {
     /// Reads the views of one series and answers each. The answers' senders are kept out of
     /// the read, so a drain or a panic still answers every view (with `Draining`, `Panicked`).
-    async fn answer(self, views: Vec<Asked>) {
+    async fn answer(self, series: Series, views: Vec<Asked>) {
         let (replies, asks): (Vec<_>, Vec<_>) = views
             .into_iter()
             .map(|a| {
@@ -246,7 +246,7 @@ impl Round {
             tokio::select! {
                 // A view has no effect: at the drain it is dropped, reads in flight included.
                 () = self.drain.cancelled() => all(BrokerError::Draining),
-                read = AssertUnwindSafe(self.reader.read_round(asks)).catch_unwind() => read.unwrap_or_else(|payload| {
+                read = AssertUnwindSafe(self.reader.read_round(series, asks)).catch_unwind() => read.unwrap_or_else(|payload| {
                     let panic = panic_message(&*payload);
                     self.broker.do_send(ViewPanicked(panic.clone()));
                     all(BrokerError::Panicked(panic))
@@ -304,8 +304,8 @@ impl ViewReader {
 
     /// The views of a round (one series), in order, at one reading of the venue clock: nothing
     /// more while the market is closed for a kind that trades only when open; otherwise bars,
-    /// the positions (own, capped by the account's) and the account, read once for them all.
-    async fn read_round(self: Arc<Self>, asks: Vec<Ask>) -> Vec<ViewReply> {
+    /// the positions (own, capped by the account's) and the account, each read once for all.
+    async fn read_round(self: Arc<Self>, series: Series, asks: Vec<Ask>) -> Vec<ViewReply> {
         let clock = match self.snapshots.clock().await {
             Ok(clock) => clock,
             Err(e) => {
@@ -314,24 +314,15 @@ impl ViewReader {
             }
         };
         let (now, open) = (clock.timestamp, clock.is_open);
-        let read = join_all(asks.into_iter().map(|ask| {
-            let reader = &self;
-            async move {
-                let needs = ask.request.needs;
-                let bars = if open || !needs.only_when_open {
-                    let symbols = ask.request.symbols;
-                    let bars =
-                        reader.bars(symbols, needs, ask.request.session, now, ask.request.trace);
-                    Some(bars.instrument(ask.span).await)
-                } else {
-                    None
-                };
-                (ask.own, needs, bars)
-            }
-        }))
-        .await;
-        let reading = read.iter().any(|(_, _, bars)| matches!(bars, Some(Ok(_))));
-        // Read only when a view uses it: none does when every one failed or the market is closed.
+        let reads = |ask: &Ask| open || !ask.request.needs.only_when_open;
+        let bars = self
+            .round_bars(series, asks.iter().filter(|a| reads(a)), now)
+            .await;
+        let reading = asks
+            .iter()
+            .any(|a| reads(a) && bars.serves(&a.request.symbols));
+        // Read only when a view uses it: none does when the market is closed to all of them or
+        // their bars failed.
         let held = if reading {
             let held = self.snapshots.positions().await.map_err(BrokerError::from);
             if let Ok(held) = &held {
@@ -341,9 +332,9 @@ impl ViewReader {
         } else {
             Ok(Arc::from([]))
         };
-        let wants_account = read
+        let wants_account = asks
             .iter()
-            .any(|(_, needs, bars)| needs.account && matches!(bars, Some(Ok(_))));
+            .any(|a| a.request.needs.account && reads(a) && bars.serves(&a.request.symbols));
         let account = match &held {
             Ok(_) if wants_account => Some(
                 self.snapshots
@@ -359,22 +350,27 @@ impl ViewReader {
             _ => None,
         };
         let book = &self.book;
-        read.into_iter()
-            .map(|(own, needs, bars)| {
-                let bars = match bars {
-                    None => {
-                        return Ok(MarketView {
-                            now,
-                            market_open: open,
-                            pending: own.pending,
-                            guarded: own.guarded,
-                            ..MarketView::default()
-                        });
-                    }
-                    Some(bars) => bars?,
-                };
+        asks.into_iter()
+            .map(|ask| {
+                let closed = !reads(&ask);
+                // The view's span ends with its view.
+                let Ask {
+                    request,
+                    own,
+                    span: _view,
+                } = ask;
+                if closed {
+                    return Ok(MarketView {
+                        now,
+                        market_open: open,
+                        pending: own.pending,
+                        guarded: own.guarded,
+                        ..MarketView::default()
+                    });
+                }
+                let bars = bars.of(&request.symbols)?;
                 let held = held.clone()?;
-                let account = match (&account, needs.account) {
+                let account = match (&account, request.needs.account) {
                     (Some(account), true) => Some(account.clone()?),
                     _ => None,
                 };
@@ -392,28 +388,69 @@ impl ViewReader {
             .collect()
     }
 
-    /// The newest `needs.bars` final bars of each symbol at venue time `now`: cached ones at
-    /// once, the rest through the feed's open batch of the series.
-    async fn bars(
+    /// The bars of every symbol the reading views of a round name, each looked up once at the
+    /// deepest depth any of them asks for: cached ones at once, the rest through the feed's open
+    /// batch of the series, linked to the ticks of the views that need them.
+    async fn round_bars<'a>(
         &self,
-        symbols: Vec<Symbol>,
-        needs: DataNeeds,
-        session: Session,
+        series: Series,
+        asks: impl Iterator<Item = &'a Ask> + Clone,
         now: DateTime<Utc>,
-        tick: Span,
-    ) -> Result<BarsBySymbol, BrokerError> {
-        let series = Series {
-            timeframe: needs.timeframe,
-            session,
-        };
-        let (mut hits, misses) =
-            market::cached_bars(&self.cache, &symbols, series, needs.bars, now, self.settle);
+    ) -> RoundBars {
+        let depth = asks
+            .clone()
+            .map(|a| a.request.needs.bars)
+            .max()
+            .unwrap_or(0);
+        let mut named = HashSet::new();
+        let symbols: Vec<Symbol> = asks
+            .clone()
+            .flat_map(|a| &a.request.symbols)
+            .filter(|s| named.insert(*s))
+            .cloned()
+            .collect();
+        let (cached, misses) =
+            market::cached_bars(&self.cache, &symbols, series, depth, now, self.settle);
         if misses.is_empty() {
-            return Ok(hits);
+            return RoundBars {
+                cached,
+                fetched: Ok(HashMap::new()),
+            };
         }
-        let fetched = self.feed.bars(misses, series, needs.bars, tick).await?;
-        hits.extend(fetched);
-        Ok(hits)
+        let missing: HashSet<&Symbol> = misses.iter().collect();
+        let ticks = asks
+            .filter(|a| a.request.symbols.iter().any(|s| missing.contains(s)))
+            .map(|a| a.request.trace.clone())
+            .collect();
+        let fetched = self.feed.bars(misses, series, depth, ticks).await;
+        RoundBars { cached, fetched }
+    }
+}
+
+/// A round's bars: those the cache had, and the fetch of the rest.
+struct RoundBars {
+    cached: BarsBySymbol,
+    fetched: Result<BarsBySymbol, BrokerError>,
+}
+
+impl RoundBars {
+    /// Whether every one of `symbols` has its bars (the fetch, if one was needed, succeeded).
+    fn serves(&self, symbols: &[Symbol]) -> bool {
+        self.fetched.is_ok() || symbols.iter().all(|s| self.cached.contains_key(s))
+    }
+
+    /// One view's bars: its own symbols, or the fetch's error if it needed the fetch.
+    fn of(&self, symbols: &[Symbol]) -> Result<BarsBySymbol, BrokerError> {
+        symbols
+            .iter()
+            .filter_map(|s| match self.cached.get(s) {
+                Some(bars) => Some(Ok((s.clone(), Arc::clone(bars)))),
+                None => match &self.fetched {
+                    Ok(fetched) => fetched.get(s).map(|bars| Ok((s.clone(), Arc::clone(bars)))),
+                    Err(e) => Some(Err(e.clone())),
+                },
+            })
+            .collect()
     }
 }
 
@@ -429,5 +466,119 @@ impl Handler<ViewPanicked> for BrokerActor {
         tracing::error!(panic = %msg.0, "panic in the broker; stopping for a restart");
         self.exit.set(ExitReason::Panicked(msg.0));
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Timeframe;
+
+    fn sym(s: &str) -> Symbol {
+        Symbol::parse(s).unwrap()
+    }
+
+    fn window(len: usize) -> Arc<[crate::domain::Bar]> {
+        Arc::from(vec![crate::domain::Bar::flat(Utc::now(), 100.0); len])
+    }
+
+    #[test]
+    fn a_view_the_cache_serves_whole_is_answered_even_when_the_rounds_fetch_failed() {
+        let bars = RoundBars {
+            cached: HashMap::from([(sym("SPY"), window(3))]),
+            fetched: Err(BrokerError::Unavailable("the venue is down".into())),
+        };
+        let cached_only = [sym("SPY")];
+        assert!(bars.serves(&cached_only));
+        assert_eq!(bars.of(&cached_only).unwrap()[&sym("SPY")].len(), 3);
+        let needs_the_fetch = [sym("SPY"), sym("QQQ")];
+        assert!(!bars.serves(&needs_the_fetch));
+        let error = bars.of(&needs_the_fetch).unwrap_err();
+        assert!(error.to_string().contains("the venue is down"), "{error}");
+    }
+
+    #[test]
+    fn a_view_gets_its_own_symbols_from_the_cache_and_the_fetch_and_no_others() {
+        let bars = RoundBars {
+            cached: HashMap::from([(sym("SPY"), window(3)), (sym("IWM"), window(1))]),
+            fetched: Ok(HashMap::from([
+                (sym("QQQ"), window(2)),
+                (sym("DIA"), window(4)),
+            ])),
+        };
+        let view = bars.of(&[sym("SPY"), sym("QQQ")]).unwrap();
+        let mut got: Vec<_> = view.iter().map(|(s, b)| (s.to_string(), b.len())).collect();
+        got.sort();
+        assert_eq!(got, [("QQQ".to_owned(), 2), ("SPY".to_owned(), 3)]);
+    }
+
+    fn ask(instance: &str, timeframe: Timeframe, session: Session) -> Asked {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Asked {
+            request: GetMarketView {
+                instance: InstanceId::parse(instance).unwrap(),
+                symbols: vec![sym("SPY")],
+                needs: DataNeeds {
+                    timeframe,
+                    bars: 20,
+                    account: false,
+                    only_when_open: true,
+                },
+                guards: vec![],
+                session,
+                trace: Span::none(),
+            },
+            own: Own {
+                positions: HashMap::new(),
+                pending: HashMap::new(),
+                guarded: HashMap::new(),
+            },
+            span: Span::none(),
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_round_is_split_by_series_in_the_order_the_views_came_and_empties_the_queue() {
+        let queue = ViewQueue::default();
+        let five = Timeframe::Minutes(5);
+        assert!(
+            queue.push(ask("a", five, Session::Regular)),
+            "the first opens a round"
+        );
+        assert!(!queue.push(ask("b", Timeframe::Day, Session::Regular)));
+        assert!(!queue.push(ask("c", five, Session::Regular)));
+        assert!(!queue.push(ask("d", five, Session::Extended)));
+        let round: Vec<(Series, Vec<String>)> = queue
+            .take()
+            .into_iter()
+            .map(|(series, views)| {
+                let ids = views
+                    .iter()
+                    .map(|v| v.request.instance.to_string())
+                    .collect();
+                (series, ids)
+            })
+            .collect();
+        let series = |timeframe, session| Series { timeframe, session };
+        assert_eq!(
+            round,
+            [
+                (
+                    series(five, Session::Regular),
+                    vec!["a".to_owned(), "c".to_owned()]
+                ),
+                (
+                    series(Timeframe::Day, Session::Regular),
+                    vec!["b".to_owned()]
+                ),
+                (series(five, Session::Extended), vec!["d".to_owned()]),
+            ]
+        );
+        assert!(queue.take().is_empty());
+        assert!(
+            queue.push(ask("e", five, Session::Regular)),
+            "the next view opens the next round"
+        );
     }
 }
