@@ -441,16 +441,19 @@ impl RoundBars {
 
     /// One view's bars: its own symbols, or the fetch's error if it needed the fetch.
     fn of(&self, symbols: &[Symbol]) -> Result<BarsBySymbol, BrokerError> {
-        symbols
-            .iter()
-            .filter_map(|s| match self.cached.get(s) {
-                Some(bars) => Some(Ok((s.clone(), Arc::clone(bars)))),
-                None => match &self.fetched {
-                    Ok(fetched) => fetched.get(s).map(|bars| Ok((s.clone(), Arc::clone(bars)))),
-                    Err(e) => Some(Err(e.clone())),
-                },
-            })
-            .collect()
+        // Sized up front: collected, the map grows (and rehashes) on the way, once per view.
+        let mut bars = HashMap::with_capacity(symbols.len());
+        for s in symbols {
+            let found = match (self.cached.get(s), &self.fetched) {
+                (Some(cached), _) => Some(cached),
+                (None, Ok(fetched)) => fetched.get(s),
+                (None, Err(e)) => return Err(e.clone()),
+            };
+            if let Some(found) = found {
+                bars.insert(s.clone(), Arc::clone(found));
+            }
+        }
+        Ok(bars)
     }
 }
 
