@@ -68,12 +68,16 @@ struct Own {
     guarded: HashMap<InstanceId, GuardedBook>,
 }
 
-/// A view asked for: the request, what the book said, the view's span (a child of the tick's),
-/// and where the answer goes.
-struct Asked {
+/// A view to read: the request, what the book said, the view's span (a child of the tick's).
+struct Ask {
     request: GetMarketView,
     own: Own,
     span: Span,
+}
+
+/// A view asked for, and where its answer goes.
+struct Asked {
+    ask: Ask,
     reply: OneshotSender<ViewReply>,
 }
 
@@ -95,8 +99,8 @@ impl ViewQueue {
         let mut by_series: Vec<(Series, Vec<Asked>)> = Vec::new();
         for a in asked {
             let series = Series {
-                timeframe: a.request.needs.timeframe,
-                session: a.request.session,
+                timeframe: a.ask.request.needs.timeframe,
+                session: a.ask.request.session,
             };
             match by_series.iter_mut().find(|(s, _)| *s == series) {
                 Some((_, views)) => views.push(a),
@@ -114,12 +118,7 @@ pub struct ViewAnswer(Answer);
 
 enum Answer {
     Now(ViewReply),
-    Queued {
-        request: GetMarketView,
-        own: Own,
-        span: Span,
-        queue: Arc<ViewQueue>,
-    },
+    Queued { ask: Ask, queue: Arc<ViewQueue> },
 }
 
 impl MessageResponse<BrokerActor, GetMarketView> for ViewAnswer {
@@ -130,21 +129,10 @@ impl MessageResponse<BrokerActor, GetMarketView> for ViewAnswer {
             Answer::Now(result) => {
                 let _ = reply.send(result);
             }
-            Answer::Queued {
-                request,
-                own,
-                span,
-                queue,
-            } => {
-                let asked = Asked {
-                    request,
-                    own,
-                    span,
-                    reply,
-                };
+            Answer::Queued { ask, queue } => {
                 // The round is a message to self: actix handles it once the mailbox has no
                 // more, so it takes every view that arrived with this one.
-                if queue.push(asked) {
+                if queue.push(Asked { ask, reply }) {
                     ctx.notify(ReadRound);
                 }
             }
@@ -182,9 +170,11 @@ impl Handler<GetMarketView> for BrokerActor {
             symbols = msg.symbols.len(),
         );
         ViewAnswer(Answer::Queued {
-            request: msg,
-            own,
-            span,
+            ask: Ask {
+                request: msg,
+                own,
+                span,
+            },
             queue: Arc::clone(&self.view_queue),
         })
     }
@@ -228,17 +218,7 @@ impl Round {
     /// Reads the views of one series and answers each. The answers' senders are kept out of
     /// the read, so a drain or a panic still answers every view (with `Draining`, `Panicked`).
     async fn answer(self, series: Series, views: Vec<Asked>) {
-        let (replies, asks): (Vec<_>, Vec<_>) = views
-            .into_iter()
-            .map(|a| {
-                let ask = Ask {
-                    request: a.request,
-                    own: a.own,
-                    span: a.span,
-                };
-                (a.reply, ask)
-            })
-            .unzip();
+        let (replies, asks): (Vec<_>, Vec<_>) = views.into_iter().map(|a| (a.reply, a.ask)).unzip();
         let all = |error: BrokerError| replies.iter().map(|_| Err(error.clone())).collect();
         let results: Vec<ViewReply> = if self.draining {
             all(BrokerError::Draining)
@@ -266,13 +246,6 @@ impl Round {
             let _ = reply.send(result);
         }
     }
-}
-
-/// A view to read: the request, what the book said, the view's span.
-struct Ask {
-    request: GetMarketView,
-    own: Own,
-    span: Span,
 }
 
 /// What reading a view needs, shared by the rounds' tasks: every pending view used to be a
@@ -518,25 +491,27 @@ mod tests {
     fn ask(instance: &str, timeframe: Timeframe, session: Session) -> Asked {
         let (reply, _) = tokio::sync::oneshot::channel();
         Asked {
-            request: GetMarketView {
-                instance: InstanceId::parse(instance).unwrap(),
-                symbols: vec![sym("SPY")],
-                needs: DataNeeds {
-                    timeframe,
-                    bars: 20,
-                    account: false,
-                    only_when_open: true,
+            ask: Ask {
+                request: GetMarketView {
+                    instance: InstanceId::parse(instance).unwrap(),
+                    symbols: vec![sym("SPY")],
+                    needs: DataNeeds {
+                        timeframe,
+                        bars: 20,
+                        account: false,
+                        only_when_open: true,
+                    },
+                    guards: vec![],
+                    session,
+                    trace: Span::none(),
                 },
-                guards: vec![],
-                session,
-                trace: Span::none(),
+                own: Own {
+                    positions: HashMap::new(),
+                    pending: HashMap::new(),
+                    guarded: HashMap::new(),
+                },
+                span: Span::none(),
             },
-            own: Own {
-                positions: HashMap::new(),
-                pending: HashMap::new(),
-                guarded: HashMap::new(),
-            },
-            span: Span::none(),
             reply,
         }
     }
@@ -558,7 +533,7 @@ mod tests {
             .map(|(series, views)| {
                 let ids = views
                     .iter()
-                    .map(|v| v.request.instance.to_string())
+                    .map(|v| v.ask.request.instance.to_string())
                     .collect();
                 (series, ids)
             })
