@@ -233,19 +233,26 @@ impl Round {
                 }),
             }
         };
-        // The venue answered if any view got through; each failure is observed on its own.
-        if results.iter().any(Result::is_ok) {
+        let (answered, failed) = outcome(&results);
+        if answered {
             observe(&self.health, &self.process, None);
         }
-        for result in &results {
-            if let Err(e) = result {
-                observe(&self.health, &self.process, Some(e));
-            }
+        if let Some(e) = failed {
+            observe(&self.health, &self.process, Some(e));
         }
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
     }
+}
+
+/// A round's outcome for the venue's health: one, as its reads were made once for all its
+/// views. Whether any view got through (the venue answered), and the first failure if any view
+/// failed: a thousand views failing on one refused reading are one failure, not a thousand in
+/// a row.
+fn outcome(results: &[ViewReply]) -> (bool, Option<&BrokerError>) {
+    let answered = results.iter().any(Result::is_ok);
+    (answered, results.iter().find_map(|r| r.as_ref().err()))
 }
 
 /// What reading a view needs, shared by the rounds' tasks: every pending view used to be a
@@ -486,6 +493,22 @@ mod tests {
         let mut got: Vec<_> = view.iter().map(|(s, b)| (s.to_string(), b.len())).collect();
         got.sort();
         assert_eq!(got, [("QQQ".to_owned(), 2), ("SPY".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn a_round_is_one_outcome_for_the_venues_health_however_many_views_failed() {
+        let down = || Err(BrokerError::Unavailable("the venue is down".into()));
+        let failed: Vec<ViewReply> = (0..1000).map(|_| down()).collect();
+        let (answered, error) = outcome(&failed);
+        assert!(!answered);
+        assert!(error.unwrap().to_string().contains("the venue is down"));
+        let mixed = vec![Ok(MarketView::default()), down()];
+        let (answered, error) = outcome(&mixed);
+        assert!(answered, "a view got through: the venue answered");
+        assert!(error.is_some(), "and a view failed");
+        let through = [Ok(MarketView::default())];
+        let (answered, error) = outcome(&through);
+        assert!(answered && error.is_none());
     }
 
     fn ask(instance: &str, timeframe: Timeframe, session: Session) -> Asked {
