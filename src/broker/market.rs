@@ -399,25 +399,28 @@ pub fn cap_to_account(
 /// lines a minute, not one per instance and tick. The one piece of shared state in this module.
 static CAPPED: LazyLock<Repeats> = LazyLock::new(|| Repeats::new(REPEAT_SUMMARY));
 
-/// The venue's current price of each symbol the guarded books hold, from the account's
-/// positions reading (a symbol the account does not hold has none: its instances' holdings net
-/// to zero there). Alpaca's position carries it as `current_price`, "current asset price per
-/// share", optional (alpaca-py 0.44.0, `alpaca/trading/models.py`, `Position`); the simulator
-/// sends its market's price at the venue time of the reading.
-pub fn guarded_marks(
-    guarded: &HashMap<InstanceId, GuardedBook>,
-    held: &[Position],
+/// The venue's current price of each symbol the account holds, from a positions reading.
+/// Alpaca's position carries it as `current_price`, "current asset price per share", optional
+/// (alpaca-py 0.44.0, `alpaca/trading/models.py`, `Position`); the simulator sends its
+/// market's price at the venue time of the reading. Built once per reading, for every view
+/// that reads it.
+pub fn current_prices(held: &[Position]) -> HashMap<&str, Decimal> {
+    held.iter()
+        .filter_map(|p| Some((p.symbol.as_str(), p.current_price?)))
+        .collect()
+}
+
+/// The current price of each symbol an instance or a book it guards holds (`prices` from
+/// [`current_prices`]). A symbol the account does not hold has none: its instances' holdings
+/// net to zero there.
+pub fn marks<'a>(
+    own: &'a HashMap<Symbol, Holding>,
+    guarded: &'a HashMap<InstanceId, GuardedBook>,
+    prices: &HashMap<&str, Decimal>,
 ) -> HashMap<Symbol, Decimal> {
-    guarded
-        .values()
-        .flat_map(|book| book.positions.keys())
-        .filter_map(|symbol| {
-            let price = held
-                .iter()
-                .find(|p| p.symbol == symbol.as_str())?
-                .current_price?;
-            Some((symbol.clone(), price))
-        })
+    let held = own.iter().filter(|(_, h)| !h.qty.is_zero()).map(|(s, _)| s);
+    held.chain(guarded.values().flat_map(|book| book.positions.keys()))
+        .filter_map(|symbol| Some((symbol.clone(), *prices.get(symbol.as_str())?)))
         .collect()
 }
 
@@ -589,6 +592,47 @@ mod tests {
         assert_eq!(
             cap_to_account(own(10), &held, netted)[&spy].qty,
             Decimal::from(10)
+        );
+    }
+
+    #[test]
+    fn marks_are_the_current_prices_of_what_the_instance_and_its_guarded_books_hold() {
+        let sym = |s: &str| Symbol::parse(s).unwrap();
+        // The account holds SPY, TLT and GLD; GLD's reading has no current price.
+        let held: Vec<Position> = serde_json::from_value(serde_json::json!([
+            {"symbol":"SPY","qty":"4","avg_entry_price":"550","current_price":"592.5"},
+            {"symbol":"TLT","qty":"10","avg_entry_price":"95","current_price":"94.8"},
+            {"symbol":"GLD","qty":"1","avg_entry_price":"230"}
+        ]))
+        .unwrap();
+        let prices = current_prices(&held);
+        let holding = |qty: i64| {
+            let mut h = Holding::default();
+            h.apply(Decimal::from(qty), Decimal::from(100));
+            h
+        };
+        // Its own SPY and GLD, a closed-out IWM (zero, with realized P&L), and QQQ the
+        // account does not hold; a guarded instance's TLT.
+        let own = HashMap::from([
+            (sym("SPY"), holding(4)),
+            (sym("GLD"), holding(1)),
+            (sym("IWM"), Holding::default()),
+            (sym("QQQ"), holding(2)),
+        ]);
+        let guarded = HashMap::from([(
+            InstanceId::parse("opt").unwrap(),
+            GuardedBook {
+                positions: HashMap::from([(sym("TLT"), holding(10))]),
+                pending: HashMap::new(),
+            },
+        )]);
+        let marks = marks(&own, &guarded, &prices);
+        assert_eq!(
+            marks,
+            HashMap::from([
+                (sym("SPY"), Decimal::new(5925, 1)),
+                (sym("TLT"), Decimal::new(948, 1)),
+            ])
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Serving `GetMarketView`: the venue clock, then bars (cache first; misses join the timeframe's
-//! open batch), positions and, if asked, the account, all shared between instances. For an
-//! instance that guards others, the positions reading also gives the venue's current price of
-//! what the guarded books hold (`MarketView::marks`), which their stop-losses judge.
+//! open batch), positions and, if asked, the account, all shared between instances. The
+//! positions reading also gives the venue's current price of what the instance and the books
+//! it guards hold (`MarketView::marks`): stop-losses and P&L judge it.
 //!
 //! Views are answered in rounds: the requests the BrokerActor takes from its mailbox in one go
 //! (every instance whose tick fell due at a bar's close asks at once: one or two rounds a cycle
@@ -32,7 +32,7 @@ use tracing::Span;
 use super::batch::BarsBySymbol;
 use super::cached::MarketCache;
 use super::feed::MarketFeed;
-use super::market::{self, Series, cap_to_account, guarded_marks};
+use super::market::{self, Series, cap_to_account, current_prices, marks};
 use super::positions::observe_new_reading;
 use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, VenueHealth, observe};
 use crate::domain::{
@@ -330,6 +330,7 @@ impl ViewReader {
             _ => None,
         };
         let book = &self.book;
+        let prices = held.as_deref().map(current_prices).unwrap_or_default();
         asks.into_iter()
             .map(|ask| {
                 let closed = !reads(&ask);
@@ -354,12 +355,13 @@ impl ViewReader {
                     (Some(account), true) => Some(account.clone()?),
                     _ => None,
                 };
+                let positions = cap_to_account(own.positions, &held, |s| book.expected_position(s));
                 Ok(MarketView {
                     now,
                     market_open: open,
-                    marks: guarded_marks(&own.guarded, &held),
+                    marks: marks(&positions, &own.guarded, &prices),
                     bars,
-                    positions: cap_to_account(own.positions, &held, |s| book.expected_position(s)),
+                    positions,
                     pending: own.pending,
                     account,
                     guarded: own.guarded,

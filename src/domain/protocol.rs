@@ -165,7 +165,8 @@ pub struct InstanceStatus {
     /// is copied into a report after every tick.
     #[schema(value_type = Vec<Decision>)]
     pub last_decisions: Arc<[Decision]>,
-    /// This instance's holdings as of the last tick, marked at the newest close it saw.
+    /// This instance's holdings as of the last tick, marked at the venue's current price (the
+    /// newest close it saw where the account holds none of the symbol).
     pub positions: Vec<InstancePosition>,
     /// What a monitoring core (a risk manager) found on its last tick.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,7 +179,8 @@ pub struct InstancePosition {
     pub symbol: Symbol,
     #[serde(flatten)]
     pub holding: Holding,
-    /// The price it is marked at (the newest close), if known.
+    /// The price it is marked at, if known: the venue's current price where the account holds
+    /// the symbol, else the newest close the instance saw.
     pub last_price: Option<Decimal>,
     pub unrealized_pnl: Option<Decimal>,
 }

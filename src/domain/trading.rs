@@ -43,9 +43,10 @@ pub struct MarketView {
     pub account: Option<AccountSnapshot>,
     /// The books of the instances this one guards (`Strategy::guards`), by instance.
     pub guarded: HashMap<InstanceId, GuardedBook>,
-    /// The venue's current price of each symbol a guarded book holds, where the account holds
-    /// it too (the positions reading's `current_price`); empty for an instance that guards
-    /// none. Fresher than any final bar: a daily bar is a day old all day.
+    /// The venue's current price of each symbol this instance or a book it guards holds, where
+    /// the account holds it too (the positions reading's `current_price`). Fresher than any
+    /// final bar: a daily bar is a day old all day. Stops and P&L are judged at it; decisions
+    /// on signals stay on final bars.
     pub marks: HashMap<Symbol, Decimal>,
 }
 

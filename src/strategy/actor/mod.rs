@@ -532,7 +532,12 @@ fn positions_of(view: &MarketView) -> Vec<InstancePosition> {
         .iter()
         .filter(|(_, h)| !h.qty.is_zero() || !h.realized_pnl.is_zero())
         .map(|(symbol, h)| {
-            let price = view.last_close(symbol).and_then(Decimal::from_f64);
+            // The venue's current price: the newest close is a day old all day on daily bars.
+            let price = view
+                .marks
+                .get(symbol)
+                .copied()
+                .or_else(|| view.last_close(symbol).and_then(Decimal::from_f64));
             InstancePosition::marked(symbol.clone(), *h, price)
         })
         .collect();

@@ -1,6 +1,6 @@
-//! The risk manager's stop-loss on the real process: a guarded position is judged at the venue's
-//! current price, not at the newest final bar of the risk manager's series (for daily bars,
-//! yesterday's close, all day long).
+//! Prices on the real process: a risk manager's stop-loss judges a guarded position, and
+//! `/strategies` marks an instance's holdings, at the venue's current price, not at the newest
+//! final bar of the instance's series (for daily bars, yesterday's close, all day long).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -77,4 +77,56 @@ async fn a_position_bought_above_yesterdays_close_is_not_stopped_on_that_close()
     // Judged at the current price: a move since the entry, not the 7.1 % of yesterday's close.
     let against = spy["signal"].as_f64().unwrap();
     assert!(against.abs() < 0.05, "{spy}");
+}
+
+/// The same morning: the optimizer rebalancing every venue minute on daily bars buys SPY at its
+/// first tick and holds it at the next ones (its daily bars, and so its targets, do not change
+/// within the day).
+const HOLDING_ON_DAILY_BARS: &str = r#"
+[sim]
+speed = 60.0
+start = "2026-03-03T15:00:00Z"
+
+[[strategies]]
+id = "opt"
+kind = "portfolio_optimizer"
+symbols = ["SPY", "TLT"]
+every = "1m"
+[strategies.params]
+method = "min_variance"
+lookback = 10
+capital = 5000
+"#;
+
+/// A decimal field of herd's JSON, which writes decimals as strings.
+fn decimal(v: &Value) -> Option<f64> {
+    v.as_f64().or_else(|| v.as_str()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn holdings_are_marked_at_the_venues_price_not_at_yesterdays_close() {
+    let herd = Herd::start(HOLDING_ON_DAILY_BARS, &[]);
+    let spy = eventually("the optimizer showing its SPY holding", &herd, || async {
+        let opt = strategy(&herd, "opt").await?;
+        opt["positions"]
+            .as_array()?
+            .iter()
+            .find(|p| p["symbol"] == "SPY" && decimal(&p["qty"]).is_some_and(|q| q > 0.0))
+            .cloned()
+    })
+    .await;
+    let marked = decimal(&spy["last_price"]).unwrap();
+    let bought = decimal(&spy["avg_price"]).unwrap();
+    // Yesterday's close was 550.0; the fill, minutes ago, was at the venue's price then.
+    assert!(
+        marked / 550.0 - 1.0 > 0.04,
+        "marked at yesterday's close: {spy}"
+    );
+    assert!((marked / bought - 1.0).abs() < 0.02, "{spy}");
+    let pnl = decimal(&spy["unrealized_pnl"]).unwrap();
+    let qty = decimal(&spy["qty"]).unwrap();
+    assert!(
+        (pnl - (marked - bought) * qty).abs() < 0.01,
+        "P&L at the marked price: {spy}"
+    );
 }
