@@ -23,6 +23,7 @@
 //! - The drain acknowledges only when every submission in flight has reached a known state
 //!   (views, bars batches included, are dropped at the drain signal: a read has no effect).
 
+mod account_reading;
 mod accounts;
 pub mod alpaca;
 mod batch;

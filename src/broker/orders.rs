@@ -20,11 +20,11 @@ use rust_decimal::prelude::FromPrimitive;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
+use super::account_reading::account_position;
 use super::alpaca::models::{Order, OrderRequest};
 use super::book::{Begin, OrderRecord, OrderState, venue_day};
 use super::lanes::{LANE_HOLD, LaneTurn, until_final};
 use super::legs::{Placed, split_at_zero};
-use super::market::account_position;
 use super::positions::observe_new_reading;
 use super::risk::{OrderContext, check_order, daily_pnl};
 use super::submit::{self, SubmitOutcome};

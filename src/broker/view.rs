@@ -29,10 +29,11 @@ use rust_decimal::Decimal;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
+use super::account_reading::{cap_to_account, current_prices, marks};
 use super::batch::BarsBySymbol;
 use super::cached::MarketCache;
 use super::feed::MarketFeed;
-use super::market::{self, Series, cap_to_account, current_prices, marks};
+use super::market::{self, Series};
 use super::positions::observe_new_reading;
 use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, VenueHealth, observe};
 use crate::domain::{
