@@ -9,11 +9,12 @@ use common::{Herd, eventually, strategy};
 use serde_json::Value;
 
 /// The simulator's 2026-03-03 at 10:00 New York: SPY trades 7.7 % above the previous daily
-/// close (592.5 against 550.0), TLT within 0.5 % of it (94.8 against 95.0). The optimizer buys
-/// both at its one tick; the risk manager, on daily bars with a 5 % stop, ticks every venue
-/// minute (every real second at 60×): on yesterday's close SPY's long would be 7.1 % against
-/// its entry, on the current price it is about 0.
-const BOUGHT_ABOVE_YESTERDAYS_CLOSE: &str = r#"
+/// close (592.5 against 550.0), TLT within 0.5 % of it (94.8 against 95.0). An optimizer on
+/// daily bars, ticking `every` (venue time; a venue minute is a real second at 60×), buys both
+/// at its first tick.
+fn optimizer_that_morning(every: &str) -> String {
+    format!(
+        r#"
 [sim]
 speed = 60.0
 start = "2026-03-03T15:00:00Z"
@@ -22,12 +23,19 @@ start = "2026-03-03T15:00:00Z"
 id = "opt"
 kind = "portfolio_optimizer"
 symbols = ["SPY", "TLT"]
-every = "1d"
+every = "{every}"
 [strategies.params]
 method = "min_variance"
 lookback = 10
 capital = 5000
+"#
+    )
+}
 
+/// A risk manager guarding the optimizer, on daily bars with a 5 % stop, ticking every venue
+/// minute: on yesterday's close SPY's long would be 7.1 % against its entry, on the current
+/// price it is about 0.
+const GUARD: &str = r#"
 [[strategies]]
 id = "rm"
 kind = "risk_manager"
@@ -42,7 +50,8 @@ stop_loss = 0.05
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_position_bought_above_yesterdays_close_is_not_stopped_on_that_close() {
-    let herd = Herd::start(BOUGHT_ABOVE_YESTERDAYS_CLOSE, &[]);
+    // The optimizer ticks once that day.
+    let herd = Herd::start(&(optimizer_that_morning("1d") + GUARD), &[]);
     eventually("the optimizer's SPY buy filled", &herd, || async {
         let orders = common::herd_orders(&herd).await;
         orders
@@ -79,25 +88,6 @@ async fn a_position_bought_above_yesterdays_close_is_not_stopped_on_that_close()
     assert!(against.abs() < 0.05, "{spy}");
 }
 
-/// The same morning: the optimizer rebalancing every venue minute on daily bars buys SPY at its
-/// first tick and holds it at the next ones (its daily bars, and so its targets, do not change
-/// within the day).
-const HOLDING_ON_DAILY_BARS: &str = r#"
-[sim]
-speed = 60.0
-start = "2026-03-03T15:00:00Z"
-
-[[strategies]]
-id = "opt"
-kind = "portfolio_optimizer"
-symbols = ["SPY", "TLT"]
-every = "1m"
-[strategies.params]
-method = "min_variance"
-lookback = 10
-capital = 5000
-"#;
-
 /// A decimal field of herd's JSON, which writes decimals as strings.
 fn decimal(v: &Value) -> Option<f64> {
     v.as_f64().or_else(|| v.as_str()?.parse().ok())
@@ -105,7 +95,9 @@ fn decimal(v: &Value) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn holdings_are_marked_at_the_venues_price_not_at_yesterdays_close() {
-    let herd = Herd::start(HOLDING_ON_DAILY_BARS, &[]);
+    // Rebalancing every venue minute, it holds what it bought at the ticks after the first
+    // (its daily bars, and so its targets, do not change within the day).
+    let herd = Herd::start(&optimizer_that_morning("1m"), &[]);
     let spy = eventually("the optimizer showing its SPY holding", &herd, || async {
         let opt = strategy(&herd, "opt").await?;
         opt["positions"]
