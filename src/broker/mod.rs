@@ -212,8 +212,8 @@ pub struct BrokerActor {
     completed_while_draining: u64,
     /// Orders not sent because the drain began first (summarized when the drain ends).
     dropped_while_draining: u64,
-    /// Shared with the views' tasks, which record their outcomes here directly: a message per
-    /// view (one per instance-tick) cost the broker's mailbox more than the update itself.
+    /// Shared with the rounds of views, which record their outcomes here directly: a message
+    /// per view (one per instance-tick) cost the broker's mailbox more than the update itself.
     health: Arc<Mutex<VenueHealth>>,
     /// What every round of views reads with.
     views: Arc<ViewReader>,

@@ -299,9 +299,9 @@ impl ViewReader {
         let bars = self
             .round_bars(series, asks.iter().filter(|a| reads(a)), now)
             .await;
-        let reading = asks
-            .iter()
-            .any(|a| reads(a) && bars.serves(&a.request.symbols));
+        // A view that reads, and has its bars, is built: it takes the positions (and the account).
+        let built = |a: &Ask| reads(a) && bars.serves(&a.request.symbols);
+        let reading = asks.iter().any(built);
         // Read only when a view uses it: none does when the market is closed to all of them or
         // their bars failed.
         let held = if reading {
@@ -313,9 +313,7 @@ impl ViewReader {
         } else {
             Ok(Arc::from([]))
         };
-        let wants_account = asks
-            .iter()
-            .any(|a| a.request.needs.account && reads(a) && bars.serves(&a.request.symbols));
+        let wants_account = asks.iter().any(|a| a.request.needs.account && built(a));
         let account = match &held {
             Ok(_) if wants_account => Some(
                 self.snapshots
