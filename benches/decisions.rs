@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 use rust_decimal::Decimal;
 
-use herd::domain::{Bar, GuardedBook, Holding, InstanceId, MarketView, Symbol};
+use herd::domain::{Bar, GuardedBook, Holding, InstanceId, MarketView, Symbol, SymbolMap};
 use herd::strategy::indicators::{Ema, RollingStats, Sma, mean_std, zscore};
 use herd::strategy::mean_reversion::{MeanReversion, MeanReversionParams};
 use herd::strategy::momentum::{Momentum, MomentumParams};
@@ -71,7 +70,7 @@ fn sliding_views(names: &[&str], window: usize, step: Duration) -> Vec<MarketVie
         .collect();
     (0..VIEWS)
         .map(|k| {
-            let bars: HashMap<Symbol, Arc<[Bar]>> = series
+            let bars: SymbolMap<Arc<[Bar]>> = series
                 .iter()
                 .map(|(s, all)| (s.clone(), all[k..k + window].into()))
                 .collect();
@@ -183,7 +182,7 @@ fn decisions(c: &mut Criterion) {
                 .collect();
             let book = GuardedBook {
                 positions,
-                pending: HashMap::new(),
+                pending: SymbolMap::default(),
             };
             v.guarded.insert(InstanceId::parse(id).unwrap(), book);
         }

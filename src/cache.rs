@@ -31,7 +31,9 @@ struct Entry<V> {
 
 /// Shared by the CacheActor and every reader; cloning shares the map.
 pub struct Cache<K, V> {
-    map: Arc<DashMap<K, Entry<V>>>,
+    /// Hashed with foldhash, as [`crate::domain::SymbolMap`] is: the keys are the broker's own
+    /// and every view looks a symbol's bars up here.
+    map: Arc<DashMap<K, Entry<V>, foldhash::fast::RandomState>>,
     metrics: Arc<Metrics>,
 }
 
@@ -55,7 +57,7 @@ pub struct CacheStats {
 impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self {
-            map: Arc::new(DashMap::new()),
+            map: Arc::new(DashMap::default()),
             metrics,
         }
     }

@@ -14,7 +14,9 @@ use std::sync::LazyLock;
 use rust_decimal::Decimal;
 
 use super::alpaca::models::Position;
-use crate::domain::{GuardedBook, Holding, InstanceId, REPEAT_SUMMARY, Repeats, Say, Symbol};
+use crate::domain::{
+    GuardedBook, Holding, InstanceId, REPEAT_SUMMARY, Repeats, Say, Symbol, SymbolMap,
+};
 
 /// An instance's own holdings as the account bears them out. While the account holds what herd
 /// `expected` (its instances' holdings plus the positions it did not make), each holding stands
@@ -23,10 +25,10 @@ use crate::domain::{GuardedBook, Holding, InstanceId, REPEAT_SUMMARY, Repeats, S
 /// traded the account, or a fill was missed — an instance sees no more than the account holds
 /// on its side, so it cannot try to sell shares the account does not have.
 pub fn cap_to_account(
-    own: HashMap<Symbol, Holding>,
+    own: SymbolMap<Holding>,
     held: &[Position],
     expected: impl Fn(&Symbol) -> Decimal,
-) -> HashMap<Symbol, Holding> {
+) -> SymbolMap<Holding> {
     own.into_iter()
         .map(|(symbol, mut holding)| {
             let account = account_position(held, &symbol);
@@ -79,10 +81,10 @@ pub fn current_prices(held: &[Position]) -> HashMap<&str, Decimal> {
 /// [`current_prices`]). A symbol the account does not hold has none: its instances' holdings
 /// net to zero there.
 pub fn marks<'a>(
-    own: &'a HashMap<Symbol, Holding>,
+    own: &'a SymbolMap<Holding>,
     guarded: &'a HashMap<InstanceId, GuardedBook>,
     prices: &HashMap<&str, Decimal>,
-) -> HashMap<Symbol, Decimal> {
+) -> SymbolMap<Decimal> {
     let held = own.iter().filter(|(_, h)| !h.qty.is_zero()).map(|(s, _)| s);
     held.chain(guarded.values().flat_map(|book| book.positions.keys()))
         .filter_map(|symbol| Some((symbol.clone(), *prices.get(symbol.as_str())?)))
@@ -110,7 +112,7 @@ mod tests {
         let own = |qty: i64| {
             let mut h = Holding::default();
             h.apply(Decimal::from(qty), Decimal::from(100));
-            HashMap::from([(spy.clone(), h)])
+            SymbolMap::from_iter([(spy.clone(), h)])
         };
         let unknown = |_: &Symbol| Decimal::from(99);
         assert_eq!(
@@ -155,7 +157,7 @@ mod tests {
         };
         // Its own SPY and GLD, a closed-out IWM (zero, with realized P&L), and QQQ the
         // account does not hold; a guarded instance's TLT.
-        let own = HashMap::from([
+        let own = SymbolMap::from_iter([
             (sym("SPY"), holding(4)),
             (sym("GLD"), holding(1)),
             (sym("IWM"), Holding::default()),
@@ -164,14 +166,14 @@ mod tests {
         let guarded = HashMap::from([(
             InstanceId::parse("opt").unwrap(),
             GuardedBook {
-                positions: HashMap::from([(sym("TLT"), holding(10))]),
-                pending: HashMap::new(),
+                positions: SymbolMap::from_iter([(sym("TLT"), holding(10))]),
+                pending: SymbolMap::default(),
             },
         )]);
         let marks = marks(&own, &guarded, &prices);
         assert_eq!(
             marks,
-            HashMap::from([
+            SymbolMap::from_iter([
                 (sym("SPY"), Decimal::new(5925, 1)),
                 (sym("TLT"), Decimal::new(948, 1)),
             ])

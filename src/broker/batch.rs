@@ -20,10 +20,10 @@ use tracing::Span;
 
 use super::error::BrokerError;
 use super::market::Series;
-use crate::domain::{Bar, Symbol};
+use crate::domain::{Bar, Symbol, SymbolMap};
 
 /// Bars per symbol, oldest first.
-pub type BarsBySymbol = HashMap<Symbol, Arc<[Bar]>>;
+pub type BarsBySymbol = SymbolMap<Arc<[Bar]>>;
 pub type BarsReply = Result<BarsBySymbol, BrokerError>;
 
 struct Waiter {

@@ -10,7 +10,6 @@
 //! - Each page of a bars query is its own guarded read: the quota and the breaker see every
 //!   request that goes out.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -25,7 +24,7 @@ use super::limiter::{LimiterRates, MINUTE, OutboundLimiter, Saturated};
 use super::market::VenueSpeed;
 use super::retry::{ReadGuards, ReadOp, RetryBudget, RetryError, RetryPolicy, retry_read};
 use super::settings::BrokerSettings;
-use crate::domain::{AccountId, Bar, BreakerState, Operation, RequestClass, Symbol};
+use crate::domain::{AccountId, Bar, BreakerState, Operation, RequestClass, Symbol, SymbolMap};
 use crate::metrics::Metrics;
 
 /// Pages followed for one bars query before giving up: a venue that keeps returning tokens
@@ -240,8 +239,8 @@ impl Gateway {
     }
 
     /// Every bar of the query, following `next_page_token`, per symbol in the order received.
-    pub async fn bars(&self, query: &BarsQuery) -> Result<HashMap<Symbol, Vec<Bar>>, RetryError> {
-        let mut out: HashMap<Symbol, Vec<Bar>> = HashMap::new();
+    pub async fn bars(&self, query: &BarsQuery) -> Result<SymbolMap<Vec<Bar>>, RetryError> {
+        let mut out: SymbolMap<Vec<Bar>> = SymbolMap::default();
         let mut token: Option<String> = None;
         for _ in 0..MAX_BAR_PAGES {
             let page = self

@@ -16,7 +16,6 @@
 //!   trading first, and only symbols still short of bars (nights, weekends, holidays) get one
 //!   wider request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +29,7 @@ use super::retry::RetryError;
 use super::sessions::Sessions;
 use super::shared_bars::SharedBars;
 use super::windows;
-use crate::domain::{Bar, Session, Symbol, Timeframe};
+use crate::domain::{Bar, Session, Symbol, SymbolMap, Timeframe};
 
 /// Added to a bar's expiry so the venue has closed the next bar when herd asks for it.
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
@@ -71,7 +70,7 @@ pub fn cached_bars(
 ) -> (BarsBySymbol, Vec<Symbol>) {
     let Series { timeframe, session } = series;
     let newest = newest_final_start(now, timeframe, settle);
-    let mut hits = HashMap::with_capacity(symbols.len());
+    let mut hits = SymbolMap::with_capacity_and_hasher(symbols.len(), Default::default());
     let mut misses = Vec::new();
     for s in symbols {
         let key = CacheKey::Bars {
@@ -190,7 +189,7 @@ async fn from_venue(
     now: DateTime<Utc>,
 ) -> Result<BarsBySymbol, RetryError> {
     if symbols.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(SymbolMap::default());
     }
     let MarketData {
         gateway, sessions, ..
@@ -210,8 +209,8 @@ async fn from_venue(
         }
     };
     let (kept, whole) = windows::split(&market.cache, symbols, series, depth, newest);
-    let mut out = HashMap::with_capacity(symbols.len());
-    let mut depths = HashMap::with_capacity(symbols.len());
+    let mut out = SymbolMap::with_capacity_and_hasher(symbols.len(), Default::default());
+    let mut depths = SymbolMap::with_capacity_and_hasher(symbols.len(), Default::default());
     if !kept.is_empty() {
         let since = kept.iter().map(|(_, k)| k.cutoff).min().unwrap_or(newest);
         let query = BarsQuery {
@@ -268,7 +267,7 @@ async fn whole_windows(
         wider.values_mut().for_each(&in_session);
         fetched.extend(wider);
     }
-    let mut out = HashMap::with_capacity(symbols.len());
+    let mut out = SymbolMap::with_capacity_and_hasher(symbols.len(), Default::default());
     for s in symbols {
         let mut series = fetched.remove(s).unwrap_or_default();
         // Whatever the venue sent: nothing newer than the newest final bar.
@@ -289,7 +288,7 @@ async fn fetch_window(
     depth: usize,
     newest: DateTime<Utc>,
     widen: u32,
-) -> Result<HashMap<Symbol, Vec<Bar>>, RetryError> {
+) -> Result<SymbolMap<Vec<Bar>>, RetryError> {
     let query = BarsQuery {
         symbols: symbols.to_vec(),
         timeframe,

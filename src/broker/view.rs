@@ -17,7 +17,7 @@
 //! window of the day, the second when some need a wider one), one clock, and one positions and
 //! one account call per account.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -38,7 +38,7 @@ use super::positions::observe_new_reading;
 use super::{BrokerActor, BrokerDeps, BrokerError, OrderBook, Snapshots, VenueHealth, observe};
 use crate::domain::{
     AccountId, AccountSnapshot, DataNeeds, ExitReason, GuardedBook, Holding, InstanceId,
-    MarketView, Session, Symbol, panic_message,
+    MarketView, Session, Symbol, SymbolMap, panic_message,
 };
 use crate::metrics::Metrics;
 use crate::process::ProcessState;
@@ -64,8 +64,8 @@ type ViewReply = Result<MarketView, BrokerError>;
 /// This instance's own holdings and working quantities, and its guarded instances' books, read
 /// from the book up front.
 struct Own {
-    positions: HashMap<Symbol, Holding>,
-    pending: HashMap<Symbol, Decimal>,
+    positions: SymbolMap<Holding>,
+    pending: SymbolMap<Decimal>,
     guarded: HashMap<InstanceId, GuardedBook>,
 }
 
@@ -383,7 +383,8 @@ impl ViewReader {
             .map(|a| a.request.needs.bars)
             .max()
             .unwrap_or(0);
-        let mut named = HashSet::new();
+        // foldhash, as for `SymbolMap`: thousands of symbols a round.
+        let mut named = foldhash::HashSet::default();
         let symbols: Vec<Symbol> = asks
             .clone()
             .flat_map(|a| &a.request.symbols)
@@ -395,10 +396,10 @@ impl ViewReader {
         if misses.is_empty() {
             return RoundBars {
                 cached,
-                fetched: Ok(HashMap::new()),
+                fetched: Ok(SymbolMap::default()),
             };
         }
-        let missing: HashSet<&Symbol> = misses.iter().collect();
+        let missing: foldhash::HashSet<&Symbol> = misses.iter().collect();
         let ticks = asks
             .filter(|a| a.request.symbols.iter().any(|s| missing.contains(s)))
             .map(|a| a.request.trace.clone())
@@ -423,7 +424,7 @@ impl RoundBars {
     /// One view's bars: its own symbols, or the fetch's error if it needed the fetch.
     fn of(&self, symbols: &[Symbol]) -> Result<BarsBySymbol, BrokerError> {
         // Sized up front: collected, the map grows (and rehashes) on the way, once per view.
-        let mut bars = HashMap::with_capacity(symbols.len());
+        let mut bars = SymbolMap::with_capacity_and_hasher(symbols.len(), Default::default());
         for s in symbols {
             let found = match (self.cached.get(s), &self.fetched) {
                 (Some(cached), _) => Some(cached),
@@ -469,7 +470,7 @@ mod tests {
     #[test]
     fn a_view_the_cache_serves_whole_is_answered_even_when_the_rounds_fetch_failed() {
         let bars = RoundBars {
-            cached: HashMap::from([(sym("SPY"), window(3))]),
+            cached: SymbolMap::from_iter([(sym("SPY"), window(3))]),
             fetched: Err(BrokerError::Unavailable("the venue is down".into())),
         };
         let cached_only = [sym("SPY")];
@@ -484,8 +485,8 @@ mod tests {
     #[test]
     fn a_view_gets_its_own_symbols_from_the_cache_and_the_fetch_and_no_others() {
         let bars = RoundBars {
-            cached: HashMap::from([(sym("SPY"), window(3)), (sym("IWM"), window(1))]),
-            fetched: Ok(HashMap::from([
+            cached: SymbolMap::from_iter([(sym("SPY"), window(3)), (sym("IWM"), window(1))]),
+            fetched: Ok(SymbolMap::from_iter([
                 (sym("QQQ"), window(2)),
                 (sym("DIA"), window(4)),
             ])),
@@ -530,8 +531,8 @@ mod tests {
                     trace: Span::none(),
                 },
                 own: Own {
-                    positions: HashMap::new(),
-                    pending: HashMap::new(),
+                    positions: SymbolMap::default(),
+                    pending: SymbolMap::default(),
                     guarded: HashMap::new(),
                 },
                 span: Span::none(),

@@ -93,6 +93,12 @@ impl fmt::Display for AccountId {
     }
 }
 
+/// A map keyed by symbol, hashed with foldhash rather than std's SipHash. Every view, bars
+/// batch and cached window is looked up by symbol thousands of times a cycle, and SipHash (built
+/// to resist flooding by adversarial keys) was 4.6 % of herd's CPU at 1,000 instances; foldhash
+/// is still seeded per map at random, and symbols come from the configuration and the venue.
+pub type SymbolMap<V> = std::collections::HashMap<Symbol, V, foldhash::fast::RandomState>;
+
 /// A tradable instrument's ticker, normalised to upper case.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,

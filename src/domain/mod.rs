@@ -22,7 +22,7 @@ mod venue;
 pub use data::DataSettings;
 pub use duration::HumanDuration;
 pub use holding::Holding;
-pub use ids::{AccountId, ChildId, ClientOrderId, InstanceId, Symbol};
+pub use ids::{AccountId, ChildId, ClientOrderId, InstanceId, Symbol, SymbolMap};
 pub use invalid::{InvalidSetting, positive};
 pub use market::{Bar, Session, Side, Timeframe};
 pub use order::{OrderRecord, OrderState, OrderStatus};

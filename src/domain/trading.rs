@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::{Bar, Holding, InstanceId, Side, Symbol, Timeframe};
+use super::{Bar, Holding, InstanceId, Side, Symbol, SymbolMap, Timeframe};
 
 /// The market data a core needs on every tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +35,11 @@ pub struct MarketView {
     pub now: DateTime<Utc>,
     pub market_open: bool,
     /// Closed bars per symbol, oldest first, newest last.
-    pub bars: HashMap<Symbol, Arc<[Bar]>>,
+    pub bars: SymbolMap<Arc<[Bar]>>,
     /// This instance's own holding per symbol, from its own fills (quantity negative when short).
-    pub positions: HashMap<Symbol, Holding>,
+    pub positions: SymbolMap<Holding>,
     /// Signed quantity of this instance's orders that are not final yet.
-    pub pending: HashMap<Symbol, Decimal>,
+    pub pending: SymbolMap<Decimal>,
     pub account: Option<AccountSnapshot>,
     /// The books of the instances this one guards (`Strategy::guards`), by instance.
     pub guarded: HashMap<InstanceId, GuardedBook>,
@@ -47,14 +47,14 @@ pub struct MarketView {
     /// the account holds it too (the positions reading's `current_price`). Fresher than any
     /// final bar: a daily bar is a day old all day. Stops and P&L are judged at it; decisions
     /// on signals stay on final bars.
-    pub marks: HashMap<Symbol, Decimal>,
+    pub marks: SymbolMap<Decimal>,
 }
 
 /// A guarded instance's holdings and the signed quantity of its orders not yet final.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GuardedBook {
-    pub positions: HashMap<Symbol, Holding>,
-    pub pending: HashMap<Symbol, Decimal>,
+    pub positions: SymbolMap<Holding>,
+    pub pending: SymbolMap<Decimal>,
 }
 
 impl MarketView {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 
-use crate::domain::{Holding, InstanceId, Symbol};
+use crate::domain::{Holding, InstanceId, Symbol, SymbolMap};
 
 /// Whose holding of what.
 pub(super) type HoldingKey = (InstanceId, Symbol);
@@ -18,7 +18,7 @@ pub(super) type HoldingKey = (InstanceId, Symbol);
 pub(super) struct Holdings {
     each: HashMap<HoldingKey, Holding>,
     /// The sum of every instance's quantity, by symbol.
-    totals: HashMap<Symbol, Decimal>,
+    totals: SymbolMap<Decimal>,
 }
 
 impl Holdings {
@@ -32,7 +32,7 @@ impl Holdings {
     }
 
     /// The sum of every instance's quantity of each symbol held or once held.
-    pub fn totals(&self) -> &HashMap<Symbol, Decimal> {
+    pub fn totals(&self) -> &SymbolMap<Decimal> {
         &self.totals
     }
 

@@ -37,7 +37,9 @@ pub use reconcile::{Mismatch, Reconciliation};
 
 use super::alpaca::models::{Order, Position};
 use super::lease::Lease;
-use crate::domain::{ClientOrderId, Holding, InstanceId, OrderIntent, OrderStatus, Symbol};
+use crate::domain::{
+    ClientOrderId, Holding, InstanceId, OrderIntent, OrderStatus, Symbol, SymbolMap,
+};
 pub use crate::domain::{OrderRecord, OrderState};
 use crate::journal::{Entry, Fill, Journal, Restored, Ticket, keys};
 use holdings::Holdings;
@@ -53,7 +55,7 @@ struct BookInner {
     holdings: Holdings,
     /// The account's positions at the first reading, before any herd order could fill:
     /// positions herd did not make. `None` until the first reading.
-    external: Option<HashMap<Symbol, Decimal>>,
+    external: Option<SymbolMap<Decimal>>,
     /// Symbols whose account position differed from herd's expectation at the last reading.
     mismatched: BTreeSet<Symbol>,
     /// The reading of the account's positions last compared for a view (see
@@ -185,7 +187,7 @@ impl OrderBook {
             b.add_realized(instance, *at, *pnl);
         }
         if let Some(text) = restored.state.get(&self.external_key) {
-            match serde_json::from_str::<HashMap<Symbol, Decimal>>(text) {
+            match serde_json::from_str::<SymbolMap<Decimal>>(text) {
                 Ok(external) => b.external = Some(external),
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -423,7 +425,7 @@ impl OrderBook {
         &self,
         instance: &InstanceId,
         symbols: &[Symbol],
-    ) -> (HashMap<Symbol, Holding>, HashMap<Symbol, Decimal>) {
+    ) -> (SymbolMap<Holding>, SymbolMap<Decimal>) {
         let b = self.lock();
         let positions = symbols
             .iter()
@@ -432,7 +434,7 @@ impl OrderBook {
                 Some((s.clone(), *h))
             })
             .collect();
-        let mut pending: HashMap<Symbol, Decimal> = HashMap::new();
+        let mut pending: SymbolMap<Decimal> = SymbolMap::default();
         for r in b.records.working_of(instance) {
             *pending.entry(r.symbol.clone()).or_default() += r.signed(r.qty - r.filled_qty);
         }

@@ -15,7 +15,7 @@
 //! - [`Reconciliation::changed`] is true only when the set of mismatched symbols changed since
 //!   the previous reading, so a lasting mismatch is logged once, not on every tick.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::{OrderBook, Symbol};
 use crate::broker::alpaca::models::Position;
+use crate::domain::SymbolMap;
 use crate::journal::Entry;
 
 /// One symbol whose account position herd cannot explain.
@@ -53,7 +54,7 @@ impl OrderBook {
     /// Compares a reading of the account's positions with herd's expectation (the first reading
     /// also records the positions herd did not make).
     pub fn reconcile(&self, held: &[Position]) -> Reconciliation {
-        let account: HashMap<Symbol, Decimal> = held
+        let account: SymbolMap<Decimal> = held
             .iter()
             .filter_map(|p| Some((Symbol::parse(&p.symbol).ok()?, p.qty)))
             .collect();
@@ -89,7 +90,7 @@ impl OrderBook {
             .chain(herd.keys())
             .chain(external.keys())
             .collect();
-        let get = |m: &HashMap<Symbol, Decimal>, s: &Symbol| m.get(s).copied().unwrap_or_default();
+        let get = |m: &SymbolMap<Decimal>, s: &Symbol| m.get(s).copied().unwrap_or_default();
         let mismatches: Vec<Mismatch> = symbols
             .into_iter()
             .filter(|s| !working.contains(*s))

@@ -15,7 +15,6 @@
 //! - Every Redis call is bounded by `redis.timeout`, and a lost connection is retried at most
 //!   once per `RECONNECT_EVERY`, so a Redis that hangs cannot stall a tick.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::market::Series;
 use crate::domain::{
-    Bar, HumanDuration, InvalidSetting, REPEAT_SUMMARY, Repeats, Say, Secret, Symbol,
+    Bar, HumanDuration, InvalidSetting, REPEAT_SUMMARY, Repeats, Say, Secret, Symbol, SymbolMap,
 };
 use crate::metrics::{Metrics, SharedCacheOutcome};
 
@@ -91,7 +90,7 @@ pub struct SharedCacheHealth {
 }
 
 /// Bar sets found (each cut to the depth asked for), and the symbols still without one.
-pub type Found = (HashMap<Symbol, Arc<[Bar]>>, Vec<Symbol>);
+pub type Found = (SymbolMap<Arc<[Bar]>>, Vec<Symbol>);
 
 /// Bars as stored: how many were asked for, and the newest of them, oldest first.
 #[derive(Serialize, Deserialize)]
@@ -208,10 +207,10 @@ impl SharedBars {
         newest: DateTime<Utc>,
     ) -> Found {
         let Some(inner) = &self.inner else {
-            return (HashMap::new(), symbols.to_vec());
+            return (SymbolMap::default(), symbols.to_vec());
         };
         if symbols.is_empty() {
-            return (HashMap::new(), Vec::new());
+            return (SymbolMap::default(), Vec::new());
         }
         let keys: Vec<String> = symbols
             .iter()
@@ -222,9 +221,9 @@ impl SharedBars {
             .await
         {
             Some(v) => v,
-            None => return (HashMap::new(), symbols.to_vec()),
+            None => return (SymbolMap::default(), symbols.to_vec()),
         };
-        let mut hits = HashMap::new();
+        let mut hits = SymbolMap::default();
         let mut misses = Vec::new();
         for (symbol, value) in symbols.iter().zip(values) {
             let stored = value.and_then(|v| serde_json::from_str::<Stored>(&v).ok());
@@ -289,7 +288,7 @@ impl SharedBars {
         depth: usize,
         newest: DateTime<Utc>,
     ) -> Found {
-        let mut arrived = HashMap::new();
+        let mut arrived = SymbolMap::default();
         let Some(inner) = &self.inner else {
             return (arrived, symbols);
         };
@@ -312,7 +311,7 @@ impl SharedBars {
     /// Stores freshly fetched bar sets until the next bar is final (`ttl`, real time).
     pub async fn put(
         &self,
-        fetched: &HashMap<Symbol, Arc<[Bar]>>,
+        fetched: &SymbolMap<Arc<[Bar]>>,
         series: Series,
         depth: usize,
         newest: DateTime<Utc>,

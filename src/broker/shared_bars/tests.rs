@@ -86,7 +86,7 @@ async fn one_replica_fetches_a_claimed_bar_set_and_the_other_reads_it() {
     );
     assert_eq!(theirs, symbols(&["SPY", "QQQ"]));
 
-    let fetched: HashMap<Symbol, Arc<[Bar]>> = symbols(&["SPY", "QQQ"])
+    let fetched: SymbolMap<Arc<[Bar]>> = symbols(&["SPY", "QQQ"])
         .into_iter()
         .map(|s| (s, bars(20)))
         .collect();

@@ -28,7 +28,7 @@ fn view() -> MarketView {
         let mut h = Holding::default();
         h.apply(Decimal::from(qty), Decimal::from(entry));
         let book = GuardedBook {
-            positions: [(sym("SPY"), h)].into(),
+            positions: [(sym("SPY"), h)].into_iter().collect(),
             pending: Default::default(),
         };
         v.guarded.insert(id(who), book);
