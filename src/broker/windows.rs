@@ -47,10 +47,17 @@ impl Kept {
         }
         added.sort_by_key(|b| b.time);
         added.dedup_by_key(|b| b.time);
-        let mut all = Vec::with_capacity(self.bars.len() + added.len());
-        all.extend_from_slice(&self.bars);
-        all.extend(added);
-        all[all.len().saturating_sub(self.depth)..].into()
+        // Built in place of the `Arc`, from only the bars it keeps: one allocation and one
+        // copy a window (through a `Vec` it was two of each, 1 % of herd's CPU at 1,000
+        // instances). Both halves know their length, so the `collect` sizes it up front.
+        let surplus = (self.bars.len() + added.len()).saturating_sub(self.depth);
+        let from_kept = surplus.min(self.bars.len());
+        added.drain(..surplus - from_kept);
+        self.bars[from_kept..]
+            .iter()
+            .copied()
+            .chain(added)
+            .collect()
     }
 }
 
@@ -169,6 +176,15 @@ mod tests {
         assert_eq!(times(&w), [at(15, 10), at(15, 15), at(15, 20)]);
         assert_eq!(w[0].close, 2.0, "a kept bar is not replaced");
         assert_eq!(w[2].close, 20.0);
+    }
+
+    #[test]
+    fn more_new_bars_than_the_depth_leave_only_the_newest_of_them() {
+        let k = kept(3, at(15, 10) + TimeDelta::seconds(5));
+        let fresh = (3..7).map(|i| bar(at(15, 5 * i), f64::from(i))).collect();
+        let w = k.topped_up(fresh, at(15, 30) + TimeDelta::seconds(5));
+        assert_eq!(times(&w), [at(15, 20), at(15, 25), at(15, 30)]);
+        assert_eq!(w[0].close, 4.0);
     }
 
     #[test]
