@@ -96,13 +96,25 @@ impl ViewQueue {
 
     /// The round: every view queued so far, by series (a round holds one or a few).
     fn take(&self) -> Vec<(Series, Vec<Asked>)> {
-        let asked = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let asked = {
+            let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            // The next round is about as large: room for it now, not a doubling at a time.
+            let room = queue.len();
+            std::mem::replace(&mut *queue, Vec::with_capacity(room))
+        };
+        let series_of = |a: &Asked| Series {
+            timeframe: a.ask.request.needs.timeframe,
+            session: a.ask.request.session,
+        };
+        // Most rounds are of one series: kept as they are, not moved one by one.
+        if let Some(first) = asked.first().map(series_of)
+            && asked.iter().all(|a| series_of(a) == first)
+        {
+            return vec![(first, asked)];
+        }
         let mut by_series: Vec<(Series, Vec<Asked>)> = Vec::new();
         for a in asked {
-            let series = Series {
-                timeframe: a.ask.request.needs.timeframe,
-                session: a.ask.request.session,
-            };
+            let series = series_of(&a);
             match by_series.iter_mut().find(|(s, _)| *s == series) {
                 Some((_, views)) => views.push(a),
                 None => by_series.push((series, vec![a])),
