@@ -25,6 +25,7 @@ mod open;
 mod read;
 mod retention;
 mod settings;
+mod statements;
 mod writer;
 
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub use read::{OrderQuery, Restored, RestoredOrder};
 pub use settings::{DEFAULT_FILE, JournalSettings, Location};
 
 use crate::metrics::JournalMetrics;
-use entry::Dialect;
+use statements::Dialect;
 use writer::Queued;
 
 /// The longest a page of `/orders` waits for queued changes to commit.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 
-use super::entry::ROWS_PER_INSERT;
+use super::statements::ROWS_PER_INSERT;
 use super::*;
 use crate::domain::{
     ClientOrderId, Holding, InstanceId, OrderRecord, OrderState, OrderStatus, Side, Symbol,

@@ -15,10 +15,8 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::entry::{
-    ActorStop, DecisionEntry, Dialect, Entry, ROWS_PER_INSERT, write_decisions, write_holds,
-    write_stops,
-};
+use super::entry::{ActorStop, DecisionEntry, Entry, write_decisions, write_holds, write_stops};
+use super::statements::{Dialect, ROWS_PER_INSERT};
 
 /// Rows per transaction at most (an entry of a tick's decisions counts each): bounds a
 /// transaction's time while the queue is long. A commit has a cost of its own (the WAL frames
