@@ -76,7 +76,7 @@ impl Waiters {
 
 /// The newest `depth` of `bars`: the same allocation when it holds no more (as it usually
 /// does; a thousand requesters each copying their windows was most of a cycle's copying).
-fn trimmed(bars: Option<&Arc<[Bar]>>, depth: usize) -> Arc<[Bar]> {
+pub(super) fn trimmed(bars: Option<&Arc<[Bar]>>, depth: usize) -> Arc<[Bar]> {
     match bars {
         Some(b) if b.len() <= depth => Arc::clone(b),
         Some(b) => Arc::from(&b[b.len() - depth..]),

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use super::account_reading::{cap_to_account, current_prices, marks};
-use super::batch::BarsBySymbol;
+use super::batch::{BarsBySymbol, trimmed};
 use super::cached::MarketCache;
 use super::feed::MarketFeed;
 use super::market::{self, Series};
@@ -360,7 +360,7 @@ impl ViewReader {
                         ..MarketView::default()
                     });
                 }
-                let bars = bars.of(&request.symbols)?;
+                let bars = bars.of(&request.symbols, request.needs.bars)?;
                 let held = held.clone()?;
                 let account = match (&account, request.needs.account) {
                     (Some(account), true) => Some(account.clone()?),
@@ -433,8 +433,12 @@ impl RoundBars {
         self.fetched.is_ok() || symbols.iter().all(|s| self.cached.contains_key(s))
     }
 
-    /// One view's bars: its own symbols, or the fetch's error if it needed the fetch.
-    fn of(&self, symbols: &[Symbol]) -> Result<BarsBySymbol, BrokerError> {
+    /// One view's bars: the newest `depth` of each of its own symbols, or the fetch's error if
+    /// it needed the fetch. The round reads at the deepest depth any view asks for (and the
+    /// cache may hold deeper windows); a view still holds only what its instance asked for, so
+    /// a core that uses its whole window (volatility, VaR) does not decide differently because
+    /// another instance on the same bars asked for more.
+    fn of(&self, symbols: &[Symbol], depth: usize) -> Result<BarsBySymbol, BrokerError> {
         // Sized up front: collected, the map grows (and rehashes) on the way, once per view.
         let mut bars = SymbolMap::with_capacity_and_hasher(symbols.len(), Default::default());
         for s in symbols {
@@ -444,7 +448,7 @@ impl RoundBars {
                 (None, Err(e)) => return Err(e.clone()),
             };
             if let Some(found) = found {
-                bars.insert(s.clone(), Arc::clone(found));
+                bars.insert(s.clone(), trimmed(Some(found), depth));
             }
         }
         Ok(bars)
@@ -487,10 +491,10 @@ mod tests {
         };
         let cached_only = [sym("SPY")];
         assert!(bars.serves(&cached_only));
-        assert_eq!(bars.of(&cached_only).unwrap()[&sym("SPY")].len(), 3);
+        assert_eq!(bars.of(&cached_only, 3).unwrap()[&sym("SPY")].len(), 3);
         let needs_the_fetch = [sym("SPY"), sym("QQQ")];
         assert!(!bars.serves(&needs_the_fetch));
-        let error = bars.of(&needs_the_fetch).unwrap_err();
+        let error = bars.of(&needs_the_fetch, 3).unwrap_err();
         assert!(error.to_string().contains("the venue is down"), "{error}");
     }
 
@@ -503,10 +507,31 @@ mod tests {
                 (sym("DIA"), window(4)),
             ])),
         };
-        let view = bars.of(&[sym("SPY"), sym("QQQ")]).unwrap();
+        let view = bars.of(&[sym("SPY"), sym("QQQ")], 3).unwrap();
         let mut got: Vec<_> = view.iter().map(|(s, b)| (s.to_string(), b.len())).collect();
         got.sort();
         assert_eq!(got, [("QQQ".to_owned(), 2), ("SPY".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn a_view_holds_the_newest_bars_its_instance_asked_for_not_the_rounds_deepest() {
+        let deep: Arc<[crate::domain::Bar]> = (0..5)
+            .map(|i| crate::domain::Bar::flat(Utc::now(), f64::from(i)))
+            .collect();
+        let bars = RoundBars {
+            cached: SymbolMap::from_iter([(sym("SPY"), Arc::clone(&deep))]),
+            fetched: Ok(SymbolMap::from_iter([(sym("QQQ"), Arc::clone(&deep))])),
+        };
+        let view = bars.of(&[sym("SPY"), sym("QQQ")], 2).unwrap();
+        for s in ["SPY", "QQQ"] {
+            let closes: Vec<f64> = view[&sym(s)].iter().map(|b| b.close).collect();
+            assert_eq!(closes, [3.0, 4.0], "{s}");
+        }
+        let whole = bars.of(&[sym("SPY")], 5).unwrap();
+        assert!(
+            Arc::ptr_eq(&whole[&sym("SPY")], &deep),
+            "as deep as asked: shared"
+        );
     }
 
     #[test]
