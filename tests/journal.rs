@@ -283,12 +283,13 @@ async fn missing_and_present_signals_commit_at_the_first_try_on_postgresql() {
             at: chrono::Utc::now(),
             instance: InstanceId::parse(&format!("m{i:02}")).unwrap(),
             symbol: Symbol::parse("SPY").unwrap(),
-            action: "hold",
+            // Not a bare hold, whose signal would go in its tick's JSON: a row of its own.
+            action: "no_data",
             side: None,
             qty: None,
             signal: *signal,
             decided_on: None,
-            reason: Some("within threshold".into()),
+            reason: Some("3 of 20 bars".into()),
             detail: None,
         };
         assert!(journal.record_decisions(vec![hold]));
@@ -301,6 +302,57 @@ async fn missing_and_present_signals_commit_at_the_first_try_on_postgresql() {
         .unwrap();
     let stored: Vec<Option<f64>> = rows.iter().map(|r| r.get("signal")).collect();
     assert_eq!(stored, signals);
+
+    // A tick's bare holds, one row on PostgreSQL too, export as the decisions they were.
+    let t = chrono::Utc::now();
+    let holds: Vec<DecisionEntry> = signals[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, signal)| DecisionEntry {
+            at: t,
+            instance: InstanceId::parse("m99").unwrap(),
+            symbol: Symbol::parse(["SPY", "QQQ", "IWM"][i]).unwrap(),
+            action: "hold",
+            side: None,
+            qty: None,
+            signal: *signal,
+            decided_on: None,
+            reason: Some("within threshold".into()),
+            detail: None,
+        })
+        .collect();
+    assert!(journal.record_decisions(holds));
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hold_ticks")
+        .fetch_one(journal.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    let mut out = Vec::new();
+    let exported = herd::journal::export(
+        journal.pool(),
+        herd::journal::ExportKind::Decisions,
+        t - chrono::TimeDelta::seconds(1),
+        t + chrono::TimeDelta::seconds(1),
+        herd::journal::ExportFormat::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let holds: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["instance"] == "m99")
+        .collect();
+    assert!(exported >= 3);
+    let symbols: Vec<&str> = holds
+        .iter()
+        .map(|v| v["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(symbols, ["SPY", "QQQ", "IWM"]);
+    let exported_signals: Vec<Option<f64>> = holds.iter().map(|v| v["signal"].as_f64()).collect();
+    assert_eq!(exported_signals, signals[..3]);
 }
 
 /// `herd run` in `dir` against the embedded simulator; returns its exit code and stderr.

@@ -101,9 +101,11 @@ pub struct DecisionEntry {
 
 impl DecisionEntry {
     /// A hold of the deciding instance's own: every value but its time, instance, symbol,
-    /// signal and reason is the same for all of them (no side, quantity, bar or detail).
+    /// signal and reason is the same for all of them (no side, quantity, bar or detail), so a
+    /// tick's are journaled as one row (`hold_ticks`).
     pub(super) fn is_bare_hold(&self) -> bool {
         self.action == "hold"
+            && self.reason.is_some()
             && self.detail.is_none()
             && self.side.is_none()
             && self.qty.is_none()
@@ -282,26 +284,65 @@ pub(super) async fn write_decisions(
     Ok(())
 }
 
-/// Several [bare holds](DecisionEntry::is_bare_hold) in one multi-row INSERT (at most
-/// [`ROWS_PER_INSERT`]): the same rows [`write_decisions`] would write, with half the
-/// parameters.
-pub(super) async fn write_holds(
+/// An instance-tick's [bare holds](DecisionEntry::is_bare_hold), journaled as one row of
+/// `hold_ticks`: SQLite's cost is mostly per row, and these are nearly every decision.
+#[derive(Debug)]
+pub(super) struct HoldTick<'a> {
+    at: DateTime<Utc>,
+    instance: &'a InstanceId,
+    /// Symbol, signal (finite, or none) and reason of each hold, in the tick's order.
+    holds: Vec<(&'a str, Option<f64>, &'a str)>,
+}
+
+impl<'a> HoldTick<'a> {
+    pub(super) fn new(first: &'a DecisionEntry) -> Self {
+        let mut tick = Self {
+            at: first.at,
+            instance: &first.instance,
+            holds: Vec::with_capacity(8),
+        };
+        tick.holds.push(Self::hold(first));
+        tick
+    }
+
+    /// Adds `d` when it is a hold of this tick (same instance and time); otherwise gives it
+    /// back.
+    pub(super) fn add(&mut self, d: &'a DecisionEntry) -> Result<(), &'a DecisionEntry> {
+        if d.at != self.at || d.instance != *self.instance {
+            return Err(d);
+        }
+        self.holds.push(Self::hold(d));
+        Ok(())
+    }
+
+    fn hold(d: &'a DecisionEntry) -> (&'a str, Option<f64>, &'a str) {
+        (
+            d.symbol.as_str(),
+            d.signal.filter(|s| s.is_finite()),
+            d.reason.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
+/// The holds of a `hold_ticks` row, as `herd journal export` and the tests read them back.
+pub(super) fn unpack_holds(json: &str) -> Result<Vec<(String, Option<f64>, String)>, String> {
+    serde_json::from_str(json).map_err(|e| e.to_string())
+}
+
+/// Several ticks' bare holds in one multi-row INSERT (at most [`ROWS_PER_INSERT`] ticks).
+pub(super) async fn write_hold_ticks(
     tx: &mut Transaction<'static, Any>,
-    holds: &[&DecisionEntry],
+    ticks: &[HoldTick<'_>],
     dialect: Dialect,
 ) -> Result<(), sqlx::Error> {
-    if holds.is_empty() {
+    if ticks.is_empty() {
         return Ok(());
     }
-    let sql = insert_sql(Rows::Holds, holds.len(), dialect);
+    let sql = insert_sql(Rows::HoldTicks, ticks.len(), dialect);
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for d in holds {
-        query = query
-            .bind(ms(d.at))
-            .bind(d.instance.as_str())
-            .bind(d.symbol.as_str())
-            .bind(d.signal.filter(|s| s.is_finite()))
-            .bind(d.reason.as_deref());
+    for t in ticks {
+        let holds = serde_json::to_string(&t.holds).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        query = query.bind(ms(t.at)).bind(t.instance.as_str()).bind(holds);
     }
     query.execute(&mut **tx).await?;
     Ok(())

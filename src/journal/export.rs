@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use super::entry::rebuilt_detail;
+use super::entry::{rebuilt_detail, unpack_holds};
 use super::read::from_ms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -33,6 +33,15 @@ pub enum ExportError {
     Write(#[from] std::io::Error),
     #[error("cannot write the export: {0}")]
     Csv(#[from] csv::Error),
+    #[error(
+        "the journal's hold_ticks row of {instance} at {at} ms is not a list of holds ({detail}); \
+         restore the journal from a backup"
+    )]
+    Holds {
+        instance: String,
+        at: i64,
+        detail: String,
+    },
 }
 
 /// A column's stored type.
@@ -138,6 +147,53 @@ fn fill_in_detail(values: &mut [serde_json::Value]) {
     values[detail] = Value::String(rebuilt);
 }
 
+/// The holds journaled a tick to a row (`hold_ticks`) in `[from, to)`, each as the decision
+/// record the `decisions` table would have held, oldest first.
+async fn hold_records(
+    pool: &AnyPool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(i64, Vec<serde_json::Value>)>, ExportError> {
+    use serde_json::Value;
+    let rows = sqlx::query(
+        "SELECT at, instance, holds FROM hold_ticks WHERE at >= $1 AND at < $2 ORDER BY at",
+    )
+    .bind(from.timestamp_millis())
+    .bind(to.timestamp_millis())
+    .fetch_all(pool)
+    .await?;
+    let mut records = Vec::with_capacity(rows.len() * 5);
+    for row in &rows {
+        let at: i64 = row.try_get("at")?;
+        let instance: String = row.try_get("instance")?;
+        let packed: String = row.try_get("holds")?;
+        let holds = unpack_holds(&packed).map_err(|detail| ExportError::Holds {
+            instance: instance.clone(),
+            at,
+            detail,
+        })?;
+        let time = Time("at").value(row)?;
+        for (symbol, signal, reason) in holds {
+            let mut values: Vec<Value> = DECISIONS
+                .iter()
+                .map(|c| match c.name() {
+                    "at" => time.clone(),
+                    "instance" => Value::String(instance.clone()),
+                    "symbol" => Value::String(symbol.clone()),
+                    "action" => Value::String("hold".into()),
+                    "signal" => signal.map_or(Value::Null, Value::from),
+                    "reason" => Value::String(reason.clone()),
+                    "detail" => Value::String(String::new()),
+                    _ => Value::Null,
+                })
+                .collect();
+            fill_in_detail(&mut values);
+            records.push((at, values));
+        }
+    }
+    Ok(records)
+}
+
 /// Writes the records of `kind` whose time is in `[from, to)` to `out`, oldest first; returns
 /// how many.
 pub async fn export(
@@ -163,6 +219,7 @@ pub async fn export(
         .bind(to.timestamp_millis())
         .fetch_all(pool)
         .await?;
+    // Each record with its time in milliseconds, to merge decisions with the ticks' holds.
     let mut records = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut values = columns
@@ -172,8 +229,19 @@ pub async fn export(
         if kind == ExportKind::Decisions {
             fill_in_detail(&mut values);
         }
-        records.push(values);
+        records.push((
+            row.try_get::<Option<i64>, _>(time)?.unwrap_or_default(),
+            values,
+        ));
     }
+    if kind == ExportKind::Decisions {
+        let holds = hold_records(pool, from, to).await?;
+        // Both are in time order: a stable sort of the two runs keeps decisions first at
+        // equal times, and runs in linear time on two sorted runs.
+        records.extend(holds);
+        records.sort_by_key(|(at, _)| *at);
+    }
+    let records: Vec<Vec<serde_json::Value>> = records.into_iter().map(|(_, v)| v).collect();
     match format {
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(out);

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "order lease epoch",
         include_str!("migrations/0003_order_lease_epoch.sql"),
     ),
+    (
+        4,
+        "hold ticks",
+        include_str!("migrations/0004_hold_ticks.sql"),
+    ),
 ];
 
 /// Connections for the writer, the readers (`/orders`, export) and retention.

@@ -25,6 +25,7 @@ pub(super) async fn prune(pool: &AnyPool, keep: Duration) -> Result<u64, sqlx::E
         .join(", ");
     let statements = [
         "DELETE FROM decisions WHERE at < $1".to_owned(),
+        "DELETE FROM hold_ticks WHERE at < $1".to_owned(),
         "DELETE FROM fills WHERE at < $1".to_owned(),
         "DELETE FROM admin_actions WHERE at < $1".to_owned(),
         "DELETE FROM actor_stops WHERE at < $1".to_owned(),

@@ -1,5 +1,5 @@
-//! The text of the multi-row INSERTs the journal's writer groups rows into (decisions, bare
-//! holds, actor stops): their size, their placeholders for each database, and the texts kept
+//! The text of the multi-row INSERTs the journal's writer groups rows into (decisions, ticks'
+//! bare holds, actor stops): their size, their placeholders for each database, and the texts kept
 //! for the sizes the writer uses.
 //!
 //! Invariant: a text is the same whether built or kept, for its kind, row count and dialect.
@@ -26,54 +26,29 @@ pub(super) enum Dialect {
     Postgres,
 }
 
-/// One value of a row in a multi-row INSERT: a bound parameter, or SQL written into the
-/// statement (a value every row of it shares).
-#[derive(Clone, Copy)]
-enum Cell {
-    Param,
-    Sql(&'static str),
-}
+/// Parameters a decision row binds: every column.
+const DECISION_CELLS: usize = 10;
+/// Parameters a row of a tick's [bare holds](super::entry::DecisionEntry::is_bare_hold)
+/// binds: its time, its instance and the holds as one JSON text.
+const HOLD_TICK_CELLS: usize = 3;
+const STOP_CELLS: usize = 5;
 
-use Cell::{Param, Sql};
-
-/// A decision row: every value bound.
-const DECISION_ROW: [Cell; 10] = [Param; 10];
-/// A [bare hold](super::entry::DecisionEntry::is_bare_hold) row: at, instance, symbol, signal and reason
-/// bound; its action, its empty side, quantity, bar and detail written once in the statement.
-/// Half the parameters of a decision row, for nearly every decision: binding was about a
-/// third of SQLite's thread and most of the writer's own CPU (sqlx copies each value once, and
-/// SQLite copies each text and clears each parameter after the statement).
-const HOLD_ROW: [Cell; 10] = [
-    Param,
-    Param,
-    Param,
-    Sql("'hold'"),
-    Sql("NULL"),
-    Sql("NULL"),
-    Param,
-    Sql("NULL"),
-    Param,
-    Sql("''"),
-];
-const STOP_ROW: [Cell; 5] = [Param; 5];
-
-/// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows shaped as `row`, written into
-/// one string (a string per parameter, joined, was 6 % of herd's CPU at 1,000 instances: the
-/// writer builds one of these per statement).
-fn values_list(rows: usize, row: &[Cell], dialect: Dialect) -> String {
+/// `(…), (…)`: the VALUES of a multi-row INSERT of `rows` rows of `cells` parameters each,
+/// written into one string (a string per parameter, joined, was 6 % of herd's CPU at 1,000
+/// instances: the writer builds one of these per statement).
+fn values_list(rows: usize, cells: usize, dialect: Dialect) -> String {
     use std::fmt::Write as _;
-    let mut sql = String::with_capacity(rows * row.len() * 6);
+    let mut sql = String::with_capacity(rows * cells * 6);
     let mut param = 0;
     for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
-        for (c, cell) in row.iter().enumerate() {
+        for c in 0..cells {
             if c > 0 {
                 sql.push_str(", ");
             }
-            match (cell, dialect) {
-                (Sql(text), _) => sql.push_str(text),
-                (Param, Dialect::Sqlite) => sql.push('?'),
-                (Param, Dialect::Postgres) => {
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
                     param += 1;
                     // Writing to a String cannot fail.
                     let _ = write!(sql, "${param}");
@@ -89,25 +64,31 @@ fn values_list(rows: usize, row: &[Cell], dialect: Dialect) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Rows {
     Decisions,
-    Holds,
+    /// An instance-tick's bare holds, one row (`hold_ticks`).
+    HoldTicks,
     Stops,
 }
 
 impl Rows {
     fn head(self) -> &'static str {
         match self {
-            Self::Decisions | Self::Holds => DECISION_COLUMNS,
+            Self::Decisions => {
+                "INSERT INTO decisions \
+                 (at, instance, symbol, action, side, qty, signal, decided_on, reason, detail) \
+                 VALUES "
+            }
+            Self::HoldTicks => "INSERT INTO hold_ticks (at, instance, holds) VALUES ",
             Self::Stops => {
                 "INSERT INTO actor_stops (at, child, incarnation, reason, abnormal) VALUES "
             }
         }
     }
 
-    fn cells(self) -> &'static [Cell] {
+    fn cells(self) -> usize {
         match self {
-            Self::Decisions => &DECISION_ROW,
-            Self::Holds => &HOLD_ROW,
-            Self::Stops => &STOP_ROW,
+            Self::Decisions => DECISION_CELLS,
+            Self::HoldTicks => HOLD_TICK_CELLS,
+            Self::Stops => STOP_CELLS,
         }
     }
 }
@@ -135,10 +116,6 @@ pub(super) fn insert_sql(kind: Rows, rows: usize, dialect: Dialect) -> Arc<str> 
     Arc::clone(kept.entry((kind, rows, dialect)).or_insert_with(build))
 }
 
-/// The head of every INSERT of decisions, whichever shape its rows have.
-const DECISION_COLUMNS: &str = "INSERT INTO decisions \
-     (at, instance, symbol, action, side, qty, signal, decided_on, reason, detail) VALUES ";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,31 +123,21 @@ mod tests {
     #[test]
     fn a_values_list_numbers_parameters_across_rows_or_leaves_them_anonymous() {
         assert_eq!(
-            values_list(2, &[Param; 3], Dialect::Postgres),
+            values_list(2, 3, Dialect::Postgres),
             "($1, $2, $3), ($4, $5, $6)"
         );
-        assert_eq!(
-            values_list(2, &[Param; 2], Dialect::Sqlite),
-            "(?, ?), (?, ?)"
-        );
-        assert_eq!(values_list(1, &[Param], Dialect::Sqlite), "(?)");
-        // SQL shared by every row is written as is and numbers nothing.
-        let row = [Param, Sql("'hold'"), Param];
-        assert_eq!(
-            values_list(2, &row, Dialect::Postgres),
-            "($1, 'hold', $2), ($3, 'hold', $4)"
-        );
-        assert_eq!(values_list(1, &row, Dialect::Sqlite), "(?, 'hold', ?)");
+        assert_eq!(values_list(2, 2, Dialect::Sqlite), "(?, ?), (?, ?)");
+        assert_eq!(values_list(1, 1, Dialect::Sqlite), "(?)");
     }
 
     #[test]
     fn a_kept_statement_is_the_one_built_for_its_kind_size_and_dialect() {
         for (kind, rows, dialect) in [
-            (Rows::Holds, 4, Dialect::Sqlite),
+            (Rows::HoldTicks, 4, Dialect::Sqlite),
             (Rows::Decisions, 4, Dialect::Sqlite),
-            (Rows::Holds, 4, Dialect::Postgres),
+            (Rows::HoldTicks, 4, Dialect::Postgres),
             (Rows::Stops, ROWS_PER_INSERT, Dialect::Postgres),
-            (Rows::Holds, 3, Dialect::Sqlite),
+            (Rows::HoldTicks, 3, Dialect::Sqlite),
         ] {
             let built = format!(
                 "{}{}",
@@ -182,12 +149,12 @@ mod tests {
             assert_eq!(&*insert_sql(kind, rows, dialect), built);
         }
         assert!(Arc::ptr_eq(
-            &insert_sql(Rows::Holds, 8, Dialect::Sqlite),
-            &insert_sql(Rows::Holds, 8, Dialect::Sqlite)
+            &insert_sql(Rows::HoldTicks, 8, Dialect::Sqlite),
+            &insert_sql(Rows::HoldTicks, 8, Dialect::Sqlite)
         ));
         assert!(!Arc::ptr_eq(
-            &insert_sql(Rows::Holds, 3, Dialect::Sqlite),
-            &insert_sql(Rows::Holds, 3, Dialect::Sqlite)
+            &insert_sql(Rows::HoldTicks, 3, Dialect::Sqlite),
+            &insert_sql(Rows::HoldTicks, 3, Dialect::Sqlite)
         ));
     }
 }

@@ -230,20 +230,10 @@ async fn decisions_past_the_queue_are_dropped_and_counted_order_records_never() 
         });
     }
     journal.flush(Duration::from_secs(5)).await.unwrap();
-    let count = |table: &str| {
-        let sql = format!("SELECT COUNT(*) AS n FROM {table}");
-        let pool = journal.pool().clone();
-        async move {
-            use sqlx::Row;
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            row.try_get::<i64, _>("n").unwrap()
-        }
-    };
-    assert_eq!(count("decisions").await, 4);
-    assert_eq!(count("orders").await, 5);
+    // The two kept ticks: a row of holds each.
+    assert_eq!(count_rows(&journal, "hold_ticks").await, 2);
+    assert_eq!(exported_decisions(&journal).await.len(), 4);
+    assert_eq!(count_rows(&journal, "orders").await, 5);
     // Once written, the queue has room again.
     assert!(journal.record_decisions(tick(1)));
 }
@@ -299,51 +289,164 @@ async fn decisions_in_several_multi_row_inserts_keep_each_rows_values() {
         assert!(journal.record_decisions(tick));
     }
     journal.flush(Duration::from_secs(5)).await.unwrap();
-    use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT at, instance, symbol, action, side, qty, signal, decided_on, reason, detail \
-         FROM decisions ORDER BY at",
-    )
-    .fetch_all(journal.pool())
-    .await
-    .unwrap();
+    let rows = exported_decisions(&journal).await;
     assert_eq!(rows.len(), n);
+    let time = |ms: i64| {
+        Utc.timestamp_millis_opt(ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
     for (i, row) in rows.iter().enumerate() {
         let odd = i % 2 == 1;
-        assert_eq!(row.get::<i64, _>("at"), FIRST_MS + i as i64);
-        assert_eq!(row.get::<String, _>("instance"), format!("m{i}"));
+        assert_eq!(row["at"], time(FIRST_MS + i as i64));
+        assert_eq!(row["instance"], format!("m{i}"));
+        assert_eq!(row["action"], if odd { "order" } else { "hold" });
+        assert_eq!(row["side"].as_str(), odd.then_some("buy"));
+        assert_eq!(row["qty"].as_str(), odd.then(|| i.to_string()).as_deref());
+        assert_eq!(row["symbol"], "SPY");
+        let signal = (i % 5 > 1).then(|| i as f64 / 1000.0);
+        assert_eq!(row["signal"].as_f64(), signal);
         assert_eq!(
-            row.get::<String, _>("action"),
-            if odd { "order" } else { "hold" }
+            row["decided_on"].as_str(),
+            odd.then(|| time(FIRST_MS + i as i64 + 1)).as_deref()
         );
-        assert_eq!(
-            row.get::<Option<String>, _>("side").as_deref(),
-            odd.then_some("buy")
-        );
-        assert_eq!(
-            row.get::<Option<String>, _>("qty"),
-            odd.then(|| i.to_string())
-        );
-        assert_eq!(row.get::<String, _>("symbol"), "SPY");
-        assert_eq!(
-            row.get::<Option<f64>, _>("signal"),
-            (i % 5 > 1).then(|| i as f64 / 1000.0)
-        );
-        assert_eq!(
-            row.get::<Option<i64>, _>("decided_on"),
-            odd.then(|| FIRST_MS + i as i64 + 1)
-        );
-        assert_eq!(
-            row.get::<String, _>("reason"),
-            format!("reason \"{i}\" — ok")
-        );
+        let reason = format!("reason \"{i}\" — ok");
+        assert_eq!(row["reason"], reason);
+        // A bare hold's detail is rebuilt by the export from its columns.
         let detail = if i % 4 == 0 {
-            String::new()
+            super::entry::rebuilt_detail("SPY", signal, &reason)
         } else {
             format!("{{\"i\":{i}}}")
         };
-        assert_eq!(row.get::<String, _>("detail"), detail);
+        assert_eq!(row["detail"], detail);
     }
+}
+
+/// Every decision `journal` holds, as `herd journal export` writes them (JSON lines), oldest
+/// first.
+async fn exported_decisions(journal: &Journal) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let (from, to) = (Utc.timestamp_millis_opt(0).unwrap(), Utc::now());
+    super::export(
+        journal.pool(),
+        super::ExportKind::Decisions,
+        from,
+        to + chrono::TimeDelta::days(1),
+        super::ExportFormat::Jsonl,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn count_rows(journal: &Journal, table: &str) -> i64 {
+    use sqlx::Row;
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(journal.pool())
+        .await
+        .unwrap()
+        .try_get::<i64, _>("n")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_ticks_bare_holds_are_one_row_and_export_as_the_decisions_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = roomy(&dir).await;
+    // More ticks than a statement holds, each of one instance at one time: four holds, then
+    // an order decision, then a fifth hold (it joins the tick's row, not a new one).
+    let ticks = ROWS_PER_INSERT + 20;
+    let symbols = ["AAPL", "MSFT", "SPY", "QQQ", "TSLA"];
+    for t in 0..ticks {
+        let instance = InstanceId::parse(&format!("momentum-{t}")).unwrap();
+        let hold = |s: usize| DecisionEntry {
+            at: nth_ms(t),
+            instance: instance.clone(),
+            symbol: Symbol::parse(symbols[s]).unwrap(),
+            signal: match s {
+                0 => Some(f64::INFINITY),
+                1 => None,
+                _ => Some((t * 10 + s) as f64 / 1000.0),
+            },
+            // Reasons that need escaping in JSON.
+            reason: Some(format!("no \"signal\"\t{s}").into()),
+            ..hold()
+        };
+        let mut tick: Vec<DecisionEntry> = (0..4).map(hold).collect();
+        tick.push(DecisionEntry {
+            action: "order",
+            side: Some("buy"),
+            qty: Some(Decimal::ONE),
+            decided_on: Some(nth_ms(t)),
+            detail: Some("{}".into()),
+            ..hold(4)
+        });
+        tick.push(hold(4));
+        assert!(journal.record_decisions(tick));
+    }
+    // Two ticks of the same instance at the same time are still two rows.
+    assert!(journal.record_decisions(vec![hold()]));
+    let again = journal.record_decisions(vec![DecisionEntry {
+        at: Utc::now(),
+        ..hold()
+    }]);
+    assert!(again);
+    journal.flush(Duration::from_secs(5)).await.unwrap();
+
+    assert_eq!(count_rows(&journal, "hold_ticks").await, ticks as i64 + 2);
+    assert_eq!(count_rows(&journal, "decisions").await, ticks as i64);
+    // A hold as journals before `hold_ticks` stored it: a row of its own, its detail empty.
+    let legacy = format!(
+        "INSERT INTO decisions (at, instance, symbol, action, signal, reason, detail) \
+         VALUES ({}, 'legacy', 'SPY', 'hold', 0.5, 'no signal', '')",
+        FIRST_MS - 1
+    );
+    sqlx::query(sqlx::AssertSqlSafe(legacy))
+        .execute(journal.pool())
+        .await
+        .unwrap();
+    let mut rows = exported_decisions(&journal).await;
+    assert_eq!(rows.len(), ticks * 6 + 3);
+    let first = rows.remove(0);
+    assert_eq!(first["instance"], "legacy");
+    assert_eq!(
+        first["detail"],
+        super::entry::rebuilt_detail("SPY", Some(0.5), "no signal")
+    );
+    for (t, tick) in rows.chunks(6).take(ticks).enumerate() {
+        // The order decision (from `decisions`) comes first at its time, then the holds in
+        // the tick's order.
+        assert_eq!(tick[0]["action"], "order");
+        assert_eq!(tick[0]["symbol"], "TSLA");
+        for (k, row) in tick[1..].iter().enumerate() {
+            let s = if k == 4 { 4 } else { k };
+            let signal = (s > 1).then(|| (t * 10 + s) as f64 / 1000.0);
+            let reason = format!("no \"signal\"\t{s}");
+            assert_eq!(row["instance"], format!("momentum-{t}"));
+            assert_eq!(row["symbol"], symbols[s]);
+            assert_eq!(row["action"], "hold");
+            assert_eq!(row["signal"].as_f64(), signal);
+            assert_eq!(row["reason"], reason);
+            assert!(row["side"].is_null() && row["qty"].is_null());
+            assert!(row["decided_on"].is_null());
+            assert_eq!(
+                row["detail"],
+                super::entry::rebuilt_detail(symbols[s], signal, &reason)
+            );
+        }
+    }
+    // Retention deletes them by time like every other decision.
+    let pruned = super::retention::prune(journal.pool(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(pruned >= ticks as u64 * 2 + 3);
+    assert_eq!(count_rows(&journal, "hold_ticks").await, 0);
 }
 
 #[tokio::test]

@@ -15,7 +15,9 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::entry::{ActorStop, DecisionEntry, Entry, write_decisions, write_holds, write_stops};
+use super::entry::{
+    ActorStop, DecisionEntry, Entry, HoldTick, write_decisions, write_hold_ticks, write_stops,
+};
 use super::statements::{Dialect, ROWS_PER_INSERT};
 
 /// Rows per transaction at most (an entry of a tick's decisions counts each): bounds a
@@ -111,20 +113,30 @@ fn fill(batch: &mut Vec<Queued>, first: Queued, mut next: impl FnMut() -> Option
 
 async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // Decisions and actor stops go in as multi-row INSERTs (bare holds in their own, with
-    // half the parameters); everything else one entry at a time, in order. They are all
-    // independent rows nothing else refers to, so grouping them (written before the next
-    // other entry) keeps every invariant.
+    // Decisions and actor stops go in as multi-row INSERTs (a tick's bare holds as one row of
+    // `hold_ticks`); everything else one entry at a time, in order. They are all independent
+    // rows nothing else refers to, so grouping them (written before the next other entry)
+    // keeps every invariant.
     let mut groups = Groups::default();
     for q in batch {
         match &q.entry {
             Entry::Decisions(ds) => {
+                // An entry is one tick: its holds join the row it opened, never another's.
+                let mut opened = false;
                 for d in ds {
                     if d.is_bare_hold() {
-                        groups.holds.push(d);
-                        if groups.holds.len() == ROWS_PER_INSERT {
-                            write_holds(&mut tx, &groups.holds, dialect).await?;
-                            groups.holds.clear();
+                        let joined = opened
+                            && groups
+                                .hold_ticks
+                                .last_mut()
+                                .is_some_and(|t| t.add(d).is_ok());
+                        if !joined {
+                            if groups.hold_ticks.len() == ROWS_PER_INSERT {
+                                write_hold_ticks(&mut tx, &groups.hold_ticks, dialect).await?;
+                                groups.hold_ticks.clear();
+                            }
+                            groups.hold_ticks.push(HoldTick::new(d));
+                            opened = true;
                         }
                     } else {
                         groups.decisions.push(d);
@@ -155,7 +167,7 @@ async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<()
 /// The rows waiting for their multi-row INSERT.
 #[derive(Default)]
 struct Groups<'a> {
-    holds: Vec<&'a DecisionEntry>,
+    hold_ticks: Vec<HoldTick<'a>>,
     decisions: Vec<&'a DecisionEntry>,
     stops: Vec<&'a ActorStop>,
 }
@@ -167,10 +179,10 @@ impl Groups<'_> {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         dialect: Dialect,
     ) -> Result<(), sqlx::Error> {
-        for rows in shaped(&self.holds) {
-            write_holds(tx, rows, dialect).await?;
+        for rows in shaped(&self.hold_ticks) {
+            write_hold_ticks(tx, rows, dialect).await?;
         }
-        self.holds.clear();
+        self.hold_ticks.clear();
         for rows in shaped(&self.decisions) {
             write_decisions(tx, rows, dialect).await?;
         }

@@ -124,8 +124,15 @@ mod tests {
             .iter()
             .map(|r| r.get::<String, _>("detail"))
             .collect();
-        let elided: Vec<bool> = stored.iter().map(String::is_empty).collect();
-        assert_eq!(elided, [true, true, true, true, false, false, false]);
+        // The four holds of its own went to `hold_ticks` (symbol, signal, reason: no JSON of
+        // the decision); the rest keep theirs.
+        assert_eq!(stored.len(), 3);
+        assert!(stored.iter().all(|d| !d.is_empty()));
+        let holds: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hold_ticks")
+            .fetch_one(journal.pool())
+            .await
+            .unwrap();
+        assert_eq!(holds, 4);
 
         let mut out = Vec::new();
         let n = export(
