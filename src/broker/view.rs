@@ -231,7 +231,18 @@ impl Round {
     /// Reads the views of one series and answers each. The answers' senders are kept out of
     /// the read, so a drain or a panic still answers every view (with `Draining`, `Panicked`).
     async fn answer(self, series: Series, views: Vec<Asked>) {
-        let (replies, asks): (Vec<_>, Vec<_>) = views.into_iter().map(|a| (a.reply, a.ask)).unzip();
+        // The asks are collected in place, in the queue's own allocation: unzipped into two new
+        // vectors, the larger was fresh memory every round (mimalloc returns a round's freed
+        // pages to the system before the next), and faulting its pages in was most of herd's
+        // page faults at 1,000 instances.
+        let mut replies = Vec::with_capacity(views.len());
+        let asks: Vec<Ask> = views
+            .into_iter()
+            .map(|a| {
+                replies.push(a.reply);
+                a.ask
+            })
+            .collect();
         let all = |error: BrokerError| replies.iter().map(|_| Err(error.clone())).collect();
         let results: Vec<ViewReply> = if self.draining {
             all(BrokerError::Draining)
