@@ -305,14 +305,14 @@ impl<'a> HoldTick<'a> {
         tick
     }
 
-    /// Adds `d` when it is a hold of this tick (same instance and time); otherwise gives it
-    /// back.
-    pub(super) fn add(&mut self, d: &'a DecisionEntry) -> Result<(), &'a DecisionEntry> {
+    /// Adds `d` when it is a hold of this tick (same instance and time); false, and nothing
+    /// added, otherwise.
+    pub(super) fn add(&mut self, d: &'a DecisionEntry) -> bool {
         if d.at != self.at || d.instance != *self.instance {
-            return Err(d);
+            return false;
         }
         self.holds.push(Self::hold(d));
-        Ok(())
+        true
     }
 
     fn hold(d: &'a DecisionEntry) -> (&'a str, Option<f64>, &'a str) {
@@ -325,8 +325,10 @@ impl<'a> HoldTick<'a> {
 }
 
 /// The holds of a `hold_ticks` row, as `herd journal export` and the tests read them back.
-pub(super) fn unpack_holds(json: &str) -> Result<Vec<(String, Option<f64>, String)>, String> {
-    serde_json::from_str(json).map_err(|e| e.to_string())
+pub(super) fn unpack_holds(
+    json: &str,
+) -> Result<Vec<(String, Option<f64>, String)>, serde_json::Error> {
+    serde_json::from_str(json)
 }
 
 /// Several ticks' bare holds in one multi-row INSERT (at most [`ROWS_PER_INSERT`] ticks).

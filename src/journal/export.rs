@@ -34,13 +34,13 @@ pub enum ExportError {
     #[error("cannot write the export: {0}")]
     Csv(#[from] csv::Error),
     #[error(
-        "the journal's hold_ticks row of {instance} at {at} ms is not a list of holds ({detail}); \
+        "the journal's hold_ticks row of {instance} at {at} ms is not a list of holds ({source}); \
          restore the journal from a backup"
     )]
     Holds {
         instance: String,
         at: i64,
-        detail: String,
+        source: serde_json::Error,
     },
 }
 
@@ -167,10 +167,10 @@ async fn hold_records(
         let at: i64 = row.try_get("at")?;
         let instance: String = row.try_get("instance")?;
         let packed: String = row.try_get("holds")?;
-        let holds = unpack_holds(&packed).map_err(|detail| ExportError::Holds {
+        let holds = unpack_holds(&packed).map_err(|source| ExportError::Holds {
             instance: instance.clone(),
             at,
-            detail,
+            source,
         })?;
         let time = Time("at").value(row)?;
         for (symbol, signal, reason) in holds {

@@ -617,3 +617,35 @@ async fn retention_deletes_old_records_but_never_a_working_order_or_a_held_posit
     );
     assert!(!restored.is_empty(), "a pruned journal is not a new one");
 }
+
+#[tokio::test]
+async fn a_hold_ticks_row_that_is_not_a_list_of_holds_fails_the_export_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = roomy(&dir).await;
+    execute(
+        &journal,
+        "INSERT INTO hold_ticks (at, instance, holds) VALUES (1772463600000, 'm7', '{\"no\": 1}')",
+    )
+    .await;
+    let mut out = Vec::new();
+    let failed = super::export(
+        journal.pool(),
+        super::ExportKind::Decisions,
+        Utc.timestamp_millis_opt(0).unwrap(),
+        Utc::now(),
+        super::ExportFormat::Csv,
+        &mut out,
+    )
+    .await
+    .unwrap_err();
+    let message = failed.to_string();
+    assert!(
+        matches!(failed, super::ExportError::Holds { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("hold_ticks row of m7 at 1772463600000 ms"),
+        "{message}"
+    );
+    assert!(out.is_empty(), "nothing half-written");
+}

@@ -125,11 +125,8 @@ async fn commit(pool: &AnyPool, dialect: Dialect, batch: &[Queued]) -> Result<()
                 let mut opened = false;
                 for d in ds {
                     if d.is_bare_hold() {
-                        let joined = opened
-                            && groups
-                                .hold_ticks
-                                .last_mut()
-                                .is_some_and(|t| t.add(d).is_ok());
+                        let joined =
+                            opened && groups.hold_ticks.last_mut().is_some_and(|t| t.add(d));
                         if !joined {
                             if groups.hold_ticks.len() == ROWS_PER_INSERT {
                                 write_hold_ticks(&mut tx, &groups.hold_ticks, dialect).await?;
