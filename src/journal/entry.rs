@@ -324,7 +324,7 @@ impl<'a> HoldTick<'a> {
     }
 }
 
-/// The holds of a `hold_ticks` row, as `herd journal export` and the tests read them back.
+/// The holds of a `hold_ticks` row, as [`HoldTick`] wrote them (`herd journal export` reads them).
 pub(super) fn unpack_holds(
     json: &str,
 ) -> Result<Vec<(String, Option<f64>, String)>, serde_json::Error> {

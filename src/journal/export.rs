@@ -174,7 +174,7 @@ async fn hold_records(
         })?;
         let time = Time("at").value(row)?;
         for (symbol, signal, reason) in holds {
-            let mut values: Vec<Value> = DECISIONS
+            let values: Vec<Value> = DECISIONS
                 .iter()
                 .map(|c| match c.name() {
                     "at" => time.clone(),
@@ -183,11 +183,10 @@ async fn hold_records(
                     "action" => Value::String("hold".into()),
                     "signal" => signal.map_or(Value::Null, Value::from),
                     "reason" => Value::String(reason.clone()),
-                    "detail" => Value::String(String::new()),
+                    "detail" => Value::String(rebuilt_detail(&symbol, signal, &reason)),
                     _ => Value::Null,
                 })
                 .collect();
-            fill_in_detail(&mut values);
             records.push((at, values));
         }
     }
