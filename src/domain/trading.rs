@@ -121,6 +121,10 @@ pub enum Action {
 /// (instance, symbol, side, `decided_on`), so the same decision can never become two orders.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OrderIntent {
+    /// Not written out: an intent is only ever written flattened into its [`Decision`], which
+    /// names the symbol already, and a JSON object should name each key once (RFC 8259; a
+    /// strict parser refuses a repeated one).
+    #[serde(skip_serializing)]
     pub symbol: Symbol,
     pub side: Side,
     pub qty: Decimal,
@@ -163,4 +167,46 @@ impl TradingState {
 pub struct Trading {
     pub state: TradingState,
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn an_order_decision_names_each_key_once() {
+        let symbol = Symbol::parse("SPY").unwrap();
+        let decision = Decision {
+            instance: None,
+            symbol: symbol.clone(),
+            signal: Some(0.5),
+            action: Action::Order(OrderIntent {
+                symbol,
+                side: Side::Buy,
+                qty: Decimal::ONE,
+                decided_on: Utc.with_ymd_and_hms(2026, 12, 7, 15, 0, 0).unwrap(),
+                reference_price: Some(100.0),
+                reason: "momentum above threshold".to_owned(),
+            }),
+        };
+        let text = serde_json::to_string(&decision).unwrap();
+        // serde_json keeps the last of a repeated key, so count the keys in the text itself.
+        let keys: Vec<&str> = text
+            .split('"')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|w| w[1].starts_with(':'))
+            .map(|w| w[0])
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(keys.len(), unique.len(), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["symbol"], "SPY");
+        assert_eq!(value["action"], "order");
+        assert_eq!(value["side"], "buy");
+    }
 }
