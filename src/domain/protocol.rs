@@ -170,7 +170,8 @@ pub struct InstanceStatus {
     pub positions: Vec<InstancePosition>,
     /// What a monitoring core (a risk manager) found on its last tick.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<serde_json::Value>,
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub report: Option<Arc<serde_json::value::RawValue>>,
 }
 
 /// One holding of an instance, with its P&L at a price.

@@ -33,6 +33,6 @@ impl StrategyActor {
                 by: self.deps.spec.id.clone(),
             });
         }
-        self.status.report = Some(report.details);
+        self.status.report = report.details;
     }
 }

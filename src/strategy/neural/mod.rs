@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use self::model::{Model, NetConfig};
 use self::work::{Finished, Work};
 use super::indicators::{mean_std, returns};
-use super::{CoreReport, Strategy};
+use super::{CoreReport, Strategy, report_details};
 use crate::domain::{
     Action, DataNeeds, Decision, HumanDuration, MarketView, OrderIntent, Side, Symbol, Timeframe,
 };
@@ -396,7 +396,7 @@ impl Strategy for NeuralForecast {
             })
             .collect();
         Some(CoreReport {
-            details: serde_json::json!({ "models": models }),
+            details: report_details(&serde_json::json!({ "models": models })),
             raised: Vec::new(),
             trading: None,
             gauges: None,

@@ -25,7 +25,7 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use serde::{Deserialize, Serialize};
 
 use super::book_risk::{BookFigures, Replayed, closes_at_common_times, figures};
-use super::{CoreReport, Strategy};
+use super::{CoreReport, Strategy, report_details};
 use crate::domain::{
     Action, Bar, DataNeeds, Decision, InstanceId, MarketView, OrderIntent, Side, Symbol, Timeframe,
     TradingState,
@@ -345,15 +345,15 @@ impl Strategy for RiskManager {
         let report = RiskReport {
             no_figures: figures.as_ref().err().cloned(),
             figures: figures.ok(),
-            active: now.clone(),
+            active: now,
         };
-        self.active = now;
         self.pending_report = Some(CoreReport {
-            details: serde_json::to_value(&report).unwrap_or_default(),
+            details: report_details(&report),
             raised: raised.iter().map(alert_name).collect(),
             trading: trading.map(|state| (state, describe(&report))),
             gauges,
         });
+        self.active = report.active;
         decisions
     }
 

@@ -152,7 +152,8 @@ fn figures_are_of_the_guarded_book_and_alerts_are_raised_once() {
     });
     rm.decide(&view());
     let first = rm.report().unwrap();
-    let details = &first.details;
+    let details: serde_json::Value =
+        serde_json::from_str(first.details.as_ref().unwrap().get()).unwrap();
     // Guarded: +10 and −5 SPY, a net long of 5 losing 5 USD a day.
     assert_eq!(details["figures"]["observations"], 10, "{details}");
     assert!(
@@ -189,8 +190,10 @@ fn too_few_observations_say_so_and_breach_nothing() {
     v.bars.insert(sym("SPY"), bars(&[100.0, 99.0, 98.0]));
     rm.decide(&v);
     let report = rm.report().unwrap();
+    let details: serde_json::Value =
+        serde_json::from_str(report.details.as_ref().unwrap().get()).unwrap();
     assert_eq!(
-        report.details["no_figures"],
+        details["no_figures"],
         "too few observations: 2 periods, at least 10 needed"
     );
     assert_eq!(report.trading, None);
