@@ -17,6 +17,7 @@
 //! weights are saved under the data directory and loaded at start, so a restart does not
 //! retrain. A model in use is replaced only once its successor is trained.
 
+mod forecast;
 pub mod model;
 pub mod work;
 
