@@ -328,7 +328,8 @@ async fn after_sigterm_no_queued_order_reaches_the_venue() {
         ));
     }
     let env = common::venue_env(&url, "queued-orders");
-    let mut herd = Herd::start(&config, &env);
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = Herd::start_in(dir.path(), &config, &env);
     herd.wait_log(|v| v["event"] == "order");
     let before = common::sim_requests(&url, "POST /v2/orders").await;
     herd.signal("TERM");
@@ -341,8 +342,28 @@ async fn after_sigterm_no_queued_order_reaches_the_venue() {
         herd.dump()
     );
     let dropped = herd.wait_log(|v| v["event"] == "orders_dropped_draining");
-    assert!(dropped["dropped"].as_u64().unwrap() >= 1, "{dropped}");
-    // Recorded: /orders is gone with the process, the journal keeps them as refused.
+    let dropped = dropped["dropped"].as_u64().unwrap();
+    assert!(dropped >= 1, "{dropped}");
     let summary = herd.wait_log(|v| v["event"] == "shutdown_summary");
     assert_eq!(summary["level"], "INFO", "{summary}");
+    // Recorded: /orders is gone with the process, the journal keeps each as refused, and why.
+    let (code, out, err) = common::journal_export(
+        dir.path(),
+        &[
+            "--kind",
+            "orders",
+            "--from",
+            "2000-01-01",
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let refused_draining = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|o| o["state"] == "refused")
+        .filter(|o| o["error"].as_str().is_some_and(|e| e.contains("draining")))
+        .count() as u64;
+    assert_eq!(refused_draining, dropped, "{out}");
 }
