@@ -6,10 +6,9 @@
 //! line-by-line rewrite of the OpenMetrics text, not a second encoder, so both formats always
 //! carry the same samples.
 //!
-//! Invariants of [`to_classic`], relied on from prometheus-client's encoder: metadata lines come
-//! before a family's samples, and samples carry no timestamps.
-
-use std::collections::HashSet;
+//! Invariants of [`to_classic`], relied on from prometheus-client's encoder: a family's metadata
+//! lines come before its samples, which come together, before the next family's metadata; and
+//! samples carry no timestamps.
 
 /// The content type of OpenMetrics text.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -73,7 +72,10 @@ pub fn to_classic(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
     // A family's HELP precedes its TYPE, and its classic name depends on the type.
     let mut pending_help: Option<(&str, String)> = None;
-    let mut created_of: HashSet<String> = HashSet::new();
+    // `<family>_created` while the samples are those of a family that has them: a family's
+    // samples follow its TYPE line, so one comparison per sample finds them (a set of every
+    // family's name, hashed per sample, was half of the rewrite).
+    let mut created: Option<String> = None;
     for line in openmetrics.lines() {
         if let Some(meta) = line.strip_prefix("# ") {
             let mut words = meta.splitn(3, ' ');
@@ -92,9 +94,8 @@ pub fn to_classic(openmetrics: &str) -> String {
                     let help = pending_help.take().filter(|(n, _)| *n == name);
                     flush_help(&mut out, help, Some(&classic_name));
                     push_line(&mut out, &format!("# TYPE {classic_name} {classic_type}"));
-                    if matches!(rest, "counter" | "histogram" | "summary") {
-                        created_of.insert(format!("{name}_created"));
-                    }
+                    created = matches!(rest, "counter" | "histogram" | "summary")
+                        .then(|| format!("{name}_created"));
                 }
                 // UNIT and EOF have no classic form; other comments pass through.
                 "UNIT" | "EOF" => {}
@@ -107,8 +108,10 @@ pub fn to_classic(openmetrics: &str) -> String {
             continue;
         }
         let sample = without_exemplar(line);
-        let name_end = sample.find(['{', ' ']).unwrap_or(sample.len());
-        if created_of.contains(&sample[..name_end]) {
+        if created
+            .as_deref()
+            .is_some_and(|name| is_sample_of(sample, name))
+        {
             continue;
         }
         push_line(&mut out, sample);
@@ -133,6 +136,13 @@ fn flush_help(out: &mut String, help: Option<(&str, String)>, renamed: Option<&s
     if let Some((name, text)) = help {
         push_line(out, &format!("# HELP {} {text}", renamed.unwrap_or(name)));
     }
+}
+
+/// Whether `sample` is a sample of the series named `name` (not of one whose name starts so).
+fn is_sample_of(sample: &str, name: &str) -> bool {
+    sample
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.starts_with(['{', ' ']))
 }
 
 fn push_line(out: &mut String, line: &str) {
@@ -246,6 +256,21 @@ mod tests {
         assert_eq!(
             classic,
             "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\n"
+        );
+    }
+
+    #[test]
+    fn only_the_created_samples_of_a_family_that_has_them_are_dropped() {
+        let classic = to_classic(
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 2\n\
+             h_created{a=\"b\"} 1.7e9\n# TYPE g_created gauge\ng_created 3\n# TYPE c counter\n\
+             c_total 4\nc_created_by 5\n# EOF\n",
+        );
+        assert_eq!(
+            classic,
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 1\nh_count 1\nh_sum 2\n\
+             # TYPE g_created gauge\ng_created 3\n# TYPE c_total counter\nc_total 4\n\
+             c_created_by 5\n"
         );
     }
 
