@@ -35,7 +35,9 @@ impl Forecaster {
         let second = Layer::new(tensors, "lstm2")?;
         let dense = Dense::new(tensors, "dense")?;
         let out = Dense::new(tensors, "out")?;
-        let fits = second.w_ih.ncols() == first.hidden
+        // Checked here, not left to the products below, which panic on sizes that disagree.
+        let fits = first.w_ih.ncols() == 1
+            && second.w_ih.ncols() == first.hidden
             && dense.weight.ncols() == second.hidden
             && out.weight.ncols() == dense.weight.nrows()
             && out.weight.nrows() == 1;
@@ -81,14 +83,16 @@ impl Layer {
     fn new(tensors: &HashMap<String, Tensor>, name: &str) -> Result<Self, ModelError> {
         let w_ih = matrix(tensors, &format!("{name}.weight_ih_l0"))?;
         let w_hh = matrix(tensors, &format!("{name}.weight_hh_l0"))?;
-        let bias = vector(tensors, &format!("{name}.bias_ih_l0"))?
-            + vector(tensors, &format!("{name}.bias_hh_l0"))?;
+        let b_ih = vector(tensors, &format!("{name}.bias_ih_l0"))?;
+        let b_hh = vector(tensors, &format!("{name}.bias_hh_l0"))?;
         let hidden = w_hh.ncols();
-        if w_hh.nrows() != 4 * hidden || w_ih.nrows() != 4 * hidden || bias.len() != 4 * hidden {
+        let gates = 4 * hidden;
+        if [w_hh.nrows(), w_ih.nrows(), b_ih.len(), b_hh.len()] != [gates; 4] {
             return Err(ModelError::Tensor(format!(
-                "{name}: gate weights are not 4 × {hidden} rows"
+                "{name}: gate weights and biases are not 4 × {hidden} rows"
             )));
         }
+        let bias = b_ih + b_hh;
         Ok(Self {
             w_ih,
             w_hh,
@@ -185,7 +189,50 @@ fn vector(tensors: &HashMap<String, Tensor>, name: &str) -> Result<DVector<f32>,
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Device;
+
     use super::*;
+
+    /// A network of `hidden` units on `inputs` inputs per step, every weight 0.1.
+    fn tensors(inputs: usize, hidden: usize) -> HashMap<String, Tensor> {
+        let t = |shape: &[usize]| Tensor::full(0.1f32, shape, &Device::Cpu).unwrap();
+        let mut all = HashMap::new();
+        for (layer, width) in [("lstm1", inputs), ("lstm2", hidden)] {
+            all.insert(format!("{layer}.weight_ih_l0"), t(&[4 * hidden, width]));
+            all.insert(format!("{layer}.weight_hh_l0"), t(&[4 * hidden, hidden]));
+            all.insert(format!("{layer}.bias_ih_l0"), t(&[4 * hidden]));
+            all.insert(format!("{layer}.bias_hh_l0"), t(&[4 * hidden]));
+        }
+        all.insert("dense.weight".into(), t(&[3, hidden]));
+        all.insert("dense.bias".into(), t(&[3]));
+        all.insert("out.weight".into(), t(&[1, 3]));
+        all.insert("out.bias".into(), t(&[1]));
+        all
+    }
+
+    #[test]
+    fn weights_of_sizes_that_disagree_are_an_error_not_a_panic() {
+        let forecaster = Forecaster::new(&tensors(1, 4)).unwrap();
+        assert!(forecaster.forecast(&[0.1, 0.5, 0.9]).unwrap().is_finite());
+        assert!(forecaster.forecast(&[]).is_err());
+        let two_inputs = Forecaster::new(&tensors(2, 4));
+        assert!(two_inputs.is_err(), "one close a step");
+        let mut short_bias = tensors(1, 4);
+        short_bias.insert(
+            "lstm2.bias_hh_l0".into(),
+            Tensor::zeros(&[15], candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
+        let Err(ModelError::Tensor(why)) = Forecaster::new(&short_bias) else {
+            panic!("a bias of 15 for 16 gates was taken");
+        };
+        assert!(why.contains("lstm2"), "{why}");
+        let mut missing = tensors(1, 4);
+        missing.remove("out.bias");
+        assert!(matches!(
+            Forecaster::new(&missing),
+            Err(ModelError::Unreadable(why)) if why.contains("out.bias")
+        ));
+    }
 
     #[test]
     fn tanh_by_exp_is_the_standard_librarys_to_f32_precision() {
